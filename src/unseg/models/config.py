@@ -1,0 +1,97 @@
+"""Typed configurations of the SAM-layout networks used by unseg."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamConfig:
+    """Shape of a Segment-Anything-layout network (image encoder, prompt encoder, mask decoder).
+
+    Attributes mirror ``segment_anything.build_sam``: the ViT image encoder works on square
+    ``img_size`` inputs cut into ``patch_size`` patches; ``prompt_dim`` is the width of the prompt
+    encoder, the encoder neck and the two-way transformer of the mask decoder.
+    """
+
+    img_size: int = 256
+    patch_size: int = 16
+    encoder_dim: int = 192
+    encoder_depth: int = 6
+    encoder_heads: int = 3
+    global_attn_indexes: tuple[int, ...] = (1, 3, 5)
+    window_size: int = 8
+    prompt_dim: int = 128
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 512
+    decoder_heads: int = 8
+    mask_in_chans: int = 16
+
+    @property
+    def embedding_size(self) -> int:
+        """Side of the image embedding grid."""
+        return self.img_size // self.patch_size
+
+    @property
+    def mask_size(self) -> int:
+        """Side of the mask logits the decoder predicts (4x the embedding grid)."""
+        return 4 * self.embedding_size
+
+    def __post_init__(self) -> None:
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.encoder_dim % self.encoder_heads:
+            raise ValueError("encoder_dim must be divisible by encoder_heads")
+        if not self.global_attn_indexes:
+            raise ValueError("global_attn_indexes needs at least one block (the early feature comes from the first)")
+        if max(self.global_attn_indexes) >= self.encoder_depth:
+            raise ValueError("global_attn_indexes refer to blocks beyond encoder_depth")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """The UnSeg noise generator: a SAM network plus the noise head (PAPER.md, "Generator").
+
+    ``noise_upscale`` extra 2x transposed-conv stages raise the noise resolution above the
+    decoder's 4x mask resolution (0 keeps the paper's 256 px noise for a 1024 px input).
+    """
+
+    sam: SamConfig = field(default_factory=SamConfig)
+    num_noise_tokens: int = 3
+    noise_dim: int = 32
+    noise_upscale: int = 1
+
+    @property
+    def noise_size(self) -> int:
+        """Side of the square noise map the generator outputs."""
+        return self.sam.mask_size * 2**self.noise_upscale
+
+
+@dataclass(frozen=True)
+class SurrogateConfig:
+    """The surrogate interactive segmenter: a SAM network with one mask output and no IoU head."""
+
+    sam: SamConfig = field(default_factory=lambda: SamConfig(img_size=128, patch_size=8, encoder_depth=4,
+                                                             global_attn_indexes=(1, 3)))
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain-dict form of a (nested) config dataclass, for JSON metadata."""
+    return asdict(config)
+
+
+def config_from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) config dataclass from :func:`config_to_dict` output; unknown keys fail."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        if name == "sam" and isinstance(value, dict):
+            value = config_from_dict(SamConfig, value)
+        elif name == "global_attn_indexes":
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)

@@ -1,0 +1,74 @@
+"""The UnSeg noise head: noise tokens read a fused early/final/decoder feature (HQ-SAM style)."""
+
+from __future__ import annotations
+
+import torch
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.mask_decoder import MLP
+from torch import nn
+
+
+def _upsample4x(in_chans: int, out_chans: int) -> nn.Sequential:
+    """Two 2x transposed convolutions (PAPER.md: early/final features upsampled 4x to 32 channels)."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_chans, out_chans, kernel_size=2, stride=2),
+        LayerNorm2d(out_chans),
+        nn.GELU(),
+        nn.ConvTranspose2d(out_chans, out_chans, kernel_size=2, stride=2),
+    )
+
+
+class NoiseHead(nn.Module):
+    """Turns noise-token outputs and image features into a noise map in [-1, 1].
+
+    fused = up4(early ViT feature) + up4(image embedding) + conv(decoder upscaled feature);
+    optional extra 2x stages raise its resolution; each noise token gives, through its own MLP,
+    hypernetwork weights over the fused channels; noise = tanh(weights . fused), one channel per token.
+    """
+
+    def __init__(
+        self,
+        encoder_dim: int,
+        prompt_dim: int,
+        num_tokens: int = 3,
+        noise_dim: int = 32,
+        extra_upscale: int = 0,
+    ) -> None:
+        super().__init__()
+        self.early_feature = _upsample4x(encoder_dim, noise_dim)
+        self.final_feature = _upsample4x(prompt_dim, noise_dim)
+        self.decoder_feature = nn.Sequential(
+            nn.Conv2d(prompt_dim // 8, noise_dim, kernel_size=3, padding=1),
+            LayerNorm2d(noise_dim),
+            nn.GELU(),
+            nn.Conv2d(noise_dim, noise_dim, kernel_size=3, padding=1),
+        )
+        self.upscale = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.ConvTranspose2d(noise_dim, noise_dim, kernel_size=2, stride=2),
+                    LayerNorm2d(noise_dim),
+                    nn.GELU(),
+                )
+                for _ in range(extra_upscale)
+            ]
+        )
+        self.token_mlps = nn.ModuleList(MLP(prompt_dim, prompt_dim, noise_dim, 3) for _ in range(num_tokens))
+
+    def forward(
+        self,
+        token_out: torch.Tensor,
+        early_feature: torch.Tensor,
+        image_embedding: torch.Tensor,
+        decoder_feature: torch.Tensor,
+    ) -> torch.Tensor:
+        """``token_out``: ``B x K x D``; returns ``B x K x H x W`` noise in [-1, 1]."""
+        fused = (
+            self.early_feature(early_feature)
+            + self.final_feature(image_embedding)
+            + self.decoder_feature(decoder_feature)
+        )
+        fused = self.upscale(fused)
+        weights = torch.stack([mlp(token_out[:, i]) for i, mlp in enumerate(self.token_mlps)], dim=1)
+        b, c, h, w = fused.shape
+        return torch.tanh((weights @ fused.view(b, c, h * w)).view(b, -1, h, w))

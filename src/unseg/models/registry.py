@@ -1,0 +1,65 @@
+"""Named presets of the generator and surrogate, and builders that use them (cf. SAM's build_sam)."""
+
+from __future__ import annotations
+
+from unseg.models.config import GeneratorConfig, SamConfig, SurrogateConfig
+from unseg.models.generator import NoiseGenerator
+from unseg.models.surrogate import InteractiveSegmenter
+
+# SAM ViT-B, as in segment_anything.build_sam_vit_b (1024 px, patch 16, 12 blocks).
+SAM_VIT_B = SamConfig(
+    img_size=1024,
+    patch_size=16,
+    encoder_dim=768,
+    encoder_depth=12,
+    encoder_heads=12,
+    global_attn_indexes=(2, 5, 8, 11),
+    window_size=14,
+    prompt_dim=256,
+    decoder_depth=2,
+    decoder_mlp_dim=2048,
+    decoder_heads=8,
+    mask_in_chans=16,
+)
+
+GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
+    # CPU default: ~4M-parameter ViT (dim 192, depth 6), 256 px input, 128 px noise map.
+    "small": GeneratorConfig(),
+    # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (PAPER.md); frozen SAM part loads
+    # from an official checkpoint file given by the user.
+    "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),
+}
+
+SURROGATE_PRESETS: dict[str, SurrogateConfig] = {
+    "small": SurrogateConfig(),
+    # Paper: same layout at 512 px input.
+    "vit_b": SurrogateConfig(
+        sam=SamConfig(**{**SAM_VIT_B.__dict__, "img_size": 512, "window_size": 14}),
+    ),
+}
+
+
+def _lookup(presets: dict, name: str, what: str):
+    if name not in presets:
+        raise KeyError(f"unknown {what} preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name]
+
+
+def generator_config(name: str) -> GeneratorConfig:
+    """The generator preset called ``name``."""
+    return _lookup(GENERATOR_PRESETS, name, "generator")
+
+
+def surrogate_config(name: str) -> SurrogateConfig:
+    """The surrogate preset called ``name``."""
+    return _lookup(SURROGATE_PRESETS, name, "surrogate")
+
+
+def build_generator(config: GeneratorConfig | str) -> NoiseGenerator:
+    """Randomly initialised generator from a config or preset name."""
+    return NoiseGenerator(generator_config(config) if isinstance(config, str) else config)
+
+
+def build_surrogate(config: SurrogateConfig | str) -> InteractiveSegmenter:
+    """Randomly initialised surrogate from a config or preset name."""
+    return InteractiveSegmenter(surrogate_config(config) if isinstance(config, str) else config)

@@ -1,0 +1,41 @@
+"""The per-pixel budget holds exactly on integer images."""
+
+import numpy as np
+import pytest
+
+from unseg.protection.budget import apply_budget, budget_levels, measured_linf
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_bound_exact_inside_and_outside(dtype):
+    rng = np.random.default_rng(0)
+    top = np.iinfo(dtype).max
+    image = rng.integers(0, top + 1, size=(37, 53, 3)).astype(dtype)
+    image[:3] = 0
+    image[-3:] = top
+    noise = rng.uniform(-1, 1, size=(37, 53, 3))
+    noise[5] = 1.0
+    region = np.zeros((37, 53), bool)
+    region[10:25, 5:40] = True
+    out = apply_budget(image, noise, region, 8 / 255, 2 / 255)
+    inside, outside = measured_linf(image, out, region)
+    assert inside <= budget_levels(8 / 255, top) and outside <= budget_levels(2 / 255, top)
+    assert inside == budget_levels(8 / 255, top)  # saturated noise reaches the budget
+    assert out.dtype == dtype
+
+
+def test_grayscale_gets_channel_mean_and_zero_budget_is_identity():
+    image = np.full((8, 8, 1), 100, np.uint8)
+    noise = np.ones((8, 8, 3))
+    out = apply_budget(image, noise, np.ones((8, 8), bool), 8 / 255, 0)
+    assert (out == 108).all()
+    assert (apply_budget(image, noise, np.zeros((8, 8), bool), 8 / 255, 0) == image).all()
+
+
+def test_bad_inputs():
+    with pytest.raises(TypeError):
+        apply_budget(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 3)), np.zeros((4, 4), bool))
+    with pytest.raises(ValueError):
+        apply_budget(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3)), np.zeros((4, 4), bool))
+    with pytest.raises(ValueError):
+        budget_levels(2.0)
