@@ -61,7 +61,11 @@ def _open(path: Path) -> Image.Image:
 
 def read_image(path: str | Path) -> LoadedImage:
     """Read an image file upright; see the module docstring for the returned layout."""
-    image = _open(Path(path))
+    return loaded_from_pil(_open(Path(path)))
+
+
+def loaded_from_pil(image: Image.Image) -> LoadedImage:
+    """Pixels of an (already upright) PIL image in the layout of :func:`read_image`."""
     alpha = None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image)

@@ -1,0 +1,368 @@
+"""Where images to protect and their prompts come from: mask folders, COCO files, box/point files.
+
+Every source is a list of :class:`ProtectItem`. An item's prompt is built lazily (reading a mask
+file, rasterising COCO polygons) so that a problem with one item is reported for that item and
+the rest still get processed. Problems with the source as a whole (unknown class, unreadable
+prompts file) raise :class:`SourceError` before any work is done.
+
+Prompts files (``--prompts``):
+
+* JSON: ``{"sub/image.jpg": {"boxes": [[x0, y0, x1, y1], ...], "points": [[x, y], ...],
+  "point_labels": [1, 0, ...]}, ...}``; keys are paths relative to the images folder, every
+  field optional, ``point_labels`` defaults to all positive (1).
+* CSV with a header row. Box rows: columns ``image,x0,y0,x1,y1``. Point rows: columns
+  ``image,x,y`` and optionally ``label`` (1 positive, 0 negative). One row per box or point;
+  an image may have many rows. Coordinates are image pixels, x to the right, y down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, read_mask
+from unseg.protection.protector import ImagePrompt
+
+
+class SourceError(ValueError):
+    """A source as a whole is unusable (bad folder, unknown class, malformed prompts file)."""
+
+
+class ItemError(ValueError):
+    """One item cannot be protected (missing or mismatched mask, ...); the others continue."""
+
+
+PromptBuilder = Callable[[tuple[int, int]], ImagePrompt]
+
+
+@dataclass
+class ProtectItem:
+    """One image to protect.
+
+    Attributes:
+        image_path: the input image file.
+        output_path: where its protected version goes, relative to the output folder (mirrors the
+            input folder layout; suffix .png, or .jpg for JPEG output).
+        description: short human-readable origin (relative input path), used in reports.
+        build_prompt: called with the image (height, width); returns its :class:`ImagePrompt` or
+            raises :class:`ItemError`.
+    """
+
+    image_path: Path
+    output_path: Path
+    description: str
+    build_prompt: PromptBuilder
+
+    def prompt(self, size: tuple[int, int]) -> ImagePrompt:
+        """The prompt for an image of ``size`` = (height, width)."""
+        return self.build_prompt(size)
+
+
+def _no_prompt(size: tuple[int, int]) -> ImagePrompt:
+    return ImagePrompt()
+
+
+def _failing(message: str) -> PromptBuilder:
+    def build(size: tuple[int, int]) -> ImagePrompt:
+        raise ItemError(message)
+
+    return build
+
+
+def list_images(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted, hidden files skipped), minus ``exclude`` trees."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceError(f"images folder not found: {folder}")
+    excluded = [Path(path).resolve() for path in exclude]
+    found = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if not path.is_file() or any(path.resolve().is_relative_to(root) for root in excluded):
+            continue
+        found.append(path)
+    return found
+
+
+def output_path_for(relative: Path, jpeg: bool) -> Path:
+    """Output path mirroring ``relative`` with the output format's suffix."""
+    return relative.with_suffix(".jpg" if jpeg else ".png")
+
+
+def _items(
+    images_dir: Path, relatives: Sequence[Path], builders: dict[Path, PromptBuilder], jpeg: bool
+) -> list[ProtectItem]:
+    """Items for ``relatives``; two inputs that would write the same output become item errors."""
+    items, owners = [], {}
+    for relative in relatives:
+        output = output_path_for(relative, jpeg)
+        builder = builders.get(relative, _no_prompt)
+        if output in owners:
+            builder = _failing(f"output {output.as_posix()} would overwrite the output of {owners[output]}")
+        else:
+            owners[output] = relative.as_posix()
+        items.append(ProtectItem(images_dir / relative, output, relative.as_posix(), builder))
+    return items
+
+
+def read_class_names(path: Path) -> dict[str, int]:
+    """Class name -> id from a text file (one name per line, line number = id, or "id name" lines)
+    or a JSON object (``{"name": id}`` or ``{"id": "name"}``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise SourceError(f"cannot read class names file {path}: {error}") from error
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SourceError(f"{path} is not valid JSON: {error}") from error
+        if not isinstance(data, dict):
+            raise SourceError(f"{path}: expected a JSON object of class names")
+        try:
+            if all(isinstance(value, int) for value in data.values()):
+                return {str(name): int(value) for name, value in data.items()}
+            return {str(name): int(key) for key, name in data.items()}
+        except ValueError as error:
+            raise SourceError(f"{path}: class ids must be integers ({error})") from error
+    names: dict[str, int] = {}
+    for index, line in enumerate(line.strip() for line in text.splitlines()):
+        if not line:
+            continue
+        head, _, rest = line.partition(" ")
+        if rest.strip() and head.rstrip(":").isdigit():
+            names[rest.strip()] = int(head.rstrip(":"))
+        else:
+            names[line] = index
+    return names
+
+
+def resolve_classes(classes: Sequence[str | int] | None, class_names: dict[str, int] | None) -> set[int] | None:
+    """Chosen class ids from ids and/or names; unknown names or ids raise :class:`SourceError`."""
+    if not classes:
+        return None
+    chosen = set()
+    for value in classes:
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            class_id = int(text)
+            if class_id < 0:
+                raise SourceError(f"class id must be non-negative, got {class_id}")
+            if class_names is not None and class_id not in class_names.values():
+                raise SourceError(f"unknown class id {class_id}; known ids: {sorted(set(class_names.values()))}")
+            chosen.add(class_id)
+        elif class_names is not None and text in class_names:
+            chosen.add(class_names[text])
+        else:
+            known = f"known names: {sorted(class_names)}" if class_names else "no class names given (use ids)"
+            raise SourceError(f"unknown class {text!r}; {known}")
+    return chosen
+
+
+def _mask_file(masks_dir: Path, relative: Path) -> Path | None:
+    """The mask for ``relative``: same relative folder and stem (PNG preferred), else same stem at top level."""
+    for folder in (masks_dir / relative.parent, masks_dir):
+        candidates = [folder / f"{relative.stem}{suffix}" for suffix in (".png", *IMAGE_SUFFIXES)]
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int]) -> PromptBuilder:
+    def build(size: tuple[int, int]) -> ImagePrompt:
+        if mask_path is None:
+            raise ItemError(f"no mask for {stem}")
+        try:
+            labels = read_mask(mask_path)
+        except ImageReadError as error:
+            raise ItemError(str(error)) from error
+        if labels.shape != size:
+            raise ItemError(f"mask {labels.shape[1]}x{labels.shape[0]} does not match image {size[1]}x{size[0]}")
+        present = set(np.unique(labels).tolist()) - ignore
+        selected = (present - {0}) if classes is None else (present & classes)
+        region = np.isin(labels, sorted(selected))
+        return ImagePrompt(mask=region, num_objects=len(selected) if region.any() else 0)
+
+    return build
+
+
+def folder_source(
+    images_dir: Path,
+    masks_dir: Path,
+    *,
+    classes: Sequence[str | int] | None = None,
+    class_names: dict[str, int] | None = None,
+    ignore_index: Iterable[int] = (),
+    jpeg: bool = False,
+    exclude: Iterable[Path] = (),
+) -> list[ProtectItem]:
+    """Images with masks matched by stem (binary 0/1, 0/255, or class-index PNGs).
+
+    The region is every non-zero, non-ignored label, or only ``classes`` when given (ids, or
+    names looked up in ``class_names``). ``num_objects`` counts the selected labels present.
+    """
+    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    if not masks_dir.is_dir():
+        raise SourceError(f"masks folder not found: {masks_dir}")
+    chosen = resolve_classes(classes, class_names)
+    ignore = {int(value) for value in ignore_index}
+    relatives = [path.relative_to(images_dir) for path in list_images(images_dir, [masks_dir, *exclude])]
+    builders = {rel: _mask_prompt(_mask_file(masks_dir, rel), rel.stem, chosen, ignore) for rel in relatives}
+    return _items(images_dir, relatives, builders, jpeg)
+
+
+def plain_source(images_dir: Path, *, jpeg: bool = False, exclude: Iterable[Path] = ()) -> list[ProtectItem]:
+    """Images without prompts: each gets the background budget only."""
+    images_dir = Path(images_dir)
+    relatives = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
+    return _items(images_dir, relatives, {}, jpeg)
+
+
+def coco_source(
+    images_dir: Path,
+    coco_file: Path,
+    *,
+    classes: Sequence[str | int] | None = None,
+    jpeg: bool = False,
+    exclude: Iterable[Path] = (),
+) -> list[ProtectItem]:
+    """Images of a COCO instances file (polygons or RLE); region = union of the selected instances.
+
+    ``classes`` are category ids or names (from the file's categories). Images in the folder
+    that the file does not list get the background budget only; images the file lists but the
+    folder lacks are item errors.
+    """
+    from pycocotools.coco import COCO
+
+    images_dir, coco_file = Path(images_dir), Path(coco_file)
+    if not coco_file.is_file():
+        raise SourceError(f"COCO file not found: {coco_file}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(coco_file))
+    except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as error:
+        raise SourceError(f"{coco_file} is not a COCO instances file: {error!r}") from error
+    names = {category["name"]: int(category["id"]) for category in coco.loadCats(coco.getCatIds())}
+    chosen = resolve_classes(classes, names)
+    chosen_ids = set(names.values()) if chosen is None else chosen
+    builders: dict[Path, PromptBuilder] = {}
+    for image_id, info in coco.imgs.items():
+        relative = Path(info["file_name"])
+        annotations = [ann for ann in coco.imgToAnns.get(image_id, []) if ann["category_id"] in chosen_ids]
+        builders[relative] = _coco_prompt(coco, info, annotations, images_dir / relative)
+    on_disk = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
+    relatives = sorted(set(on_disk) | set(builders))
+    return _items(images_dir, relatives, builders, jpeg)
+
+
+def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path) -> PromptBuilder:
+    def build(size: tuple[int, int]) -> ImagePrompt:
+        expected = (int(info["height"]), int(info["width"]))
+        if expected != size:
+            raise ItemError(f"COCO size {expected[1]}x{expected[0]} does not match image {size[1]}x{size[0]}")
+        region = np.zeros(size, dtype=bool)
+        for annotation in annotations:
+            region |= coco.annToMask(annotation).astype(bool)
+        return ImagePrompt(mask=region, num_objects=len(annotations) if region.any() else 0)
+
+    return build
+
+
+def prompts_source(
+    images_dir: Path, prompts_file: Path, *, jpeg: bool = False, exclude: Iterable[Path] = ()
+) -> list[ProtectItem]:
+    """Images with box/point prompts from a JSON or CSV file (format in the module docstring).
+
+    Images not in the file get the background budget only; entries whose image is missing are
+    item errors.
+    """
+    images_dir, prompts_file = Path(images_dir), Path(prompts_file)
+    entries = read_prompts_file(prompts_file)
+    builders: dict[Path, PromptBuilder] = {Path(name): _fixed(prompt) for name, prompt in entries.items()}
+    on_disk = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
+    relatives = sorted(set(on_disk) | set(builders))
+    return _items(images_dir, relatives, builders, jpeg)
+
+
+def _fixed(prompt: ImagePrompt) -> PromptBuilder:
+    return lambda size: prompt
+
+
+def read_prompts_file(path: Path) -> dict[str, ImagePrompt]:
+    """Image name -> prompt from a JSON or CSV prompts file; malformed files raise :class:`SourceError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"prompts file not found: {path}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SourceError(f"cannot read prompts file {path}: {error}") from error
+    try:
+        if path.suffix.lower() == ".json":
+            raw = _json_prompts(text)
+        elif path.suffix.lower() == ".csv":
+            raw = _csv_prompts(text)
+        else:
+            raise SourceError("prompts file must end in .json or .csv")
+        return {name: ImagePrompt(**fields) for name, fields in raw.items()}
+    except (ValueError, TypeError) as error:
+        raise SourceError(f"bad prompts file {path}: {error}") from error
+
+
+def _json_prompts(text: str) -> dict[str, dict[str, Any]]:
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError('expected {"image name": {"boxes": [...], "points": [...], "point_labels": [...]}}')
+    result = {}
+    for name, entry in data.items():
+        if not isinstance(entry, dict) or set(entry) - {"boxes", "points", "point_labels"}:
+            raise ValueError(f"entry {name!r} must be an object with keys boxes / points / point_labels")
+        fields = {key: np.asarray(value, dtype=np.float64) for key, value in entry.items() if value is not None}
+        if "boxes" in fields and (fields["boxes"].ndim != 2 or fields["boxes"].shape[1] != 4):
+            raise ValueError(f"entry {name!r}: boxes must be a list of [x0, y0, x1, y1]")
+        if "points" in fields and (fields["points"].ndim != 2 or fields["points"].shape[1] != 2):
+            raise ValueError(f"entry {name!r}: points must be a list of [x, y]")
+        result[name] = fields
+    return result
+
+
+BOX_COLUMNS = ("image", "x0", "y0", "x1", "y1")
+POINT_COLUMNS = ("image", "x", "y")
+
+
+def _csv_prompts(text: str) -> dict[str, dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text))
+    header = tuple(name.strip() for name in (reader.fieldnames or ()))
+    if set(BOX_COLUMNS) <= set(header):
+        kind = "boxes"
+    elif set(POINT_COLUMNS) <= set(header):
+        kind = "points"
+    else:
+        raise ValueError(f"CSV header must be {','.join(BOX_COLUMNS)} or {','.join(POINT_COLUMNS)}[,label], got {header}")
+    rows: dict[str, dict[str, list]] = {}
+    for line, row in enumerate(reader, start=2):
+        row = {key.strip(): (value or "").strip() for key, value in row.items() if key is not None}
+        try:
+            entry = rows.setdefault(row["image"], {kind: []} if kind == "boxes" else {"points": [], "point_labels": []})
+            if kind == "boxes":
+                entry["boxes"].append([float(row[column]) for column in BOX_COLUMNS[1:]])
+            else:
+                entry["points"].append([float(row["x"]), float(row["y"])])
+                entry["point_labels"].append(int(row["label"]) if row.get("label") else 1)
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"line {line}: {error}") from error
+        if not row["image"]:
+            raise ValueError(f"line {line}: empty image name")
+    return rows

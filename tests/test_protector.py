@@ -1,0 +1,138 @@
+"""The Protector API: exact budget for every prompt type, size and pixel format; determinism."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unseg.data.images import LoadedImage
+from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
+from unseg.protection import ImagePrompt, Protector, measured_linf
+
+TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
+                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
+    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
+    return path
+
+
+@pytest.fixture(scope="module")
+def protector(tiny_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Protector.load(tiny_path)
+
+
+def _image(height, width, channels=3, dtype=np.uint8, seed=0):
+    high = np.iinfo(dtype).max
+    return np.random.default_rng(seed).integers(0, high + 1, (height, width, channels), dtype=dtype)
+
+
+def _prompts(height, width):
+    mask = np.zeros((height, width), bool)
+    mask[: max(1, height // 2), : max(1, width // 2)] = True
+    box = [0, 0, max(1, width * 0.6), max(1, height * 0.6)]
+    point = [[width / 2, height / 2]]
+    return {
+        "mask": dict(mask=mask),
+        "box": dict(box=box),
+        "boxes": dict(box=[box, [width * 0.5, height * 0.5, width, height]]),
+        "points": dict(points=[point[0], [0, 0]], point_labels=[1, 0]),
+        "box+points": dict(box=box, points=point),
+        "mask+box": dict(mask=mask, box=box),
+        "none": {},
+    }
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (1, 7), (300, 17), (64, 64)])
+def test_bound_holds_for_every_prompt_and_size(protector, height, width):
+    image = _image(height, width)
+    for kind, prompt in _prompts(height, width).items():
+        result = protector.protect(image, **prompt)
+        diff = np.abs(result.pixels.astype(int) - image.astype(int)).max(axis=2)
+        assert result.pixels.shape == image.shape and result.pixels.dtype == np.uint8
+        assert (diff[result.region] <= 8).all() and (diff[~result.region] <= 2).all(), kind
+        assert result.noise.shape == (height, width, 3) and np.abs(result.noise).max() <= 1
+        assert result.stats["prompt"] == kind.replace("boxes", "box")
+        inside, outside = measured_linf(image, result.pixels, result.region)
+        assert (inside, outside) == (result.stats["linf_inside"], result.stats["linf_outside"])
+
+
+def test_region_follows_the_prompt_and_inside_exceeds_background(protector):
+    image = _image(48, 80)
+    mask = np.zeros((48, 80), bool)
+    mask[10:30, 20:50] = True
+    by_mask = protector.protect(image, mask=mask)
+    assert np.array_equal(by_mask.region, mask)
+    assert by_mask.stats["linf_inside"] > 2 and by_mask.stats["linf_outside"] <= 2
+    by_box = protector.protect(image, box=[20.5, 10, 50, 30])
+    expected = np.zeros_like(mask)
+    expected[10:30, 20:50] = True
+    assert np.array_equal(by_box.region, expected)
+    by_point = protector.protect(image, points=[[40, 20]])
+    assert by_point.region[20, 40]  # the disc around a positive point is always protected
+    nothing = protector.protect(image)
+    assert not nothing.region.any() and nothing.stats["num_objects"] == 0
+    assert np.abs(nothing.pixels.astype(int) - image).max() <= 2
+
+
+def test_pixel_formats_are_kept(protector):
+    gray16 = _image(33, 21, channels=1, dtype=np.uint16)
+    result = protector.protect(gray16, box=[2, 2, 15, 20])
+    assert result.pixels.dtype == np.uint16 and result.pixels.shape == gray16.shape
+    diff = np.abs(result.pixels.astype(int) - gray16.astype(int))[..., 0]
+    assert diff.max() > 8  # 16-bit levels: 8/255 of 65535 = 2056
+    assert (diff[result.region] <= 2056).all() and (diff[~result.region] <= 514).all()
+    gray2d = _image(20, 30, channels=1)[..., 0]
+    assert protector.protect(gray2d).pixels.shape == (20, 30)
+    rgba = np.dstack([_image(25, 26), np.full((25, 26), 7, np.uint8)])
+    result = protector.protect(rgba, box=[0, 0, 10, 10])
+    assert (result.alpha == 7).all() and result.pixels.shape == (25, 26, 3)
+    pil = protector.protect(Image.fromarray(rgba), box=[0, 0, 10, 10])
+    assert np.array_equal(pil.pixels, result.pixels)
+
+
+def test_deterministic_and_independent_of_batching(tiny_path, protector):
+    images = [_image(40, 50, seed=1), _image(30, 70, seed=2), _image(64, 20, seed=3)]
+    prompts = [ImagePrompt(boxes=[[1, 1, 20, 20]]), ImagePrompt(points=[[5, 5]]), ImagePrompt()]
+    batched = protector.protect_batch([LoadedImage(i) for i in images], prompts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = Protector.load(tiny_path)
+    singles = [again.protect(image, box=[1, 1, 20, 20]) for image in images[:1]]
+    assert np.array_equal(batched[0].pixels, singles[0].pixels)
+    rerun = protector.protect_batch([LoadedImage(i) for i in images], prompts)
+    assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(batched, rerun))
+
+
+def test_preset_is_seeded_and_flagged_untrained():
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        first = Protector.load("small", seed=3)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        second = Protector.load("small", seed=3)
+    assert not first.trained
+    for a, b in zip(first.generator.parameters(), second.generator.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_bad_input_is_rejected(protector):
+    image = _image(20, 20)
+    with pytest.raises(ValueError, match="does not match image"):
+        protector.protect(image, mask=np.ones((10, 10), bool))
+    with pytest.raises(ValueError, match="x1 > x0"):
+        protector.protect(image, box=[10, 10, 5, 15])
+    with pytest.raises(ValueError, match="outside"):
+        protector.protect(image, points=[[30, 5]])
+    with pytest.raises(TypeError, match="uint8 or uint16"):
+        protector.protect(image.astype(np.float32))
+    with pytest.raises(ValueError, match="must not exceed"):
+        Protector(protector.generator, name="x", trained=False, epsilon=2 / 255, epsilon_bg=8 / 255)
+    with pytest.raises(FileNotFoundError, match="neither a preset"):
+        Protector.load("no_such_file.safetensors")
