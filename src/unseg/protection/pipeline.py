@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from tqdm import tqdm
 
 from unseg.data.images import ImageReadError, LoadedImage, read_image, write_image
@@ -140,6 +141,8 @@ def _protect_batch(
     for item in batch:
         try:
             loaded = read_image(item.image_path)
+            if jpeg_quality is not None and loaded.pixels.dtype != np.uint8:
+                raise ValueError("16-bit image cannot be written as JPEG without losing depth; use PNG output")
             prompt = item.prompt(loaded.size)
             prompt.check_fits(*loaded.size)
             ready.append((item, loaded, prompt))

@@ -1,0 +1,190 @@
+"""``unseg protect`` end to end: outputs, manifest, resume, crash safety, errors, API parity."""
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from unseg.cli.main import app
+from unseg.data.images import read_image, write_image
+from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
+from unseg.protection import Protector
+
+TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
+                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
+RUNNER = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
+    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
+    return str(path)
+
+
+def _rgb(height, width, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def _dataset(root: Path) -> tuple[Path, Path]:
+    images, masks = root / "images", root / "masks"
+    (images / "sub").mkdir(parents=True)
+    masks.mkdir()
+    Image.fromarray(_rgb(37, 53, 1)).save(images / "a.png")
+    Image.fromarray(_rgb(20, 30, 2)).save(images / "sub" / "b.png")
+    labels = np.zeros((37, 53), np.uint8)
+    labels[5:20, 10:40] = 2
+    labels[30:, :] = 255
+    Image.fromarray(labels).save(masks / "a.png")
+    (masks / "sub").mkdir()
+    Image.fromarray(np.ones((20, 30), np.uint8)).save(masks / "sub" / "b.png")
+    return images, masks
+
+
+def _run(*args):
+    return RUNNER.invoke(app, ["protect", *map(str, args)])
+
+
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
+def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "out"
+    result = _run(images, out, "--masks", masks, "--ignore-index", "255", "--generator", tiny, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 protected, 0 skipped (already done), 0 failed" in result.stdout
+    assert "UNTRAINED" in result.stderr
+    records = {record["source"]: record for record in _manifest(out)}
+    assert records["a.png"]["linf_inside"] <= 8 and records["a.png"]["linf_outside"] <= 2
+    assert records["a.png"]["epsilon"] == {"fraction": 8 / 255, "levels": 8}
+    assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False}
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        protector = Protector.load(tiny)
+    labels = np.asarray(Image.open(masks / "a.png"))
+    api = protector.protect(images / "a.png", mask=(labels != 0) & (labels != 255))
+    write_image(tmp_path / "api.png", api.pixels, api.alpha)
+    assert (tmp_path / "api.png").read_bytes() == (out / "a.png").read_bytes()
+
+    before = {name: (out / name).read_bytes() for name in ("a.png", "sub/b.png")}
+    again = _run(images, out, "--masks", masks, "--ignore-index", "255", "--generator", tiny)
+    assert again.exit_code == 0 and "0 protected, 2 skipped" in again.stdout
+    assert len(_manifest(out)) == 2
+    assert all((out / name).read_bytes() == data for name, data in before.items())
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+def test_crash_mid_write_leaves_no_partial_file_and_rerun_completes(tmp_path, tiny, monkeypatch):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "out"
+    real_save = Image.Image.save
+
+    def partial_save(self, fp, *args, **kwargs):
+        Path(fp).write_bytes(b"\x89PNG half")
+        raise SimulatedCrash("power cut")
+
+    monkeypatch.setattr(Image.Image, "save", partial_save)
+    crashed = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert isinstance(crashed.exception, SimulatedCrash)
+    assert not [path for path in out.rglob("*.png")] and not list(out.rglob(".*"))
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    with (out / "manifest.jsonl").open("a") as handle:
+        handle.write('{"source": "a.png", "out')  # a line cut short by the crash
+    rerun = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert rerun.exit_code == 0 and "2 protected" in rerun.stdout
+    assert len(_manifest(out)) == 2 and read_image(out / "a.png").pixels.shape == (37, 53, 3)
+
+
+def test_bad_items_are_reported_and_the_rest_processed(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    (images / "corrupt.png").write_bytes(b"not an image at all")
+    Image.fromarray(_rgb(12, 12)).save(images / "nomask.png")
+    Image.fromarray(_rgb(9, 8)).save(images / "small.png")
+    Image.fromarray(np.ones((10, 10), np.uint8)).save(masks / "small.png")
+    Image.fromarray(np.ones((10, 10), np.uint8)).save(masks / "corrupt.png")
+    out = tmp_path / "out"
+    result = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert result.exit_code == 1
+    assert "2 protected, 0 skipped (already done), 3 failed" in result.stdout
+    assert "no mask for nomask" in result.stderr
+    assert "mask 10x10 does not match image 8x9" in result.stderr
+    assert "corrupt.png" in result.stderr and "cannot read" in result.stderr
+    assert (out / "a.png").is_file() and not (out / "nomask.png").exists()
+    assert sum("error" in record for record in _manifest(out)) == 3
+
+
+def test_bad_command_lines_exit_with_code_2(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "out"
+    (tmp_path / "bad.json").write_text("{broken")
+    cases = {
+        "images folder not found": [tmp_path / "nope", out],
+        "at most one of": [images, out, "--masks", masks, "--coco", tmp_path / "c.json"],
+        "unknown class 'car'": [images, out, "--masks", masks, "--classes", "car"],
+        "bad prompts file": [images, out, "--prompts", tmp_path / "bad.json"],
+        "masks folder not found": [images, out, "--masks", tmp_path / "nomasks"],
+        "neither a preset": [images, out, "--generator", "nonexistent.safetensors"],
+        "--epsilon-bg": [images, out, "--epsilon", "2", "--epsilon-bg", "4"],
+    }
+    for message, args in cases.items():
+        result = _run(*args, *(["--generator", tiny] if "--generator" not in args else []))
+        assert result.exit_code == 2, (message, result.output)
+        assert message in result.stderr, (message, result.stderr)
+    assert not out.exists()
+
+
+def test_formats_coco_prompts_exif_and_jpeg(tmp_path, tiny):
+    images = tmp_path / "images"
+    images.mkdir()
+    gray16 = np.random.default_rng(0).integers(0, 65536, (21, 33), dtype=np.uint16)
+    Image.fromarray(gray16).save(images / "gray16.png")
+    rgba = np.dstack([_rgb(16, 24), np.arange(16 * 24, dtype=np.uint8).reshape(16, 24)])
+    Image.fromarray(rgba, "RGBA").save(images / "rgba.png")
+    raw = np.full((20, 40, 3), 30, np.uint8)
+    raw[:, 20:] = 220  # stored dark left / bright right: upright it is dark top / bright bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to view
+    Image.fromarray(raw).save(images / "rotated.jpg", exif=exif, quality=95)
+    coco = {"images": [{"id": 1, "file_name": "rgba.png", "height": 16, "width": 24}],
+            "categories": [{"id": 1, "name": "thing"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "area": 20,
+                             "bbox": [1, 1, 10, 10], "segmentation": [[1, 1, 11, 1, 11, 11, 1, 11]]}]}
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    result = _run(images, out, "--coco", tmp_path / "coco.json", "--classes", "thing", "--generator", tiny)
+    assert result.exit_code == 0, result.output
+
+    protected16 = Image.open(out / "gray16.png")
+    assert protected16.mode.startswith("I") and np.asarray(protected16).shape == (21, 33)
+    diff16 = np.abs(np.asarray(protected16).astype(int) - gray16)
+    assert 0 < diff16.max() <= 514  # background only: 2/255 of 65535
+    protected_rgba = np.asarray(Image.open(out / "rgba.png"))
+    assert protected_rgba.shape == (16, 24, 4) and np.array_equal(protected_rgba[..., 3], rgba[..., 3])
+    upright = read_image(images / "rotated.jpg").pixels
+    protected_rot = np.asarray(Image.open(out / "rotated.png"))
+    assert protected_rot.shape == (40, 20, 3) == upright.shape
+    assert np.abs(protected_rot.astype(int) - upright).max() <= 2
+    assert protected_rot[:20].mean() < 40 and protected_rot[20:].mean() > 210
+    records = {record["source"]: record for record in _manifest(out)}
+    assert records["rgba.png"]["num_objects"] == 1 and records["gray16.png"]["num_objects"] == 0
+
+    (tmp_path / "boxes.csv").write_text("image,x0,y0,x1,y1\nrgba.png,2,2,12,12\n")
+    jpeg_out = tmp_path / "jpeg"
+    result = _run(images, jpeg_out, "--prompts", tmp_path / "boxes.csv", "--jpeg-quality", "90",
+                  "--generator", tiny)
+    assert "JPEG output re-quantises" in result.stderr
+    assert (jpeg_out / "rgba.jpg").is_file() and (jpeg_out / "rotated.jpg").is_file()
+    assert result.exit_code == 1 and "gray16.png: 16-bit image cannot be written as JPEG" in result.stderr
+    assert not (jpeg_out / "gray16.jpg").exists()
