@@ -188,3 +188,15 @@ def test_formats_coco_prompts_exif_and_jpeg(tmp_path, tiny):
     assert (jpeg_out / "rgba.jpg").is_file() and (jpeg_out / "rotated.jpg").is_file()
     assert result.exit_code == 1 and "gray16.png: 16-bit image cannot be written as JPEG" in result.stderr
     assert not (jpeg_out / "gray16.jpg").exists()
+
+
+def test_demo_writes_inputs_protected_images_and_figure(tmp_path, tiny):
+    result = RUNNER.invoke(app, ["demo", str(tmp_path), "--generator", tiny])
+    assert result.exit_code == 0, result.output
+    prompts = json.loads((tmp_path / "prompts.json").read_text())
+    assert sorted(prompts) == ["astronaut.png", "chelsea.png", "coffee.png"]
+    records = _manifest(tmp_path / "protected")
+    assert len(records) == 3 and all(r["prompt"] == "box" and r["linf_outside"] <= 2 for r in records)
+    clean = read_image(tmp_path / "input" / "coffee.png").pixels
+    assert read_image(tmp_path / "protected" / "coffee.png").pixels.shape == clean.shape == (400, 600, 3)
+    assert Image.open(tmp_path / "side_by_side.png").size[0] > 600

@@ -27,3 +27,4 @@ def info() -> None:
 # Sub-commands live one per module; each module registers itself on ``app``.
 # (imports at the bottom on purpose: the modules import ``app`` from here)
 from unseg.cli import protect  # noqa: E402,F401
+from unseg.cli import demo  # noqa: E402,F401
