@@ -28,3 +28,4 @@ def info() -> None:
 # (imports at the bottom on purpose: the modules import ``app`` from here)
 from unseg.cli import protect  # noqa: E402,F401
 from unseg.cli import demo  # noqa: E402,F401
+from unseg.cli import train  # noqa: E402,F401

@@ -1,0 +1,227 @@
+"""Bilevel min-min optimisation of the generator against a surrogate (PAPER.md).
+
+Surrogate step:  min_θs  L(f_s(x + δ.detach(), p_s), y)
+Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogate frozen)
+                 + w · L(generator mask logits, y)                (keeps its promptable mask usable)
+
+with δ = scale_noise(resize(noise), y, ε_train, ε_bg_train) on the valid (non-padding) area,
+x + δ clamped to [0, 1] and resized to the surrogate input. All randomness of a step (prompt
+types, points, box jitter, noisy masks) comes from a generator seeded by (seed, step, rank), so
+a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unseg.models import NoiseGenerator, PromptBatch
+from unseg.protection.budget import scale_noise
+from unseg.training.config import TrainConfig
+from unseg.training.losses import bce_dice_loss, mask_iou
+from unseg.training.prompts import (
+    PromptSampling,
+    generator_prompt_types,
+    prompt_batch,
+    rescale_prompts,
+    surrogate_prompt_types,
+)
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+Batch = dict[str, torch.Tensor]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside a DistributedDataParallel wrapper (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
+    """CPU random generator determined by (seed, step, rank, stream) only."""
+    state = np.random.SeedSequence([seed, step, rank, stream]).generate_state(2, dtype=np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+@dataclass
+class StepPrompts:
+    """Prompts of one step: generator prompts (input size S) and surrogate prompts (surrogate size)."""
+
+    generator: PromptBatch
+    surrogate: PromptBatch
+
+
+def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Square images to side ``size`` (bilinear, antialiased when shrinking)."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,
+            prompts: PromptBatch, epsilon: float, epsilon_bg: float):
+    """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere."""
+    output = generator(images, prompts)
+    noise = output.noise.float()
+    if noise.shape[-1] != images.shape[-1]:
+        noise = F.interpolate(noise, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    delta = scale_noise(noise, masks, epsilon, epsilon_bg) * valid
+    return (images + delta).clamp(0, 1), output
+
+
+class BilevelTrainer:
+    """Holds both networks, their Adam optimisers and the loss; runs one step of either phase.
+
+    ``generator`` / ``surrogate`` may be DDP-wrapped: the network being trained runs through
+    its wrapper (gradients are averaged across processes), the other one through the plain module.
+    """
+
+    def __init__(self, generator: nn.Module, surrogate: nn.Module, config: TrainConfig,
+                 device: torch.device, rank: int = 0) -> None:
+        self.generator = generator
+        self.surrogate = surrogate
+        self.config = config
+        self.device = device
+        self.rank = rank
+        opt = config.optimiser
+        trainable = [p for p in unwrap(generator).parameters() if p.requires_grad]
+        self.generator_optimiser = torch.optim.Adam(trainable, lr=opt.generator_lr, weight_decay=opt.weight_decay)
+        self.surrogate_optimiser = torch.optim.Adam(unwrap(surrogate).parameters(), lr=opt.surrogate_lr,
+                                                    weight_decay=opt.weight_decay)
+        self.amp_dtype = AMP_DTYPES.get(config.runtime.amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.runtime.amp == "fp16")
+        self.sampling = PromptSampling(config.prompts.num_points, config.prompts.box_jitter,
+                                       config.prompts.mask_max_radius)
+        sam_params = unwrap(generator).sam_parameters()
+        self.train_generator_mask = config.loss.generator_mask_weight > 0 and any(p.requires_grad for p in sam_params)
+
+    # --- helpers ----------------------------------------------------------------------------
+    @property
+    def generator_module(self) -> NoiseGenerator:
+        return unwrap(self.generator)
+
+    @property
+    def surrogate_module(self) -> nn.Module:
+        return unwrap(self.surrogate)
+
+    @property
+    def surrogate_size(self) -> int:
+        return self.surrogate_module.config.sam.img_size
+
+    def autocast(self):
+        """Mixed-precision context for forward passes (no-op when amp is "none")."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def sample_prompts(self, masks: torch.Tensor, rng: torch.Generator) -> StepPrompts:
+        """Generator prompts (random non-empty subset) and surrogate prompts (one type), from CPU masks."""
+        batch = masks.shape[0]
+        size = masks.shape[-1]
+        gen = prompt_batch(masks, generator_prompt_types(batch, rng), self.sampling, rng)
+        sur = prompt_batch(masks, surrogate_prompt_types(batch, rng), self.sampling, rng)
+        sur = rescale_prompts(sur, size, self.surrogate_size)
+        return StepPrompts(gen.to(self.device), sur.to(self.device))
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        weights = self.config.loss
+        return bce_dice_loss(logits, target, valid, weights.bce_weight, weights.dice_weight)
+
+    def _optimise(self, loss: torch.Tensor, optimiser: torch.optim.Optimizer, model: nn.Module) -> None:
+        optimiser.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimiser)
+        if self.config.optimiser.grad_clip > 0:
+            params = [p for p in unwrap(model).parameters() if p.requires_grad]
+            torch.nn.utils.clip_grad_norm_(params, self.config.optimiser.grad_clip)
+        self.scaler.step(optimiser)
+        self.scaler.update()
+
+    def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(batch[k].to(self.device, non_blocking=True) for k in ("image", "mask", "valid"))
+
+    def set_learning_rates(self, factor: float) -> None:
+        """Learning rates = configured rates x ``factor`` (step decay is a pure function of the round)."""
+        for optimiser, base in ((self.generator_optimiser, self.config.optimiser.generator_lr),
+                                (self.surrogate_optimiser, self.config.optimiser.surrogate_lr)):
+            for group in optimiser.param_groups:
+                group["lr"] = base * factor
+
+    # --- the two phases ---------------------------------------------------------------------
+    def surrogate_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One surrogate update on x + δ.detach() against the true masks."""
+        rng = step_generator(self.config.runtime.seed, step, self.rank)
+        prompts = self.sample_prompts(batch["mask"], rng)
+        images, masks, valid = self._to_device(batch)
+        self.surrogate.train()
+        with torch.no_grad(), self.autocast():
+            adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
+                             self.config.epsilon.train, self.config.epsilon.train_bg)
+        adv = resize_images(adv.float(), self.surrogate_size)
+        with self.autocast():
+            logits = self.surrogate(adv, prompts.surrogate)
+            loss = self.loss(logits, masks, valid)
+        self._optimise(loss, self.surrogate_optimiser, self.surrogate)
+        return {"surrogate_loss": loss.item()}
+
+    def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One generator update through the frozen surrogate (target: all-ones or true mask)."""
+        rng = step_generator(self.config.runtime.seed, step, self.rank)
+        prompts = self.sample_prompts(batch["mask"], rng)
+        images, masks, valid = self._to_device(batch)
+        surrogate = self.surrogate_module
+        surrogate.requires_grad_(False)
+        try:
+            self.generator.train()
+            with self.autocast():
+                adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
+                                      self.config.epsilon.train, self.config.epsilon.train_bg)
+                logits = surrogate(resize_images(adv, self.surrogate_size), prompts.surrogate)
+                target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
+                noise_loss = self.loss(logits, target, valid)
+                loss = noise_loss
+                mask_loss = torch.zeros(())
+                if self.train_generator_mask:
+                    mask_loss = self.loss(output.mask_logits, masks, valid)
+                    loss = loss + self.config.loss.generator_mask_weight * mask_loss
+            self._optimise(loss, self.generator_optimiser, self.generator)
+        finally:
+            surrogate.requires_grad_(True)
+        return {"generator_loss": noise_loss.item(), "generator_mask_loss": mask_loss.item()}
+
+    # --- measurement ------------------------------------------------------------------------
+    @torch.no_grad()
+    def surrogate_iou(self, surrogate: nn.Module, batches: list[Batch], epsilon: float, epsilon_bg: float,
+                      seed: int) -> dict[str, float]:
+        """Mean IoU of ``surrogate`` on protected (ε) and clean versions of ``batches``.
+
+        Generator prompts: box + points + mask (all information, as when protecting); surrogate
+        prompts: one random type per object, fixed by ``seed``.
+        """
+        surrogate.eval()
+        protected, clean = [], []
+        for index, batch in enumerate(batches):
+            rng = step_generator(seed, index, self.rank, stream=1)
+            masks_cpu = batch["mask"]
+            every = torch.ones(masks_cpu.shape[0], 3, dtype=torch.bool)
+            gen_prompts = prompt_batch(masks_cpu, every, self.sampling, rng).to(self.device)
+            sur = prompt_batch(masks_cpu, surrogate_prompt_types(masks_cpu.shape[0], rng), self.sampling, rng)
+            sur = rescale_prompts(sur, masks_cpu.shape[-1], self.surrogate_size).to(self.device)
+            images, masks, valid = self._to_device(batch)
+            with self.autocast():
+                adv, _ = perturb(self.generator_module, images, masks, valid, gen_prompts, epsilon, epsilon_bg)
+                for source, bucket in ((adv, protected), (images, clean)):
+                    logits = surrogate(resize_images(source.float(), self.surrogate_size), sur)
+                    bucket.append(mask_iou(logits.float(), masks, valid))
+        return {"iou_protected": torch.cat(protected).mean().item(), "iou_clean": torch.cat(clean).mean().item()}
+
+    def evaluate(self, batches: list[Batch]) -> dict[str, float]:
+        """Current surrogate's IoU on validation objects, protected at the training ε vs clean."""
+        eps = self.config.epsilon
+        result = self.surrogate_iou(self.surrogate_module, batches, eps.train, eps.train_bg, self.config.runtime.seed)
+        self.surrogate.train()
+        return result

@@ -1,0 +1,126 @@
+"""Full training state in one safetensors file (no pickle), for bit-exact resume.
+
+Tensors: ``generator.*`` / ``surrogate.*`` weights, ``opt_generator.<param>.<key>`` /
+``opt_surrogate.*`` Adam moments and steps, ``scaler.*`` (fp16 loss scaler), ``rng.*`` (torch,
+cuda, numpy and python random states as integer tensors). String metadata: the round, the
+optimiser param groups and RNG scalars (JSON), the config (TOML text).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open
+
+from unseg.models.checkpoint import CheckpointError, save_tensors
+from unseg.training.bilevel import BilevelTrainer
+
+STATE_KIND = "training_state"
+
+
+def _optimiser_tensors(prefix: str, optimiser: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
+    state = optimiser.state_dict()
+    tensors = {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensor = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors[f"{prefix}.{index}.{key}"] = tensor.detach().cpu().contiguous()
+    return tensors, state["param_groups"]
+
+
+def _load_optimiser(prefix: str, optimiser: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
+                    groups: list) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith(prefix + "."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    optimiser.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for index, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{index}"] = state
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+    version, internal, gauss_next = random.getstate()
+    tensors["rng.python"] = torch.tensor(internal, dtype=torch.int64)
+    scalars = {"numpy": [name, int(position), int(has_gauss), float(cached)], "python": [version, gauss_next]}
+    return tensors, scalars
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
+    name, position, has_gauss, cached = scalars["numpy"]
+    np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
+    version, gauss_next = scalars["python"]
+    random.setstate((version, tuple(int(v) for v in tensors["rng.python"].tolist()), gauss_next))
+
+
+def save_training_state(path: str | Path, trainer: BilevelTrainer, round_index: int,
+                        metadata: dict[str, Any] | None = None) -> Path:
+    """Write everything needed to continue after ``round_index`` completed rounds."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, model in (("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module)):
+        tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+    gen_opt, gen_groups = _optimiser_tensors("opt_generator", trainer.generator_optimiser)
+    sur_opt, sur_groups = _optimiser_tensors("opt_surrogate", trainer.surrogate_optimiser)
+    tensors.update(gen_opt)
+    tensors.update(sur_opt)
+    for key, value in trainer.scaler.state_dict().items():
+        tensors[f"scaler.{key}"] = torch.tensor(float(value), dtype=torch.float64)
+    rng_tensors, rng_scalars = _rng_state()
+    tensors.update(rng_tensors)
+    meta = {"unseg_kind": STATE_KIND, "round": json.dumps(round_index),
+            "param_groups": json.dumps({"generator": gen_groups, "surrogate": sur_groups}),
+            "rng": json.dumps(rng_scalars)}
+    meta.update({k: json.dumps(v) for k, v in (metadata or {}).items()})
+    return save_tensors(path, tensors, meta)
+
+
+def read_training_metadata(path: str | Path) -> dict[str, Any]:
+    """Decoded metadata of a training-state file; raises CheckpointError for other files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"training state not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            raw = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    if raw.get("unseg_kind") != STATE_KIND:
+        raise CheckpointError(f"{path} is not an unseg training state (use checkpoint_last.safetensors)")
+    return {k: (json.loads(v) if k != "unseg_kind" else v) for k, v in raw.items()}
+
+
+def load_training_state(path: str | Path, trainer: BilevelTrainer) -> dict[str, Any]:
+    """Restore models, optimisers, loss scaler and RNG states; returns the metadata (with ``round``)."""
+    meta = read_training_metadata(path)
+    tensors = load_file(str(path))
+    for prefix, model in (("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module)):
+        own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        try:
+            model.load_state_dict(own)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: {prefix} does not fit the configured preset: {error}") from error
+    groups = meta["param_groups"]
+    _load_optimiser("opt_generator", trainer.generator_optimiser, tensors, groups["generator"])
+    _load_optimiser("opt_surrogate", trainer.surrogate_optimiser, tensors, groups["surrogate"])
+    scaler_state = {k.split(".", 1)[1]: v.item() for k, v in tensors.items() if k.startswith("scaler.")}
+    if scaler_state and trainer.scaler.is_enabled():
+        scaler_state["_growth_tracker"] = int(scaler_state.get("_growth_tracker", 0))
+        scaler_state["growth_interval"] = int(scaler_state.get("growth_interval", 2000))
+        trainer.scaler.load_state_dict(scaler_state)
+    _restore_rng(tensors, meta["rng"])
+    return meta

@@ -1,0 +1,246 @@
+"""``unseg train`` end to end: config -> data -> bilevel rounds -> checkpoints, metrics, check.
+
+Outputs in ``config.output.dir`` (rank 0 only): ``generator.safetensors`` (the deliverable, with
+its training budget and the recommended protection budget in the metadata),
+``checkpoint_last.safetensors`` (full state for exact resume), ``metrics.csv``, ``metrics.png``,
+``config.toml`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import unseg
+from unseg.data.interactive import NO_AUGMENTATION, Augmentation, InteractiveDataset
+from unseg.models import build_generator, build_surrogate, generator_config, load_sam_weights, save_model, surrogate_config
+from unseg.training.batches import BatchStream, collate
+from unseg.training.bilevel import BilevelTrainer
+from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
+from unseg.training.config import ConfigError, TrainConfig, to_toml
+from unseg.training.distributed import (
+    DistributedContext,
+    barrier,
+    context_from_env,
+    init_distributed,
+    mean_across,
+    resolve_device,
+    shutdown,
+    wrap_model,
+)
+from unseg.training.metrics_log import MetricsLog, plot_metrics
+from unseg.training.protection_check import protection_check
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    out_dir: Path
+    rounds: int
+    steps: int
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    check: dict[str, float] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (initialisation of the networks depends on it)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _resolve(root: Path, relative: str) -> Path | None:
+    if not relative:
+        return None
+    path = Path(relative)
+    return path if path.is_absolute() else root / path
+
+
+def build_dataset(config: TrainConfig, size: int, split: str, augment: bool) -> InteractiveDataset | None:
+    """Training (``split="train"``) or validation objects; None when no validation split is configured."""
+    data = config.data
+    if not data.root:
+        raise ConfigError("no training data: give --data DIR (or data.root in the config)")
+    root = Path(data.root)
+    if not root.is_dir():
+        raise ConfigError(f"data folder not found: {root}")
+    augmentation = Augmentation(data.flip_probability, data.scale_min, data.scale_max) if augment else NO_AUGMENTATION
+    seed = config.runtime.seed
+    if data.format == "coco":
+        json_path = data.train_json if split == "train" else data.val_json
+        if not json_path:
+            if split == "train":
+                raise ConfigError("data.format = coco needs data.train_json")
+            return None
+        return InteractiveDataset.from_coco(_resolve(root, json_path), root / data.images_dir, size, data.min_area,
+                                            augmentation, seed)
+    split_file = _resolve(root, data.train_split if split == "train" else data.val_split)
+    if split != "train" and split_file is None:
+        return None
+    if split_file is not None and not split_file.is_file():
+        raise ConfigError(f"split file not found: {split_file}")
+    ignore = data.ignore_index if data.ignore_index >= 0 else None
+    return InteractiveDataset.from_folder(root / data.images_dir, root / data.masks_dir, size, split_file, ignore,
+                                          data.min_area, augmentation, seed)
+
+
+def evaluation_batches(dataset: InteractiveDataset, count: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+    """Fixed batches of ``count`` objects spread evenly over ``dataset`` (no augmentation)."""
+    count = min(count, len(dataset))
+    picks = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist() if count else []
+    return [collate([dataset[i] for i in picks[s:s + batch_size]]) for s in range(0, len(picks), batch_size)]
+
+
+def build_networks(config: TrainConfig, device: torch.device):
+    """Generator (optionally with official SAM weights, frozen) and surrogate, on ``device``."""
+    generator = build_generator(generator_config(config.model.generator))
+    if config.model.sam_checkpoint:
+        missing = load_sam_weights(generator, config.model.sam_checkpoint)
+        if missing:
+            raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
+    surrogate = build_surrogate(surrogate_config(config.model.surrogate))
+    return generator.to(device), surrogate.to(device)
+
+
+def learning_rate_factor(config: TrainConfig, round_index: int) -> float:
+    """Step decay: ``decay_factor`` once ``decay_at`` of the rounds are done."""
+    schedule = config.schedule
+    return schedule.decay_factor if round_index >= int(schedule.decay_at * schedule.rounds) else 1.0
+
+
+def generator_metadata(config: TrainConfig, round_index: int, step: int, description: str,
+                       extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Metadata stored with ``generator.safetensors``."""
+    eps = config.epsilon
+    meta = {
+        "epsilon_train": eps.train,
+        "epsilon_bg_train": eps.train_bg,
+        "recommended_epsilon": eps.protect,
+        "recommended_epsilon_bg": eps.protect_bg,
+        "round": round_index,
+        "step": step,
+        "train_config": asdict(config),
+        "data": description,
+        "seed": config.runtime.seed,
+        "versions": {"unseg": unseg.__version__, "torch": torch.__version__},
+    }
+    meta.update(extra or {})
+    return meta
+
+
+class _Run:
+    """State of one training run (one process)."""
+
+    def __init__(self, config: TrainConfig, context: DistributedContext, device: torch.device) -> None:
+        self.config = config
+        self.context = context
+        self.device = device
+        self.out = Path(config.output.dir)
+        size = generator_config(config.model.generator).sam.img_size
+        self.train_set = build_dataset(config, size, "train", augment=True)
+        val_set = build_dataset(config, size, "val", augment=False) or build_dataset(config, size, "train", False)
+        self.val_set = val_set
+        self.eval_batches = evaluation_batches(val_set, config.data.val_objects, config.schedule.batch_size)
+        seed_everything(config.runtime.seed)
+        generator, surrogate = build_networks(config, device)
+        self.trainer = BilevelTrainer(wrap_model(generator, context, device), wrap_model(surrogate, context, device),
+                                      config, device, context.rank)
+        self.stream = BatchStream(self.train_set, config.schedule.batch_size, config.runtime.seed, context.rank,
+                                  context.world_size, config.data.num_workers)
+        self.steps_per_round = config.schedule.surrogate_steps + config.schedule.generator_steps
+
+    def save(self, round_index: int, extra: dict[str, Any] | None = None) -> None:
+        if not self.context.is_main:
+            return
+        step = round_index * self.steps_per_round
+        description = self.train_set.description
+        save_model(self.out / "generator.safetensors", self.trainer.generator_module,
+                   generator_metadata(self.config, round_index, step, description, extra))
+        save_training_state(self.out / "checkpoint_last.safetensors", self.trainer, round_index,
+                            {"step": step, "config_toml": to_toml(self.config), "seed": self.config.runtime.seed,
+                             "data_position": {"batch_index": step,
+                                               "batches_per_epoch": self.stream.batches_per_epoch}})
+
+
+def run_training(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
+    """Train (or continue training) the generator as ``config`` says; see the module docstring."""
+    context = context_from_env()
+    if config.runtime.threads > 0:
+        torch.set_num_threads(config.runtime.threads)
+    device = resolve_device(config.runtime.device, context)
+    init_distributed(context, device)
+    try:
+        return _train(config, context, device, resume)
+    finally:
+        shutdown(context)
+
+
+def _train(config: TrainConfig, context: DistributedContext, device: torch.device,
+           resume: str | Path | None) -> TrainResult:
+    start_round = 0
+    if resume is not None:
+        read_training_metadata(resume)  # fail early on a wrong file
+    run = _Run(config, context, device)
+    if resume is not None:
+        start_round = int(load_training_state(resume, run.trainer)["round"])
+    out = run.out
+    schedule = config.schedule
+    per_round = run.steps_per_round
+    log = None
+    if context.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.toml").write_text(to_toml(config))
+        log = MetricsLog(out / "metrics.csv", resume_step=start_round * per_round if resume is not None else None)
+    trainer = run.trainer
+    batches = run.stream.iterate(start_round * per_round)
+    last: dict[str, float] = {}
+    progress = tqdm(range(start_round, schedule.rounds), initial=start_round, total=schedule.rounds,
+                    disable=not (context.is_main and config.output.progress), desc="train", unit="round")
+    for round_index in progress:
+        trainer.set_learning_rates(learning_rate_factor(config, round_index))
+        lrs = {"generator_lr": trainer.generator_optimiser.param_groups[0]["lr"],
+               "surrogate_lr": trainer.surrogate_optimiser.param_groups[0]["lr"]}
+        phases = ["surrogate"] * schedule.surrogate_steps + ["generator"] * schedule.generator_steps
+        for phase in phases:
+            step, batch = next(batches)
+            started = time.perf_counter()
+            values = trainer.surrogate_step(batch, step) if phase == "surrogate" else trainer.generator_step(batch, step)
+            values = {k: mean_across(v, context, device) for k, v in values.items()}
+            last.update(values)
+            if log is not None:
+                log.write(step=step, round=round_index, phase=phase, seconds=round(time.perf_counter() - started, 4),
+                          **values, **lrs)
+        done = round_index + 1
+        progress.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k.endswith("loss")})
+        if done % schedule.eval_every == 0 or done == schedule.rounds:
+            if context.is_main:
+                ious = trainer.evaluate(run.eval_batches)
+                last.update(ious)
+                log.write(step=done * per_round - 1, round=round_index, phase="eval", **ious)
+                plot_metrics(out / "metrics.csv", out / "metrics.png")
+        if done % schedule.checkpoint_every == 0 or done == schedule.rounds:
+            run.save(done)
+        barrier(context)
+    check: dict[str, float] = {}
+    if config.output.check_steps > 0 and context.is_main:
+        check_set = build_dataset(config, run.train_set.size, "val", augment=True) or run.train_set
+        check_stream = BatchStream(check_set, min(schedule.batch_size, len(check_set)), config.runtime.seed + 1)
+        check = protection_check(trainer, (b for _, b in check_stream.iterate()), run.eval_batches,
+                                 config.output.check_steps)
+        run.save(schedule.rounds, {"protection_check": check})
+    if context.is_main:
+        summary = {"rounds": schedule.rounds, "steps": schedule.rounds * per_round, "last": last,
+                   "protection_check": check, "data": run.train_set.description,
+                   "train_objects": len(run.train_set), "val_objects": len(run.val_set)}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    barrier(context)
+    return TrainResult(out, schedule.rounds, schedule.rounds * per_round, last, check)
