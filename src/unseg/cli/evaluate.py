@@ -1,0 +1,70 @@
+"""``unseg evaluate``: victims × datasets × methods × defences, one command, one report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from unseg.cli.main import app
+
+
+def _names(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    return None if text is None else tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@app.command("evaluate")
+def evaluate(
+    out: Path = typer.Option(..., "--out", help="Run folder (results.json, report.md, figures, protected-image cache)."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with one sub-folder per dataset [../shared/data]."),
+    datasets: Optional[str] = typer.Option(None, help="Comma list, e.g. camvid,kvasir_seg."),
+    victims: Optional[str] = typer.Option(None, help="Comma list: unet, unetplusplus, fpn, deeplabv3plus, linknet, pspnet "
+                                          "(optionally arch@encoder, e.g. unet@mobilenet_v2), sam (box-prompted interactive)."),
+    methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg, unseg:PATH, random, sign, synper, ar, cuda, em."),
+    defences: Optional[str] = typer.Option(None, help="Comma list: none, jpeg<Q>, blur<S>, bits<B>, gray, augment, "
+                                           "advtrain[<L>], mix<K> (K % clean; adds cleanpart<K> reference)."),
+    preset: Optional[str] = typer.Option(None, help="Start from a preset: quick, benchmark, gpu (options given here override it)."),
+    quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a few minutes on 2 CPU cores."),
+    generator: Optional[str] = typer.Option(None, help="What 'unseg' loads: default, a preset name or a checkpoint path."),
+    epochs: Optional[int] = typer.Option(None, min=1),
+    image_height: Optional[int] = typer.Option(None, help="Victim training height in px (multiple of 32)."),
+    train_images: Optional[int] = typer.Option(None, min=1, help="At most this many training images."),
+    train_fraction: Optional[float] = typer.Option(None, help="Fraction of the training split to use."),
+    test_images: Optional[int] = typer.Option(None, min=1, help="At most this many test images."),
+    batch_size: Optional[int] = typer.Option(None, min=2),
+    epsilon: Optional[float] = typer.Option(None, help="Object budget in 0-255 levels (default 8)."),
+    epsilon_bg: Optional[float] = typer.Option(None, help="Background budget in 0-255 levels (default 2)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for victims."),
+    seed: Optional[int] = typer.Option(None),
+    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
+    from unseg.evaluation.config import EvaluationConfig, preset_config
+    from unseg.evaluation.protocol import run_evaluation
+    from unseg.evaluation.report import write_report
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise typer.BadParameter("--device cuda requested but CUDA is not available", param_hint="--device")
+    overrides = dict(
+        data_root=str(data_root) if data_root else None, datasets=_names(datasets), victims=_names(victims),
+        methods=_names(methods), defences=_names(defences), generator=generator, epochs=epochs, image_height=image_height,
+        train_images=train_images, train_fraction=train_fraction, test_images=test_images, batch_size=batch_size,
+        epsilon=None if epsilon is None else epsilon / 255, epsilon_bg=None if epsilon_bg is None else epsilon_bg / 255,
+        amp=amp, seed=seed, device=device, progress=progress,
+    )
+    name = "quick" if quick else preset
+    try:
+        if name:
+            config = preset_config(name, **overrides)
+        else:
+            config = EvaluationConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except (KeyError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+    data = run_evaluation(config, out)
+    report = write_report(data, out)
+    typer.echo(f"{len(data['cells'])} cells done; report: {report}")

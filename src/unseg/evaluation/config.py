@@ -1,0 +1,130 @@
+"""Typed configuration of an evaluation run and the named presets (``quick``, ``benchmark``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+from unseg.baselines.error_minimizing import MinMinSchedule
+from unseg.evaluation.defences import parse_defence
+from unseg.evaluation.methods import MethodOptions, check_method
+from unseg.evaluation.training import TrainSchedule
+from unseg.evaluation.victims import parse_victim
+
+# Fields that may change between a run and its resumption (they add or remove cells); any other
+# change makes finished cells incomparable, so resuming then is refused.
+GRID_FIELDS = ("datasets", "victims", "methods", "defences", "device", "progress")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Everything that defines an evaluation run (recorded verbatim in results.json).
+
+    Attributes:
+        data_root: folder holding one sub-folder per dataset.
+        datasets, victims, methods, defences: the grid (see ``unseg evaluate --help`` for names).
+        epochs, batch_size, lr, amp: victim schedule (same for every cell).
+        image_height: victim training height in px (multiple of 32); width from the set's aspect.
+        train_images / test_images: use at most this many images of the split (seeded pick; None = all).
+        train_fraction: use this fraction of the training split (applied before ``train_images``).
+        epsilon, epsilon_bg: protection budget.
+        generator: what the plain ``unseg`` method loads ("default", a preset or a checkpoint).
+        em_rounds, em_height: error-minimising baseline schedule (rounds; working height, aspect kept).
+        max_objects: interactive victim, objects per image.
+        seed, device, progress: run settings.
+    """
+
+    data_root: str = "../shared/data"
+    datasets: tuple[str, ...] = ("camvid", "kvasir_seg")
+    victims: tuple[str, ...] = ("unet", "fpn", "deeplabv3plus")
+    methods: tuple[str, ...] = ("clean", "unseg", "random", "synper", "ar", "cuda", "em")
+    defences: tuple[str, ...] = ("none",)
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    amp: bool = False
+    image_height: int = 128
+    train_images: int | None = None
+    train_fraction: float = 1.0
+    test_images: int | None = None
+    epsilon: float = 8 / 255
+    epsilon_bg: float = 2 / 255
+    generator: str = "default"
+    em_rounds: int = 10
+    em_height: int = 96
+    max_objects: int = 3
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for victim in self.victims:
+            parse_victim(victim)
+        for method in self.methods:
+            check_method(method)
+        for defence in self.defences:
+            parse_defence(defence)
+        if self.image_height % 32:
+            raise ValueError(f"image_height must be a multiple of 32, got {self.image_height}")
+        if not 0 < self.train_fraction <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+
+    def schedule(self, augment: bool = False, adversarial_epsilon: float = 0.0) -> TrainSchedule:
+        """The victim schedule, with a defence's training-time switches."""
+        return TrainSchedule(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, augment=augment,
+                             adversarial_epsilon=adversarial_epsilon, amp=self.amp, max_objects=self.max_objects)
+
+    def method_options(self, aspect: float) -> MethodOptions:
+        """Protection settings (the EM working size follows the dataset's aspect)."""
+        width = max(32, int(round(self.em_height * aspect / 32)) * 32)
+        em = MinMinSchedule(work_size=(self.em_height, width), rounds=self.em_rounds)
+        return MethodOptions(epsilon=self.epsilon, epsilon_bg=self.epsilon_bg, seed=self.seed, device=self.device,
+                             generator=self.generator, em_schedule=em)
+
+    def train_limit(self, available: int) -> int:
+        """How many training images a run uses out of ``available``."""
+        limit = max(1, int(round(self.train_fraction * available)))
+        return min(limit, self.train_images) if self.train_images is not None else limit
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """JSON of the fields that must not change when resuming."""
+        return json.dumps({k: v for k, v in self.to_dict().items() if k not in GRID_FIELDS}, sort_keys=True)
+
+    def replace(self, **changes) -> "EvaluationConfig":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, dict] = {
+    # Demo / smoke test: a few minutes on 2 CPU cores.
+    "quick": dict(
+        datasets=("camvid",), victims=("unet",), methods=("clean", "unseg", "random", "synper"), defences=("none",),
+        epochs=2, image_height=64, train_images=16, test_images=12, amp=True, em_rounds=2, em_height=64,
+    ),
+    # The CPU benchmark (sized for ~30-40 min on 2 cores; see benchmarks/evaluate_protection.py).
+    "benchmark": dict(
+        datasets=("camvid", "kvasir_seg"), victims=("unet", "fpn", "deeplabv3plus"),
+        methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"), defences=("none",),
+        epochs=8, image_height=96, train_images=96, test_images=64, amp=True, em_rounds=6, em_height=96,
+    ),
+    # Same grid on a GPU: full splits, larger images, longer schedule.
+    "gpu": dict(
+        datasets=("camvid", "kvasir_seg"), victims=("unet", "unetplusplus", "fpn", "deeplabv3plus", "sam"),
+        methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"),
+        defences=("none", "jpeg75", "blur1", "bits3", "gray", "augment", "advtrain", "mix20", "mix60"),
+        epochs=60, image_height=288, batch_size=16, amp=True, em_rounds=20, em_height=192, device="cuda",
+    ),
+}
+
+
+def preset_config(name: str, **overrides) -> EvaluationConfig:
+    """A preset with overrides (None values are ignored)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    return EvaluationConfig(**values)

@@ -1,0 +1,98 @@
+"""Samples and scoring for the interactive (box-prompted) victim: one sample per labelled object.
+
+An "object" is the whole region of one class in one image (the all-labelled rule) or of one
+non-background class (foreground rule), with its tight box as the prompt — the same kind of
+object the generator protects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unseg.data.segmentation import DatasetSpec
+from unseg.data.transforms import Letterbox
+from unseg.evaluation.metrics import SegmentationScore
+from unseg.models import PromptBatch
+from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+
+MIN_OBJECT_PIXELS = 16
+
+
+@dataclass
+class ObjectSamples:
+    """``N x 3 x S x S`` images in [0, 1], their box prompts and ``N x 1 x M x M`` binary targets."""
+
+    images: torch.Tensor
+    prompts: PromptBatch
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: torch.Tensor) -> "ObjectSamples":
+        prompts = PromptBatch(self.prompts.coords[index], self.prompts.labels[index])
+        return ObjectSamples(self.images[index], prompts, self.targets[index])
+
+    def to(self, device: torch.device) -> "ObjectSamples":
+        return ObjectSamples(self.images.to(device), self.prompts.to(device), self.targets.to(device))
+
+
+def object_classes(mask: torch.Tensor, spec: DatasetSpec) -> list[int]:
+    """Classes forming an object in ``mask`` (at least MIN_OBJECT_PIXELS pixels)."""
+    counts = torch.bincount(mask.reshape(-1).clamp(min=0), minlength=spec.num_classes + 1)[: spec.num_classes]
+    first = 1 if spec.objects == "foreground" else 0
+    return [c for c in range(first, spec.num_classes) if counts[c] >= MIN_OBJECT_PIXELS and c != spec.ignore_index]
+
+
+def object_samples(split, spec: DatasetSpec, size: int, max_objects: int, generator: torch.Generator, mask_size: int | None = None) -> ObjectSamples:
+    """Up to ``max_objects`` random objects per image of ``split`` (a SplitTensors), letterboxed to ``size``."""
+    mask_size = mask_size or size // 2
+    images, coords, targets = [], [], []
+    for image, mask in zip(split.images, split.masks):
+        box = Letterbox(mask.shape[0], mask.shape[1], size)
+        classes = object_classes(mask, spec)
+        chosen = [classes[i] for i in torch.randperm(len(classes), generator=generator)[:max_objects]]
+        if not chosen:
+            continue
+        model_image = box.image_to_input(image[None].float() / 255)[0]
+        for label in chosen:
+            binary = (mask == label).float()[None, None]
+            ys, xs = torch.nonzero(binary[0, 0], as_tuple=True)
+            corners = torch.tensor([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], dtype=torch.float32) * box.scale
+            target = F.interpolate(box.image_to_input(binary, mode="nearest"), size=(mask_size, mask_size), mode="area")
+            images.append(model_image)
+            coords.append(corners)
+            targets.append((target[0] > 0.5).float())
+    if not images:
+        raise ValueError("no objects found for the interactive victim")
+    labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]]).repeat(len(images), 1)
+    return ObjectSamples(torch.stack(images), PromptBatch(torch.stack(coords), labels), torch.stack(targets))
+
+
+def interactive_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE + soft Dice on mask logits (the surrogate's loss in PAPER.md)."""
+    if logits.shape[-1] != targets.shape[-1]:
+        logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
+    bce = F.binary_cross_entropy_with_logits(logits, targets)
+    probability = logits.sigmoid()
+    dice = 1 - (2 * (probability * targets).sum((1, 2, 3)) + 1) / (probability.sum((1, 2, 3)) + targets.sum((1, 2, 3)) + 1)
+    return bce + dice.mean()
+
+
+@torch.no_grad()
+def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.device, batch_size: int, amp: bool) -> dict:
+    """Pooled foreground IoU / Dice (0–100) over all test objects."""
+    model.eval()
+    score = SegmentationScore(2)
+    for start in range(0, len(samples), batch_size):
+        batch = samples.subset(torch.arange(start, min(start + batch_size, len(samples)))).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(batch.images, batch.prompts).float()
+        logits = F.interpolate(logits, size=batch.targets.shape[-2:], mode="bilinear", align_corners=False)
+        score.update((logits > 0).long().cpu(), batch.targets.long().cpu())
+    summary = score.summary()
+    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples)}

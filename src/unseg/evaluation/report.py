@@ -1,0 +1,207 @@
+"""Turning results.json into report.md, metric plots and an image grid."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from unseg.data.images import atomic_write  # noqa: E402
+from unseg.data.segmentation import SegmentationFolder, resize_pair, victim_size  # noqa: E402
+from unseg.evaluation.config import EvaluationConfig  # noqa: E402
+from unseg.evaluation.defences import parse_defence  # noqa: E402
+from unseg.evaluation.methods import CLEAN, protected_folder, read_protected  # noqa: E402
+
+REPORT_FILE = "report.md"
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1f}"
+
+
+def _cells(data: dict) -> list[dict]:
+    return list(data["cells"].values())
+
+
+def _value(data: dict, dataset: str, victim: str, method: str, defence: str) -> float | None:
+    cell = data["cells"].get(f"{dataset}|{victim}|{method}|{defence}")
+    return None if cell is None else cell["value"]
+
+
+def clean_reference(defence: str) -> str:
+    """The clean cell a defence is compared with: the same defence, or ``cleanpart<K>`` for ``mix<K>``."""
+    parsed = parse_defence(defence)
+    return f"cleanpart{round(parsed.clean_fraction * 100)}" if parsed.is_mixture else defence
+
+
+def results_table(data: dict, dataset: str) -> list[str]:
+    """Markdown rows: one per (victim, defence); the clean-trained reference beside every method."""
+    config = data["config"]
+    methods = [m for m in config["methods"] if m != CLEAN]
+    lines = ["| victim | defence | clean-trained | " + " | ".join(methods) + " |",
+             "|---|---|---|" + "---|" * len(methods)]
+    for victim in config["victims"]:
+        for defence in config["defences"]:
+            reference = _value(data, dataset, victim, CLEAN, clean_reference(defence))
+            label = f"{defence} (ref: {clean_reference(defence)})" if clean_reference(defence) != defence else defence
+            row = [_fmt(_value(data, dataset, victim, m, defence)) for m in methods]
+            lines.append(f"| {victim} | {label} | {_fmt(reference)} | " + " | ".join(row) + " |")
+    return lines
+
+
+def protection_table(data: dict) -> list[str]:
+    lines = ["| dataset | method | images | s / image | max L∞ inside / outside (levels) | budget (levels) | note |",
+             "|---|---|---|---|---|---|---|"]
+    for key, info in sorted(data["protection"].items()):
+        dataset, method = key.split("|", 1)
+        note = "" if info.get("trained", True) else "UNTRAINED generator"
+        lines.append(f"| {dataset} | {method} | {info['images']} | {info['seconds_per_image']:.4f} | "
+                     f"{info['max_linf_inside']} / {info['max_linf_outside']} | "
+                     f"{info['epsilon_levels']} / {info['epsilon_bg_levels']} | {note} |")
+    return lines
+
+
+def mean_over_victims(data: dict, dataset: str, defence: str = "none") -> dict[str, float]:
+    """Per method, the mean metric over the victims that finished (defence ``defence``)."""
+    means = {}
+    for method in data["config"]["methods"]:
+        values = [v for v in (_value(data, dataset, victim, method, defence) for victim in data["config"]["victims"])
+                  if v is not None and not math.isnan(v)]
+        if values:
+            means[method] = float(np.mean(values))
+    return means
+
+
+def write_report(data: dict, out: str | Path) -> Path:
+    """Write report.md and the figures into ``out``; returns the report path."""
+    out = Path(out)
+    config = data["config"]
+    figures = [plot_curves(data, out, d) for d in config["datasets"]] + [plot_bars(data, out)]
+    try:
+        figures += [image_grid(data, out, d) for d in config["datasets"]]
+    except (FileNotFoundError, OSError, ValueError) as error:  # the grid is a convenience; never lose the report
+        figures.append(None)
+        print(f"image grid skipped: {error}")
+    cells = _cells(data)
+    lines = ["# UnSeg protection evaluation", "",
+             f"Victims train on the protected training split and are tested on the clean test split; "
+             f"lower is better protection. Budget ε = {round(config['epsilon'] * 255)}/255 on objects, "
+             f"ε_bg = {round(config['epsilon_bg'] * 255)}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
+             f"victim height {config['image_height']} px, train images ≤ {config['train_images'] or 'all'}, "
+             f"test images ≤ {config['test_images'] or 'all'}, seed {config['seed']}, device {config['device']}.",
+             "", "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), ""]
+    for dataset in config["datasets"]:
+        metrics = sorted({c["metric"] for c in cells if c["dataset"] == dataset}) or ["–"]
+        lines += [f"## {dataset} (test {', '.join(metrics)}, 0–100)", ""] + results_table(data, dataset) + [""]
+        means = mean_over_victims(data, dataset)
+        if means:
+            lines += ["Mean over victims (no defence): " + ", ".join(f"{m} {_fmt(v)}" for m, v in means.items()), ""]
+    lines += ["## Protection cost", "", "Noise generation + exact budget, per training image (I/O excluded).", ""]
+    lines += protection_table(data) + [""]
+    seconds = [c["seconds"] for c in cells]
+    if seconds:
+        lines += [f"Victim training: {sum(seconds):.0f} s over {len(cells)} cells "
+                  f"(mean {np.mean(seconds):.1f} s / cell, {np.mean([c['seconds_per_epoch'] for c in cells]):.1f} s / epoch).", ""]
+    lines += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures if f is not None] + [""]
+    path = out / REPORT_FILE
+    text = "\n".join(lines)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
+    return path
+
+
+def plot_curves(data: dict, out: Path, dataset: str) -> Path:
+    """Test metric over epochs, one panel per victim, one line per method (no defence)."""
+    victims = data["config"]["victims"]
+    figure, axes = plt.subplots(1, len(victims), figsize=(4 * len(victims), 3.2), squeeze=False)
+    for axis, victim in zip(axes[0], victims):
+        for method in data["config"]["methods"]:
+            cell = data["cells"].get(f"{dataset}|{victim}|{method}|none")
+            if cell:
+                history = cell["history"]
+                axis.plot([h["epoch"] for h in history], [h[cell["metric"]] for h in history], marker="o",
+                          label=method, linewidth=2.5 if method == CLEAN else 1.2)
+        axis.set_title(f"{dataset} / {victim}")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel("test metric")
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    path = out / f"curves_{dataset}.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def plot_bars(data: dict, out: Path) -> Path:
+    """Mean test metric over victims per method, one group per dataset (no defence)."""
+    datasets, methods = data["config"]["datasets"], data["config"]["methods"]
+    figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(methods) * len(datasets), 3.2))
+    width = 0.8 / max(len(datasets), 1)
+    for i, dataset in enumerate(datasets):
+        means = mean_over_victims(data, dataset)
+        axis.bar(np.arange(len(methods)) + i * width, [means.get(m, 0.0) for m in methods], width, label=dataset)
+    axis.set_xticks(np.arange(len(methods)) + width * (len(datasets) - 1) / 2, methods, rotation=30)
+    axis.set_ylabel("test metric (mean over victims)")
+    axis.legend()
+    figure.tight_layout()
+    path = out / "bars.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _prediction(out: Path, dataset: str, victim: str, method: str) -> np.ndarray | None:
+    name = f"{dataset}|{victim}|{method}|none".replace("|", "__").replace("/", "_").replace(":", "_") + ".npy"
+    path = out / "predictions" / name
+    return np.load(path)[0] if path.is_file() else None
+
+
+def image_grid(data: dict, out: Path, dataset: str) -> Path:
+    """Rows = protected methods: train image clean / noise (amplified) / protected, test image / GT /
+    prediction of the clean-trained and of the protected-trained first victim."""
+    from unseg.evaluation.protocol import pick_stems  # local: protocol imports this module's siblings
+
+    config = EvaluationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+    folder = SegmentationFolder(Path(config.data_root) / dataset)
+    spec = folder.spec
+    train_stem = pick_stems(folder.stems(spec.train_split), config.train_limit(len(folder.stems(spec.train_split))), config.seed)[0]
+    test_stem = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)[0]
+    size = victim_size(spec, config.image_height)
+    test_image, test_mask = resize_pair(folder.read_image(test_stem).rgb8(), folder.read_mask(test_stem), size)
+    clean = folder.read_image(train_stem).rgb8()
+    victim = config.victims[0]
+    methods = [m for m in config.methods if m != CLEAN]
+    clean_pred = _prediction(out, dataset, victim, CLEAN)
+    titles = ["clean train", "noise (amplified)", "protected", "test image", "ground truth",
+              f"{victim}: clean-trained", f"{victim}: protected-trained"]
+    figure, axes = plt.subplots(max(len(methods), 1), len(titles), figsize=(2.2 * len(titles), 1.9 * max(len(methods), 1)), squeeze=False)
+    colour = dict(cmap="tab20", vmin=0, vmax=max(spec.num_classes, 20) - 1, interpolation="nearest")
+    for row, method in enumerate(methods):
+        cache = protected_folder(out / "protected", method, dataset, config.method_options(spec.aspect))
+        protected = read_protected(cache, train_stem) if (cache / f"{train_stem}.png").is_file() else clean
+        noise = protected.astype(np.int16) - clean.astype(np.int16)
+        peak = max(int(np.abs(noise).max()), 1)
+        panels = [clean, (127.5 + noise * 127.5 / peak).clip(0, 255).astype(np.uint8), protected,
+                  test_image.permute(1, 2, 0).numpy()]
+        for col, panel in enumerate(panels):
+            axes[row][col].imshow(panel)
+        mask = test_mask.numpy().copy()
+        axes[row][4].imshow(np.where(mask >= spec.num_classes, 0, mask), **colour)
+        for col, prediction in ((5, clean_pred), (6, _prediction(out, dataset, victim, method))):
+            if prediction is not None:
+                axes[row][col].imshow(prediction, **colour)
+        axes[row][0].set_ylabel(method, fontsize=8)
+    for col, title in enumerate(titles):
+        axes[0][col].set_title(title, fontsize=7)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.tight_layout()
+    path = out / f"grid_{dataset}.png"
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

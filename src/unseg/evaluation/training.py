@@ -1,0 +1,223 @@
+"""Training a victim on a (protected) training set and scoring it on the clean test set each epoch.
+
+Same seed, data order and schedule for clean and protected training, so the only difference
+between two runs is the training images. Optional training-time defences: standard
+augmentation (flip, scale-crop, cutout) and PGD adversarial training (Madry et al. 2018).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from unseg.data.segmentation import DatasetSpec
+from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, score_interactive
+from unseg.evaluation.metrics import SegmentationScore
+from unseg.evaluation.victims import VictimSpec, build_victim
+
+
+@dataclass(frozen=True)
+class TrainSchedule:
+    """How a victim is trained.
+
+    Attributes:
+        epochs, batch_size, lr: Adam with cosine decay to 1 % over ``epochs``.
+        augment: random horizontal flip, scale-crop (zoom 1–1.5) and one cutout square per image.
+        adversarial_epsilon: > 0 turns on PGD adversarial training with this L∞ radius
+            (``adversarial_steps`` steps of size ε/2 from a random start).
+        amp: bf16 autocast (CPU and CUDA); measured ~1.5–2x faster on the 2-core CPU.
+        max_objects: interactive victim only — objects sampled per image and epoch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 8
+    lr: float = 1e-3
+    augment: bool = False
+    adversarial_epsilon: float = 0.0
+    adversarial_steps: int = 3
+    amp: bool = False
+    max_objects: int = 3
+
+
+@dataclass
+class SplitTensors:
+    """A split held in memory at victim size: ``N x 3 x H x W`` uint8 images, ``N x H x W`` long masks."""
+
+    images: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+@dataclass
+class VictimResult:
+    """Metric history (one entry per epoch), final test summary, wall time and sample predictions."""
+
+    history: list[dict[str, float]]
+    final: dict
+    seconds: float
+    predictions: np.ndarray | None = field(default=None, repr=False)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
+    """Cross-entropy (ignore label skipped); binary sets add the soft Dice loss of the foreground."""
+    ignore = spec.ignore_index if spec.ignore_index is not None else -100
+    loss = F.cross_entropy(logits.float(), masks, ignore_index=ignore)
+    if spec.binary:
+        probability = logits.float().softmax(1)[:, 1]
+        target = (masks == 1).float()
+        dice = 1 - (2 * (probability * target).sum() + 1) / (probability.sum() + target.sum() + 1)
+        loss = loss + dice
+    return loss
+
+
+def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator, ignore: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random flip, zoom-in crop (scale 1–1.5) and one cutout square (1/4 side; image only) per sample."""
+    batch, _, height, width = images.shape
+    images, masks = images.clone(), masks.clone()
+    for i in range(batch):
+        if torch.rand(1, generator=generator) < 0.5:
+            images[i], masks[i] = images[i].flip(-1), masks[i].flip(-1)
+        zoom = 1 + 0.5 * float(torch.rand(1, generator=generator))
+        crop_h, crop_w = int(height / zoom), int(width / zoom)
+        top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator))
+        left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator))
+        patch = images[i : i + 1, :, top : top + crop_h, left : left + crop_w]
+        images[i] = F.interpolate(patch, size=(height, width), mode="bilinear", align_corners=False)[0]
+        label = masks[i : i + 1, None, top : top + crop_h, left : left + crop_w].float()
+        masks[i] = F.interpolate(label, size=(height, width), mode="nearest")[0, 0].long()
+        side_h, side_w = height // 4, width // 4
+        y = int(torch.randint(0, height - side_h + 1, (1,), generator=generator))
+        x = int(torch.randint(0, width - side_w + 1, (1,), generator=generator))
+        images[i, :, y : y + side_h, x : x + side_w] = 0.5
+    return images, masks
+
+
+def pgd_attack(model: nn.Module, forward, images: torch.Tensor, loss_fn, epsilon: float, steps: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """L∞ PGD that maximises ``loss_fn(forward(x))`` within ``epsilon`` of ``images`` (random start).
+
+    ``model`` is put in eval mode during the attack (batch-norm statistics untouched).
+    """
+    start = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * epsilon
+    adversarial = (images + start).clamp(0, 1)
+    was_training = model.training
+    model.eval()
+    for _ in range(steps):
+        adversarial.requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(forward(adversarial)), adversarial)
+        adversarial = adversarial.detach() + (epsilon / 2) * grad.sign()
+        adversarial = torch.min(torch.max(adversarial, images - epsilon), images + epsilon).clamp(0, 1)
+    model.train(was_training)
+    return adversarial.detach()
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def evaluate_semantic(model: nn.Module, test: SplitTensors, spec: DatasetSpec, device: torch.device, batch_size: int, amp: bool) -> tuple[dict, torch.Tensor]:
+    """Metrics of ``model`` on the clean test split, and its predictions (``N x H x W`` uint8)."""
+    model.eval()
+    score = SegmentationScore(spec.num_classes, spec.ignore_index)
+    predictions = []
+    for start in range(0, len(test), batch_size):
+        images = test.images[start : start + batch_size].to(device).float() / 255
+        with _autocast(device, amp):
+            pred = model(images).float().argmax(1).cpu()
+        score.update(pred, test.masks[start : start + batch_size])
+        predictions.append(pred.to(torch.uint8))
+    return score.summary(), torch.cat(predictions)
+
+
+def train_semantic(
+    victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
+    device: torch.device, seed: int, progress: str | None = "",
+) -> VictimResult:
+    """Train an smp victim on ``train`` and score it on ``test`` after every epoch."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_victim(victim, spec.num_classes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
+    steps = schedule.epochs * max(1, -(-len(train) // schedule.batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=schedule.lr * 0.01)
+    ignore = spec.ignore_index if spec.ignore_index is not None else -100
+    history, started = [], time.perf_counter()
+    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
+        model.train()
+        order = torch.randperm(len(train), generator=generator)
+        losses = []
+        for start in range(0, len(train), schedule.batch_size):
+            index = order[start : start + schedule.batch_size]
+            if len(index) < 2 and len(train) >= 2:
+                continue  # batch norm needs two samples
+            images, masks = train.images[index].float() / 255, train.masks[index]
+            if schedule.augment:
+                images, masks = augment_batch(images, masks, generator, ignore)
+            images, masks = images.to(device), masks.to(device)
+            if schedule.adversarial_epsilon > 0:
+                images = pgd_attack(model, model, images, lambda logits: segmentation_loss(logits, masks, spec),
+                                    schedule.adversarial_epsilon, schedule.adversarial_steps, generator)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, schedule.amp):
+                loss = segmentation_loss(model(images), masks, spec)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss.detach()))
+        summary, _ = evaluate_semantic(model, test, spec, device, schedule.batch_size * 2, schedule.amp)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                        spec.primary_metric: summary[spec.primary_metric]})
+    final, predictions = evaluate_semantic(model, test, spec, device, schedule.batch_size * 2, schedule.amp)
+    return VictimResult(history, final, time.perf_counter() - started, predictions[:4].numpy())
+
+
+def train_interactive(
+    victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
+    device: torch.device, seed: int, progress: str | None = "",
+) -> VictimResult:
+    """Train the SAM-layout victim on (image, object box) -> object mask; score pooled IoU on clean test objects."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_victim(victim, spec.num_classes).to(device)
+    size = model.config.sam.img_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr * 0.5)
+    test_objects = object_samples(test, spec, size, max_objects=schedule.max_objects, generator=torch.Generator().manual_seed(seed + 1))
+    history, started = [], time.perf_counter()
+    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
+        model.train()
+        objects: ObjectSamples = object_samples(train, spec, size, max_objects=schedule.max_objects, generator=generator)
+        order = torch.randperm(len(objects), generator=generator)
+        losses = []
+        for start in range(0, len(objects), schedule.batch_size):
+            batch = objects.subset(order[start : start + schedule.batch_size]).to(device)
+            if schedule.adversarial_epsilon > 0:
+                batch.images = pgd_attack(model, lambda x, b=batch: model(x, b.prompts), batch.images,
+                                          lambda logits, b=batch: interactive_loss(logits.float(), b.targets),
+                                          schedule.adversarial_epsilon, schedule.adversarial_steps, generator)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, schedule.amp):
+                logits = model(batch.images, batch.prompts)
+            loss = interactive_loss(logits.float(), batch.targets)
+            loss.backward()
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        summary = score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "iou": summary["iou"]})
+    final = score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp)
+    return VictimResult(history, final, time.perf_counter() - started, None)
+
+
+def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
+                 device: torch.device, seed: int, progress: str | None = "") -> VictimResult:
+    """Dispatch to the semantic or interactive training loop."""
+    trainer = train_interactive if victim.interactive else train_semantic
+    return trainer(victim, spec, train, test, schedule, device, seed, progress)
