@@ -29,3 +29,4 @@ def info() -> None:
 from unseg.cli import protect  # noqa: E402,F401
 from unseg.cli import demo  # noqa: E402,F401
 from unseg.cli import train  # noqa: E402,F401
+from unseg.cli import evaluate  # noqa: E402,F401
