@@ -18,7 +18,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder = output.dir."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto = runtime.device."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed = runtime.seed."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from out/checkpoint_last.safetensors."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from out/checkpoint_last.safetensors "
+                                          "(without --config, the run's own stored config is used)."),
     check_steps: Optional[int] = typer.Option(None, "--check-steps",
                                               help="After training, train a fresh surrogate N steps on protected "
                                                    "validation images and report protected vs clean IoU."),
@@ -26,7 +27,8 @@ def train(
 ) -> None:
     """Train the UnSeg generator against a surrogate (bilevel min-min) and write generator.safetensors."""
     from unseg.models.checkpoint import CheckpointError
-    from unseg.training.config import ConfigError, apply_overrides, load_config
+    from unseg.training.checkpointing import read_training_metadata
+    from unseg.training.config import ConfigError, apply_overrides, config_from_toml_text, load_config
     from unseg.training.runner import run_training
 
     flags = {
@@ -38,7 +40,10 @@ def train(
         "output.check_steps": check_steps,
     }
     try:
-        settings = load_config(config)
+        if resume is not None and config is None:
+            settings = config_from_toml_text(read_training_metadata(resume)["config_toml"])
+        else:
+            settings = load_config(config)
         settings = apply_overrides(settings, [f"{k}={v}" for k, v in flags.items() if v is not None] + list(overrides))
         result = run_training(settings, resume)
     except (ConfigError, CheckpointError, FileNotFoundError) as error:

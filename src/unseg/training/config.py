@@ -45,7 +45,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Generator/surrogate presets; ``sam_checkpoint``: official SAM weights (SAM part frozen)."""
+    """Generator/surrogate: a preset name or a ``.json`` file of the config dataclass's fields.
+
+    ``sam_checkpoint``: official SAM weights loaded into the generator (SAM part then frozen).
+    """
 
     generator: str = "small"
     surrogate: str = "small"
@@ -263,6 +266,14 @@ def load_config(path: str | Path | None) -> TrainConfig:
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
         raise ConfigError(f"cannot parse {path}: {error}") from error
     return config_from_mapping(data or {})
+
+
+def config_from_toml_text(text: str) -> TrainConfig:
+    """Config from TOML text (e.g. the copy stored in a training checkpoint)."""
+    try:
+        return config_from_mapping(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"cannot parse config: {error}") from error
 
 
 def default_config_path() -> Path:

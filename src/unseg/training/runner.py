@@ -21,7 +21,17 @@ from tqdm import tqdm
 
 import unseg
 from unseg.data.interactive import NO_AUGMENTATION, Augmentation, InteractiveDataset
-from unseg.models import build_generator, build_surrogate, generator_config, load_sam_weights, save_model, surrogate_config
+from unseg.models import (
+    GeneratorConfig,
+    SurrogateConfig,
+    build_generator,
+    build_surrogate,
+    generator_config,
+    load_sam_weights,
+    save_model,
+    surrogate_config,
+)
+from unseg.models.config import config_from_dict
 from unseg.training.batches import BatchStream, collate
 from unseg.training.bilevel import BilevelTrainer
 from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
@@ -100,14 +110,31 @@ def evaluation_batches(dataset: InteractiveDataset, count: int, batch_size: int)
     return [collate([dataset[i] for i in picks[s:s + batch_size]]) for s in range(0, len(picks), batch_size)]
 
 
+def network_config(value: str, kind: str) -> GeneratorConfig | SurrogateConfig:
+    """A preset name (``small``, ``vit_b``) or the path of a JSON file with the config's fields."""
+    cls, presets = (GeneratorConfig, generator_config) if kind == "generator" else (SurrogateConfig, surrogate_config)
+    if value.endswith(".json"):
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"model.{kind}: config file not found: {path}")
+        try:
+            return config_from_dict(cls, json.loads(path.read_text()))
+        except (ValueError, TypeError) as error:
+            raise ConfigError(f"model.{kind}: bad config file {path}: {error}") from error
+    try:
+        return presets(value)
+    except KeyError as error:
+        raise ConfigError(str(error.args[0])) from error
+
+
 def build_networks(config: TrainConfig, device: torch.device):
     """Generator (optionally with official SAM weights, frozen) and surrogate, on ``device``."""
-    generator = build_generator(generator_config(config.model.generator))
+    generator = build_generator(network_config(config.model.generator, "generator"))
     if config.model.sam_checkpoint:
         missing = load_sam_weights(generator, config.model.sam_checkpoint)
         if missing:
             raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
-    surrogate = build_surrogate(surrogate_config(config.model.surrogate))
+    surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
     return generator.to(device), surrogate.to(device)
 
 
@@ -145,7 +172,7 @@ class _Run:
         self.context = context
         self.device = device
         self.out = Path(config.output.dir)
-        size = generator_config(config.model.generator).sam.img_size
+        size = network_config(config.model.generator, "generator").sam.img_size
         self.train_set = build_dataset(config, size, "train", augment=True)
         val_set = build_dataset(config, size, "val", augment=False) or build_dataset(config, size, "train", False)
         self.val_set = val_set
