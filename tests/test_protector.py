@@ -136,3 +136,25 @@ def test_bad_input_is_rejected(protector):
         Protector(protector.generator, name="x", trained=False, epsilon=2 / 255, epsilon_bg=8 / 255)
     with pytest.raises(FileNotFoundError, match="neither a preset"):
         Protector.load("no_such_file.safetensors")
+
+
+def test_objects_get_their_own_noise(protector):
+    image = _image(45, 61, seed=4)
+    first, second = np.zeros((45, 61), bool), np.zeros((45, 61), bool)
+    first[2:20, 3:30], second[25:44, 35:60] = True, True
+    composed = protector.protect(image, objects=[first, second])
+    union = protector.protect(image, mask=first | second)
+    alone = protector.protect(image, mask=first)
+    assert composed.stats["num_objects"] == 2 and np.array_equal(composed.region, first | second)
+    outside = ~(first | second)
+    assert np.array_equal(composed.noise[outside], union.noise[outside])
+    assert np.allclose(composed.noise[first], alone.noise[first], atol=1e-5)
+    assert not np.allclose(composed.noise[second], union.noise[second], atol=1e-5)
+    levels = np.abs(composed.pixels.astype(int) - image.astype(int)).max(axis=2)
+    assert levels[first | second].max() <= 8 and levels[outside].max() <= 2
+    neighbour = LoadedImage(_image(30, 30, seed=5))
+    batched = protector.protect_batch([neighbour, LoadedImage(image)],
+                                      [ImagePrompt(boxes=[[1, 1, 9, 9]]), ImagePrompt(objects=[first, second])])
+    assert np.array_equal(batched[1].pixels, composed.pixels)
+    with pytest.raises(ValueError, match="match image 20x20"):
+        protector.protect(_image(20, 20), objects=[first])

@@ -192,8 +192,7 @@ def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ig
             raise ItemError(f"mask {labels.shape[1]}x{labels.shape[0]} does not match image {size[1]}x{size[0]}")
         present = set(np.unique(labels).tolist()) - ignore
         selected = (present - {0}) if classes is None else (present & classes)
-        region = np.isin(labels, sorted(selected))
-        return ImagePrompt(mask=region, num_objects=len(selected) if region.any() else 0)
+        return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected))
 
     return build
 
@@ -211,7 +210,8 @@ def folder_source(
     """Images with masks matched by stem (binary 0/1, 0/255, or class-index PNGs).
 
     The region is every non-zero, non-ignored label, or only ``classes`` when given (ids, or
-    names looked up in ``class_names``). ``num_objects`` counts the selected labels present.
+    names looked up in ``class_names``). Each selected label present is one object with its own
+    generator pass (``ImagePrompt.objects``); ``num_objects`` counts them.
     """
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     if not masks_dir.is_dir():
@@ -272,10 +272,8 @@ def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path) -> 
         expected = (int(info["height"]), int(info["width"]))
         if expected != size:
             raise ItemError(f"COCO size {expected[1]}x{expected[0]} does not match image {size[1]}x{size[0]}")
-        region = np.zeros(size, dtype=bool)
-        for annotation in annotations:
-            region |= coco.annToMask(annotation).astype(bool)
-        return ImagePrompt(mask=region, num_objects=len(annotations) if region.any() else 0)
+        objects = [coco.annToMask(annotation).astype(bool) for annotation in annotations]
+        return ImagePrompt(objects=objects, num_objects=len(annotations))
 
     return build
 

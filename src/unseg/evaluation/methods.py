@@ -71,7 +71,8 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
 
 
 def _unseg_maker(source: str, options: MethodOptions) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
-    """Noise maker that runs the UnSeg generator with the object region as mask prompt."""
+    """Noise maker that runs the UnSeg generator with each labelled class region of the object
+    region as its own mask prompt (as ``unseg protect --masks`` does for class-index masks)."""
     from unseg.data.images import LoadedImage
     from unseg.protection.protector import ImagePrompt, Protector
 
@@ -83,10 +84,15 @@ def _unseg_maker(source: str, options: MethodOptions) -> tuple[Callable[[list[No
 
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
         images = [LoadedImage(sample.pixels) for sample in samples]
-        prompts = [ImagePrompt(mask=sample.region) for sample in samples]
+        prompts = [ImagePrompt(objects=class_regions(sample.mask, sample.region)) for sample in samples]
         return [result.noise for result in protector.protect_batch(images, prompts)]
 
     return make, info
+
+
+def class_regions(labels: np.ndarray, region: np.ndarray) -> list[np.ndarray]:
+    """One mask per class label present inside ``region``."""
+    return [(labels == label) & region for label in np.unique(labels[region]).tolist()]
 
 
 def _baseline_maker(name: str, num_classes: int, options: MethodOptions):

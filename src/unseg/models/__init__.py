@@ -2,7 +2,7 @@
 
 from unseg.models.checkpoint import CheckpointError, load_model, load_sam_weights, read_metadata, save_model
 from unseg.models.config import GeneratorConfig, SamConfig, SurrogateConfig
-from unseg.models.generator import GeneratorOutput, NoiseGenerator
+from unseg.models.generator import GeneratorOutput, ImageFeatures, NoiseGenerator
 from unseg.models.prompts import PromptBatch
 from unseg.models.registry import (
     GENERATOR_PRESETS,
@@ -19,6 +19,7 @@ __all__ = [
     "GENERATOR_PRESETS",
     "GeneratorConfig",
     "GeneratorOutput",
+    "ImageFeatures",
     "InteractiveSegmenter",
     "NoiseGenerator",
     "PromptBatch",

@@ -18,6 +18,18 @@ SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
 
 
 @dataclass
+class ImageFeatures:
+    """Image-encoder outputs: final embedding (``B x C x E x E``) and early feature of the first global block."""
+
+    embedding: torch.Tensor
+    early: torch.Tensor
+
+    def select(self, rows: torch.Tensor) -> "ImageFeatures":
+        """Rows ``rows`` (indices, repeats allowed) of both tensors."""
+        return ImageFeatures(embedding=self.embedding[rows], early=self.early[rows])
+
+
+@dataclass
 class GeneratorOutput:
     """Noise map in [-1, 1] (``B x 3 x N x N``) and the SAM mask logits (``B x 1 x 4E x 4E``)."""
 
@@ -49,7 +61,16 @@ class NoiseGenerator(nn.Module):
         )
 
     def forward(self, images: torch.Tensor, prompts: PromptBatch) -> GeneratorOutput:
+        return self.decode(self.encode(images), prompts)
+
+    def encode(self, images: torch.Tensor) -> ImageFeatures:
+        """The prompt-independent part: image embedding and early feature (reusable across prompts)."""
         embedding, early = self.image_encoder(images)
+        return ImageFeatures(embedding=embedding, early=early)
+
+    def decode(self, features: ImageFeatures, prompts: PromptBatch) -> GeneratorOutput:
+        """Noise and mask logits for ``prompts`` (one per row of ``features``)."""
+        embedding, early = features.embedding, features.early
         sparse, dense = embed_prompts(self.prompt_encoder, prompts)
         decoded = self.mask_decoder(
             embedding, self.prompt_encoder.get_dense_pe(), sparse, dense, extra_tokens=self.noise_tokens.weight

@@ -22,7 +22,7 @@ from skimage.draw import disk
 import unseg
 from unseg.data.images import LoadedImage, loaded_from_pil, read_image
 from unseg.data.transforms import Letterbox, to_float_tensor
-from unseg.models import GENERATOR_PRESETS, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
+from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.protection.budget import DEFAULT_EPSILON, DEFAULT_EPSILON_BG, apply_budget, budget_levels, measured_linf
 from unseg.protection.quality import image_quality
@@ -43,6 +43,10 @@ class ImagePrompt:
         point_labels: ``K`` labels, 1 positive / 0 negative; None means all positive.
         num_objects: how many objects the prompt covers, when the source knows (instances or
             labelled regions in a mask); else derived (1 per mask, box or positive point).
+        objects: optional list of ``H x W`` bool masks, one per object (instances, class regions).
+            Each object then gets the noise the generator makes for its own mask prompt (one
+            decoder pass per object, the image is encoded once); the rest of the image keeps the
+            noise of the whole prompt. ``mask`` defaults to their union.
 
     An empty prompt (all None) means the image has no object: only ε_bg applies.
     """
@@ -52,8 +56,19 @@ class ImagePrompt:
     points: np.ndarray | None = None
     point_labels: np.ndarray | None = None
     num_objects: int | None = None
+    objects: list[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
+        if self.objects is not None:
+            self.objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
+            if any(mask.ndim != 2 or mask.shape != self.objects[0].shape for mask in self.objects):
+                raise ValueError("objects must be H x W masks of one size")
+            if not self.objects:
+                self.objects = None
+            elif self.mask is None:
+                self.mask = np.logical_or.reduce(self.objects)
+            if self.objects is not None and self.num_objects is None:
+                self.num_objects = len(self.objects)
         if self.mask is not None:
             self.mask = np.asarray(self.mask).astype(bool)
             if self.mask.ndim != 2:
@@ -98,6 +113,9 @@ class ImagePrompt:
         """Raise ValueError if the mask size differs from the image or a box/point lies outside it."""
         if self.mask is not None and self.mask.shape != (height, width):
             raise ValueError(f"mask {self.mask.shape[1]}x{self.mask.shape[0]} does not match image {width}x{height}")
+        if self.objects is not None and self.objects[0].shape != (height, width):
+            raise ValueError(f"object masks {self.objects[0].shape[1]}x{self.objects[0].shape[0]} do not match "
+                             f"image {width}x{height}")
         if self.boxes is not None:
             outside = (self.boxes[:, 2] <= 0) | (self.boxes[:, 3] <= 0) | (self.boxes[:, 0] >= width) | (
                 self.boxes[:, 1] >= height)
@@ -230,14 +248,16 @@ class Protector:
         box: np.ndarray | list | None = None,
         points: np.ndarray | list | None = None,
         point_labels: np.ndarray | list | None = None,
+        objects: list[np.ndarray] | None = None,
     ) -> ProtectionResult:
         """Protect one image (array ``H x W[ x C]`` uint8/uint16, PIL image or file path).
 
-        ``box`` may hold one box (x0, y0, x1, y1) or several (``K x 4``); ``points`` is ``K x 2``.
+        ``box`` may hold one box (x0, y0, x1, y1) or several (``K x 4``); ``points`` is ``K x 2``;
+        ``objects`` is a list of per-object masks (see :class:`ImagePrompt`).
         The result's pixels have the input's dtype and shape.
         """
         loaded, squeeze = _as_loaded(image)
-        prompt = ImagePrompt(mask=mask, boxes=box, points=points, point_labels=point_labels)
+        prompt = ImagePrompt(mask=mask, boxes=box, points=points, point_labels=point_labels, objects=objects)
         result = self.protect_batch([loaded], [prompt])[0]
         if squeeze:
             result.pixels = result.pixels[..., 0]
@@ -252,17 +272,17 @@ class Protector:
         if not images:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
-        noise, logits = self._forward(images, prompts, boxes)
+        noise, logits, object_noise = self._forward(images, prompts, boxes)
         return [
-            self._finish(loaded, prompt, box, noise[i : i + 1], logits[i : i + 1])
+            self._finish(loaded, prompt, box, noise[i : i + 1], logits[i : i + 1], object_noise[i])
             for i, (loaded, prompt, box) in enumerate(zip(images, prompts, boxes))
         ]
 
     @torch.no_grad()
     def _forward(
         self, images: list[LoadedImage], prompts: list[ImagePrompt], boxes: list[Letterbox]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise and mask logits over the model input for every image.
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
+        """Noise and mask logits over the model input for every image, and per-object noise.
 
         Prompt tokens are padded only among images with the same number of tokens (one forward
         pass per distinct count): SAM's padding tokens take part in attention, so padding an
@@ -270,22 +290,45 @@ class Protector:
         in the batch. Grouping keeps each output independent of how images are batched.
         """
         inputs = torch.cat([box.image_to_input(to_float_tensor(loaded.rgb8())) for loaded, box in zip(images, boxes)])
+        features = self.generator.encode(inputs.to(self.device))
         tokens = [_prompt_tokens(prompt, box) for prompt, box in zip(prompts, boxes)]
-        masks = [_mask_input(prompt, box) for prompt, box in zip(prompts, boxes)]
+        masks = [_mask_input(prompt.mask, box) for prompt, box in zip(prompts, boxes)]
         noise: list[torch.Tensor | None] = [None] * len(images)
         logits: list[torch.Tensor | None] = [None] * len(images)
         for count in sorted({len(labels) for _, labels in tokens}):
             group = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
             batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
-            out = self.generator(inputs[group].to(self.device), batch.to(self.device))
+            out = self.generator.decode(features.select(torch.tensor(group)), batch.to(self.device))
             for row, index in enumerate(group):
                 noise[index], logits[index] = out.noise[row].float().cpu(), out.mask_logits[row].float().cpu()
-        return torch.stack(noise), torch.stack(logits)  # type: ignore[arg-type]
+        return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
+
+    def _object_noise(self, features: ImageFeatures, prompts: list[ImagePrompt],
+                      boxes: list[Letterbox]) -> list[torch.Tensor | None]:
+        """Per image, ``K x 3 x N x N`` noise made with each object's own mask prompt (None: no objects).
+
+        Object prompts are mask-only (no tokens), so they batch without padding.
+        """
+        jobs = [(index, _mask_input(mask, boxes[index]))
+                for index, prompt in enumerate(prompts) for mask in (prompt.objects or [])]
+        found: dict[int, list[torch.Tensor]] = {}
+        chunk = 4 * self.batch_size
+        for start in range(0, len(jobs), chunk):
+            part = jobs[start : start + chunk]
+            rows = torch.tensor([index for index, _ in part])
+            batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask in part], self.input_size)
+            out = self.generator.decode(features.select(rows.to(features.embedding.device)), batch.to(self.device))
+            for row, (index, _) in enumerate(part):
+                found.setdefault(index, []).append(out.noise[row].float().cpu())
+        return [torch.stack(found[i]) if i in found else None for i in range(len(prompts))]
 
     def _finish(
-        self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor
+        self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor,
+        object_noise: torch.Tensor | None,
     ) -> ProtectionResult:
         native_noise = box.map_to_image(noise)[0].permute(1, 2, 0).numpy()
+        if object_noise is not None:
+            native_noise = _compose_object_noise(native_noise, box.map_to_image(object_noise), prompt.objects)
         region = _region(prompt, box, logits)
         pixels = apply_budget(loaded.pixels, native_noise, region, self.epsilon, self.epsilon_bg)
         inside, outside = measured_linf(loaded.pixels, pixels, region)
@@ -345,12 +388,24 @@ def _prompt_tokens(prompt: ImagePrompt, box: Letterbox) -> tuple[np.ndarray, np.
     return np.concatenate(coords).astype(np.float32), np.concatenate(labels).astype(np.int64)
 
 
-def _mask_input(prompt: ImagePrompt, box: Letterbox) -> torch.Tensor | None:
-    """The mask prompt resized (bilinear, antialiased) into the square model input, or None."""
-    if prompt.mask is None:
+def _mask_input(mask: np.ndarray | None, box: Letterbox) -> torch.Tensor | None:
+    """A mask prompt resized (bilinear, antialiased) into the square model input, or None."""
+    if mask is None:
         return None
-    mask = torch.from_numpy(prompt.mask.astype(np.float32))[None, None]
-    return box.image_to_input(mask, mode="bilinear")[0]
+    tensor = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return box.image_to_input(tensor, mode="bilinear")[0]
+
+
+_NO_TOKENS = (np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+
+
+def _compose_object_noise(noise: np.ndarray, object_noise: torch.Tensor, objects: list[np.ndarray]) -> np.ndarray:
+    """``noise`` (``H x W x 3``) with each object's pixels replaced by that object's own noise
+    (``K x 3 x H x W``); where objects overlap, the later one wins."""
+    composed = noise.copy()
+    for mask, own in zip(objects, object_noise.permute(0, 2, 3, 1).numpy()):
+        composed[mask] = own[mask]
+    return composed
 
 
 def _prompt_batch(tokens: list[tuple[np.ndarray, np.ndarray]], masks: list[torch.Tensor | None], size: int) -> PromptBatch:
