@@ -173,16 +173,21 @@ class _Run:
         self.device = device
         self.out = Path(config.output.dir)
         size = network_config(config.model.generator, "generator").sam.img_size
-        self.train_set = build_dataset(config, size, "train", augment=True)
-        val_set = build_dataset(config, size, "val", augment=False) or build_dataset(config, size, "train", False)
-        self.val_set = val_set
-        self.eval_batches = evaluation_batches(val_set, config.data.val_objects, config.schedule.batch_size)
+        try:
+            self.train_set = build_dataset(config, size, "train", augment=True)
+            val_set = build_dataset(config, size, "val", augment=False) or build_dataset(config, size, "train", False)
+            self.val_set = val_set
+            self.eval_batches = evaluation_batches(val_set, config.data.val_objects, config.schedule.batch_size)
+            self.stream = BatchStream(self.train_set, config.schedule.batch_size, config.runtime.seed, context.rank,
+                                      context.world_size, config.data.num_workers)
+        except ConfigError:
+            raise
+        except ValueError as error:  # no objects, unreadable masks, batch larger than the data
+            raise ConfigError(f"training data: {error}") from error
         seed_everything(config.runtime.seed)
         generator, surrogate = build_networks(config, device)
         self.trainer = BilevelTrainer(wrap_model(generator, context, device), wrap_model(surrogate, context, device),
                                       config, device, context.rank)
-        self.stream = BatchStream(self.train_set, config.schedule.batch_size, config.runtime.seed, context.rank,
-                                  context.world_size, config.data.num_workers)
         self.steps_per_round = config.schedule.surrogate_steps + config.schedule.generator_steps
 
     def save(self, round_index: int, extra: dict[str, Any] | None = None) -> None:

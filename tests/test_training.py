@@ -1,0 +1,289 @@
+"""``unseg train``: losses fall on tiny data, exact resume, clear config errors, the written outputs.
+
+Everything runs on a generated folder of eight 48x64 images with the tiny 32 px networks of
+``training_helpers`` (a run of a few rounds takes about a second on CPU).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from training_helpers import tiny_config
+from unseg.cli.main import app
+from unseg.models import NoiseGenerator, load_model
+from unseg.protection.protector import Protector
+from unseg.training import runner
+from unseg.training.batches import collate
+from unseg.training.bilevel import BilevelTrainer
+from unseg.training.checkpointing import read_training_metadata
+from unseg.training.config import ConfigError, apply_overrides, load_config
+from unseg.training.metrics_log import COLUMNS, read_metrics
+
+RUNNER = CliRunner()
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny networks run fastest on one thread; the suite's setting is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _trainer_and_batch(tmp_path, **sections):
+    """A fresh trainer of the tiny networks and one fixed batch of 9 un-augmented objects."""
+    config = tiny_config(tmp_path, **sections)
+    dataset = runner.build_dataset(config, 32, "train", augment=False)
+    batch = collate([dataset[i] for i in range(0, len(dataset), 2)])
+    runner.seed_everything(0)
+    generator, surrogate = runner.build_networks(config, CPU)
+    return BilevelTrainer(generator, surrogate, config, CPU), batch
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --- the two phases lower their losses ---------------------------------------------------------
+FAST = {"optimiser": {"generator_lr": 3e-3, "surrogate_lr": 3e-3}, "epsilon": {"train": 16 / 255, "train_bg": 4 / 255}}
+
+
+def test_surrogate_steps_lower_the_surrogate_loss_and_leave_the_generator_alone(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path, **FAST)
+    generator_before = _weights(trainer.generator_module)
+    surrogate_before = _weights(trainer.surrogate_module)
+    # same step index = same prompts, so the returned (pre-update) losses track one fixed objective
+    losses = [trainer.surrogate_step(batch, step=0)["surrogate_loss"] for _ in range(12)]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert sum(b > a for a, b in zip(losses, losses[1:])) <= 2, losses
+    assert _same(_weights(trainer.generator_module), generator_before)
+    assert not _same(_weights(trainer.surrogate_module), surrogate_before)
+
+
+def test_generator_steps_lower_the_generator_loss_against_a_frozen_surrogate(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path, **FAST)
+    for _ in range(8):  # a surrogate that already reacts to its input
+        trainer.surrogate_step(batch, step=0)
+    surrogate_before = _weights(trainer.surrogate_module)
+    generator_before = _weights(trainer.generator_module)
+    results = [trainer.generator_step(batch, step=1) for _ in range(12)]
+    losses = [r["generator_loss"] for r in results]
+    assert losses[-1] < losses[0] - 2e-3, losses
+    assert sum(b > a for a, b in zip(losses, losses[1:])) <= 2, losses
+    assert all(np.isfinite(r["generator_mask_loss"]) and r["generator_mask_loss"] > 0 for r in results)
+    assert _same(_weights(trainer.surrogate_module), surrogate_before)
+    assert all(p.requires_grad for p in trainer.surrogate_module.parameters())  # unfrozen again
+    assert not _same(_weights(trainer.generator_module), generator_before)
+
+
+def test_generator_loss_is_flat_without_a_learning_rate(tmp_path):
+    """Control for the test above: the decrease comes from the updates, not from the measurement."""
+    trainer, batch = _trainer_and_batch(tmp_path, optimiser={"generator_lr": 1e-12}, epsilon=FAST["epsilon"])
+    losses = [trainer.generator_step(batch, step=1)["generator_loss"] for _ in range(3)]
+    assert max(losses) - min(losses) < 1e-5
+
+
+# --- a whole run: outputs ----------------------------------------------------------------------
+def test_run_outputs_generator_metrics_and_summary(tmp_path):
+    config = tiny_config(tmp_path)
+    result = runner.run_training(config)
+    out = tmp_path / "run"
+    assert result.out_dir == out and (result.rounds, result.steps) == (4, 8)
+    for name in ("generator.safetensors", "checkpoint_last.safetensors", "metrics.csv", "metrics.png",
+                 "config.toml", "summary.json"):
+        assert (out / name).is_file(), name
+    assert load_config(out / "config.toml") == config
+
+    generator, meta = load_model(out / "generator.safetensors", kind="generator")
+    assert isinstance(generator, NoiseGenerator) and generator.config.sam.img_size == 32
+    assert meta["epsilon_train"] == pytest.approx(1 / 255) and meta["epsilon_bg_train"] == pytest.approx(0.25 / 255)
+    assert meta["recommended_epsilon"] == pytest.approx(8 / 255)
+    assert meta["recommended_epsilon_bg"] == pytest.approx(2 / 255)
+    assert (meta["round"], meta["step"], meta["seed"]) == (4, 8, 3)
+    assert meta["train_config"]["schedule"]["rounds"] == 4
+    state = load_file(str(out / "checkpoint_last.safetensors"))
+    assert all(torch.equal(v, state[f"generator.{k}"]) for k, v in generator.state_dict().items())
+
+    protector = Protector.load(out / "generator.safetensors", epsilon=meta["recommended_epsilon"],
+                               epsilon_bg=meta["recommended_epsilon_bg"])
+    assert protector.trained and protector.input_size == 32
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    mask = np.zeros((48, 64), bool)
+    mask[10:30, 10:40] = True
+    protected = protector.protect(image, mask=mask).pixels
+    change = np.abs(protected.astype(int) - image.astype(int))
+    assert protected.shape == image.shape and 0 < change.max() <= 8
+
+    rows = read_metrics(out / "metrics.csv")
+    assert tuple(rows[0]) == COLUMNS
+    for column in ("surrogate_loss", "generator_loss", "iou_protected", "iou_clean"):
+        assert column in COLUMNS  # the curves README.md describes
+    steps = [r for r in rows if r["phase"] != "eval"]
+    assert [int(r["step"]) for r in steps] == list(range(8))
+    assert [r["phase"] for r in steps] == ["surrogate", "generator"] * 4
+    assert all(float(r["surrogate_loss"]) > 0 for r in steps if r["phase"] == "surrogate")
+    assert all(r["generator_loss"] and r["generator_mask_loss"] for r in steps if r["phase"] == "generator")
+    lrs = [float(r["generator_lr"]) for r in steps]
+    assert lrs == pytest.approx([3e-4] * 6 + [3e-5] * 2)  # x0.1 from round int(0.75 * 4) = 3 on
+    evals = [r for r in rows if r["phase"] == "eval"]
+    assert [int(r["step"]) for r in evals] == [3, 7]  # eval_every = 2 rounds
+    assert all(0 <= float(r[k]) <= 1 for r in evals for k in ("iou_protected", "iou_clean"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == 4 and summary["train_objects"] == 18 and summary["val_objects"] == 6
+    assert summary["last"]["generator_loss"] == pytest.approx(float(steps[-1]["generator_loss"]))
+
+
+def test_protection_check_reports_ious(tmp_path):
+    config = tiny_config(tmp_path, schedule={"rounds": 1}, output={"check_steps": 2})
+    check = runner.run_training(config).check
+    assert check["check_steps"] == 2 and np.isfinite(check["check_final_loss"])
+    assert 0 <= check["check_iou_protected"] <= 1 and 0 <= check["check_iou_clean"] <= 1
+    _, meta = load_model(tmp_path / "run" / "generator.safetensors")
+    assert meta["protection_check"] == pytest.approx(check)
+
+
+# --- exact resume ------------------------------------------------------------------------------
+class Interrupted(Exception):
+    """Stands in for a crash right after a checkpoint was written."""
+
+
+def _without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+def test_resume_after_interruption_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
+    # 4 rounds, checkpoint every 2, lr decay at round 3: the resumed half crosses the decay
+    straight = tiny_config(tmp_path, output={"dir": str(tmp_path / "straight")})
+    runner.run_training(straight)
+
+    broken = tiny_config(tmp_path, output={"dir": str(tmp_path / "broken")})
+    save = runner._Run.save
+
+    def save_then_crash(self, round_index, extra=None):
+        save(self, round_index, extra)
+        if round_index == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(runner._Run, "save", save_then_crash)
+    with pytest.raises(Interrupted):
+        runner.run_training(broken)
+    monkeypatch.undo()
+    checkpoint = tmp_path / "broken" / "checkpoint_last.safetensors"
+    assert read_training_metadata(checkpoint)["round"] == 2
+    half = load_file(str(checkpoint))
+    assert not _same(half, load_file(str(tmp_path / "straight" / "checkpoint_last.safetensors")))
+
+    # no --config: the run's own stored config (output dir included) is used
+    result = RUNNER.invoke(app, ["train", "--resume", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert "trained 4 rounds (8 steps)" in result.output
+    for name in ("generator.safetensors", "checkpoint_last.safetensors"):
+        a = load_file(str(tmp_path / "straight" / name))
+        b = load_file(str(tmp_path / "broken" / name))
+        assert _same(a, b), name  # weights, Adam moments, RNG states: bit for bit
+    rows_a = read_metrics(tmp_path / "straight" / "metrics.csv")
+    rows_b = read_metrics(tmp_path / "broken" / "metrics.csv")
+    assert len(rows_a) == 10 and _without_seconds(rows_a) == _without_seconds(rows_b)
+
+
+# --- configuration errors ----------------------------------------------------------------------
+OVERRIDE_ERRORS = [
+    ("schedule.roundz=3", "unknown config key 'schedule.roundz'"),
+    ("schedule.rounds=three", "schedule.rounds: expected int, got 'three'"),
+    ("schedule.rounds=2.5", "schedule.rounds: expected int"),
+    ("epsilon.train=1/0", "epsilon.train: expected float"),
+    ("output.progress=maybe", "output.progress: expected bool"),
+    ("runtime.amp=fp8", "runtime.amp must be one of"),
+    ("schedule.rounds=0", "schedule.rounds must be > 0"),
+    ("epsilon.protect=2", "epsilon.protect must be in [0, 1]"),
+    ("schedule.rounds", "is not of the form section.key=value"),
+]
+RUN_ERRORS = [
+    ("model.generator=huge", "unknown generator preset 'huge'"),
+    ("model.surrogate=missing.json", "model.surrogate: config file not found"),
+    ("data.root=does/not/exist", "data folder not found"),
+    ("data.root=", "no training data"),
+    ("data.train_split=nope.txt", "split file not found"),
+    ("schedule.batch_size=64", "fewer than batch size 64"),
+    ("data.min_area=0.9", "no objects found"),
+]
+
+
+@pytest.mark.parametrize(("override", "message"), OVERRIDE_ERRORS + RUN_ERRORS)
+def test_config_errors_are_clear_in_api_and_cli(tmp_path, override, message):
+    config = tiny_config(tmp_path)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        runner.run_training(apply_overrides(config, [override]))
+    args = ["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "cli"),
+            "--set", f"model.generator={config.model.generator}", "--set", f"model.surrogate={config.model.surrogate}",
+            "--set", override]
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "cli" / "generator.safetensors").exists()
+
+
+def test_config_file_and_model_file_errors(tmp_path):
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[schedule\nrounds = 3")
+    with pytest.raises(ConfigError, match="cannot parse"):
+        load_config(bad_toml)
+    unknown_section = tmp_path / "extra.yaml"
+    unknown_section.write_text("schedule:\n  rounds: 5\nextra:\n  x: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['extra'\]"):
+        load_config(unknown_section)
+    good = tmp_path / "good.yaml"
+    good.write_text("schedule:\n  rounds: 5\nepsilon:\n  train: 2/255\n")
+    loaded = load_config(good)
+    assert loaded.schedule.rounds == 5 and loaded.epsilon.train == pytest.approx(2 / 255)
+
+    config = tiny_config(tmp_path)
+    generator_json = tmp_path / "models" / "tiny_generator.json"
+    assert config.model.generator == str(generator_json)
+    generator_json.write_text(json.dumps({"sam": {"img_size": 32}, "wings": 2}))
+    with pytest.raises(ConfigError, match=r"model.generator: bad config file .*wings"):
+        runner.run_training(config)
+
+    result = RUNNER.invoke(app, ["train", "--config", str(tmp_path / "none.toml")])
+    assert result.exit_code == 2 and "config file not found" in result.stderr
+
+
+def test_resume_refuses_the_wrong_file_or_network(tmp_path):
+    config = tiny_config(tmp_path, schedule={"rounds": 1})
+    runner.run_training(config)
+    out = tmp_path / "run"
+    result = RUNNER.invoke(app, ["train", "--resume", str(out / "generator.safetensors")])
+    assert result.exit_code == 2 and "is not an unseg training state" in result.stderr
+    result = RUNNER.invoke(app, ["train", "--resume", str(tmp_path / "missing.safetensors")])
+    assert result.exit_code == 2 and "training state not found" in result.stderr
+    # a run stored with the tiny generator cannot continue as the "small" preset
+    result = RUNNER.invoke(app, ["train", "--resume", str(out / "checkpoint_last.safetensors"),
+                                 "--set", "model.generator=small", "--set", "schedule.rounds=2"])
+    assert result.exit_code == 2 and "does not fit" in result.stderr
+
+
+def test_real_camvid_objects_feed_a_training_step(tmp_path, shared_data):
+    """A handful of real camvid images (void never an object) go through one round."""
+    camvid = shared_data / "camvid"
+    if not camvid.is_dir():
+        pytest.skip("camvid not present")
+    stems = (camvid / "splits" / "train.txt").read_text().split()[:2]
+    (tmp_path / "two.txt").write_text("\n".join(stems))
+    config = tiny_config(tmp_path, data={"root": str(camvid), "train_split": str(tmp_path / "two.txt"),
+                                         "val_split": str(tmp_path / "two.txt"), "min_area": 0.01},
+                         schedule={"rounds": 1})
+    dataset = runner.build_dataset(config, 32, "train", augment=True)
+    assert len(dataset) >= 4 and all(ref.class_id != 11 for ref in dataset.objects)
+    result = runner.run_training(config)
+    assert np.isfinite(result.last_metrics["surrogate_loss"]) and np.isfinite(result.last_metrics["generator_loss"])
