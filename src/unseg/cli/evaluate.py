@@ -41,8 +41,9 @@ def evaluate(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
+    from unseg.data.segmentation import SegmentationFolder
     from unseg.evaluation.config import EvaluationConfig, preset_config
-    from unseg.evaluation.protocol import run_evaluation
+    from unseg.evaluation.protocol import ResultsStore, run_evaluation
     from unseg.evaluation.report import write_report
 
     if device == "cuda":
@@ -57,6 +58,8 @@ def evaluate(
         epsilon=None if epsilon is None else epsilon / 255, epsilon_bg=None if epsilon_bg is None else epsilon_bg / 255,
         amp=amp, seed=seed, device=device, progress=progress,
     )
+    if quick and preset not in (None, "quick"):
+        raise typer.BadParameter(f"--quick is --preset quick; it conflicts with --preset {preset}", param_hint="--quick")
     name = "quick" if quick else preset
     try:
         if name:
@@ -64,6 +67,12 @@ def evaluate(
         else:
             config = EvaluationConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (KeyError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
+    try:  # fail before any work: every dataset folder readable, no resume of another schedule/budget
+        for dataset in config.datasets:
+            SegmentationFolder(Path(config.data_root) / dataset)
+        ResultsStore(out, config)
+    except (FileNotFoundError, ValueError) as error:
         raise typer.BadParameter(str(error)) from error
     data = run_evaluation(config, out)
     report = write_report(data, out)

@@ -1,0 +1,164 @@
+"""Baseline noises: exact ε bound on odd-sized images, determinism, class-wise patterns, EM's min-min."""
+
+import json
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation_helpers import NUM_CLASSES, VOID, one_torch_thread, toy_pair, write_toy_folder  # noqa: F401 (autouse fixture)
+from unseg.baselines import BASELINES, NoiseSample, build_baseline
+from unseg.baselines.error_minimizing import ErrorMinimizingNoise, MinMinSchedule
+from unseg.data.images import read_image
+from unseg.data.segmentation import SegmentationFolder
+from unseg.evaluation.methods import MethodOptions, protect_split
+from unseg.protection.budget import apply_budget, budget_levels
+
+TINY_EM = MinMinSchedule(work_size=(32, 32), rounds=1, train_steps=1, pgd_steps=2, batch_size=4)
+EPSILON, EPSILON_BG = 6 / 255, 1 / 255  # not the defaults, so a maker ignoring its budget would show
+
+
+def _sample(height: int, width: int, seed: int) -> NoiseSample:
+    pixels, mask = toy_pair(height, width, seed)
+    pixels[0, :] = 255  # saturated rows: the budget must still hold after clipping to [0, 255]
+    pixels[1, :] = 0
+    region = (mask == 1) | (mask == 2)
+    return NoiseSample(pixels=pixels, mask=mask.astype(np.int64), region=region, seed=seed)
+
+
+@cache
+def _maker(name: str, seed: int = 0):
+    """The baseline ``name`` at the test budget (cached: makers hold no per-call state; AR setup takes ~1 s)."""
+    return build_baseline(name, NUM_CLASSES, seed=seed, epsilon=EPSILON, epsilon_bg=EPSILON_BG, em_schedule=TINY_EM)
+
+
+def test_registry_has_every_baseline_the_protocol_names():
+    assert {"random", "sign", "synper", "ar", "cuda", "em"} <= set(BASELINES)
+    with pytest.raises(KeyError, match="unknown baseline"):
+        build_baseline("nope", NUM_CLASSES)
+
+
+@pytest.mark.parametrize("name", sorted(set(BASELINES) - {"em"}))  # em: through protect_split below (slow)
+def test_noise_is_unit_bounded_and_budget_is_exact_on_odd_sizes(name):
+    samples = [_sample(37, 53, 1), _sample(29, 41, 2)]
+    noises = _maker(name)(samples)
+    assert len(noises) == len(samples)
+    for sample, noise in zip(samples, noises):
+        assert noise.shape == (*sample.pixels.shape[:2], 3)
+        assert np.isfinite(noise).all() and np.abs(noise).max() <= 1.0
+        protected = apply_budget(sample.pixels, noise, sample.region, EPSILON, EPSILON_BG)
+        change = np.abs(protected.astype(int) - sample.pixels.astype(int)).max(axis=2)
+        assert change[sample.region].max() <= budget_levels(EPSILON) == 6
+        assert change[~sample.region].max() <= budget_levels(EPSILON_BG) == 1
+        assert change[sample.region].max() > 0, "the noise must change the image"
+
+
+@pytest.mark.parametrize("name", ["random", "sign", "synper", "ar", "cuda"])
+def test_noise_is_deterministic_for_a_seed(name):
+    samples = [_sample(37, 53, 1)]
+    first, again = _maker(name, seed=3)(samples)[0], _maker(name, seed=3)(samples)[0]
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("name", ["synper", "ar", "cuda"])
+def test_classwise_patterns_depend_on_the_seed(name):
+    samples = [_sample(37, 53, 1)]
+    assert not np.array_equal(_maker(name, seed=0)(samples)[0], _maker(name, seed=1)(samples)[0])
+
+
+def test_random_noise_is_seeded_per_image():
+    a, b = _sample(37, 53, 1), _sample(37, 53, 2)
+    b.pixels, b.mask = a.pixels, a.mask  # same content, different per-image seed
+    noise_a, noise_b = _maker("random")([a, b])
+    assert not np.array_equal(noise_a, noise_b)
+    assert set(np.unique(_maker("sign")([a])[0])) == {-1.0, 1.0}  # sign noise spends the full budget
+
+
+def _half_masks(height: int, width: int) -> dict[str, np.ndarray]:
+    left = np.zeros((height, width), np.int64)
+    right = np.ones((height, width), np.int64)
+    mixed = left.copy()
+    mixed[:, width // 2 :] = 1
+    return {"zeros": left, "ones": right, "mixed": mixed}
+
+
+@pytest.mark.parametrize("name", ["synper", "ar", "cuda"])
+def test_classwise_noise_uses_one_pattern_per_class(name):
+    """The noise at a pixel depends only on that pixel's class (and, for CUDA, the image)."""
+    pixels = _sample(37, 53, 1).pixels
+    masks = _half_masks(37, 53)
+    maker = _maker(name)
+    noise = {key: maker([NoiseSample(pixels, mask, np.ones_like(mask, bool), 0)])[0] for key, mask in masks.items()}
+    half = 53 // 2
+    np.testing.assert_array_equal(noise["mixed"][:, :half], noise["zeros"][:, :half])
+    np.testing.assert_array_equal(noise["mixed"][:, half:], noise["ones"][:, half:])
+    assert not np.array_equal(noise["zeros"], noise["ones"])
+    void = np.full((37, 53), VOID, np.int64)
+    noise_void = maker([NoiseSample(pixels, void, np.zeros((37, 53), bool), 0)])[0]
+    assert not np.array_equal(noise_void, noise["zeros"]) and not np.array_equal(noise_void, noise["ones"])
+
+
+@pytest.mark.parametrize("name, period", [("synper", 8), ("ar", 32)])
+def test_image_independent_patterns_are_tiled(name, period):
+    """SynPer/AR noise ignores the image content and repeats with the pattern side."""
+    mask = np.zeros((70, 75), np.int64)
+    maker = _maker(name)
+    first = maker([NoiseSample(_sample(70, 75, 1).pixels, mask, mask == 0, 1)])[0]
+    other = maker([NoiseSample(_sample(70, 75, 2).pixels, mask, mask == 0, 2)])[0]
+    np.testing.assert_array_equal(first, other)
+    np.testing.assert_array_equal(first[period : 2 * period, :period], first[:period, :period])
+    np.testing.assert_array_equal(first[:period, period : 2 * period], first[:period, :period])
+
+
+def test_cuda_noise_depends_on_the_image():
+    mask = np.zeros((37, 53), np.int64)
+    maker = _maker("cuda")
+    a = maker([NoiseSample(_sample(37, 53, 1).pixels, mask, mask == 0, 0)])[0]
+    b = maker([NoiseSample(_sample(37, 53, 2).pixels, mask, mask == 0, 0)])[0]
+    assert not np.array_equal(a, b)
+
+
+def test_error_minimising_noise_lowers_the_surrogate_loss():
+    """One min-min round: PGD on the noise must reduce the (fixed) surrogate's loss on its images."""
+    samples = [_sample(37, 53, i) for i in range(4)]
+    maker = ErrorMinimizingNoise(NUM_CLASSES, seed=0, epsilon=8 / 255, epsilon_bg=2 / 255,
+                                 schedule=MinMinSchedule(work_size=(32, 32), pgd_steps=3, batch_size=4))
+    torch.manual_seed(0)
+    images, labels, budget = maker._stack(samples)
+    assert images.shape == (4, 3, 32, 32) and labels.shape == (4, 32, 32)
+    assert set(labels.unique().tolist()) <= set(range(NUM_CLASSES + 1))  # void -> extra index, ignored
+    import segmentation_models_pytorch as smp
+
+    surrogate = smp.Unet("resnet18", encoder_weights=None, classes=NUM_CLASSES)
+    unit = maker._minimise_noise(surrogate, images, labels, budget, torch.zeros_like(images))
+    assert unit.abs().max() <= 1.0 and unit.abs().max() > 0
+    surrogate.eval()
+    with torch.no_grad():
+        before = float(maker._loss(surrogate, images, labels))
+        after = float(maker._loss(surrogate, (images + unit * budget).clamp(0, 1), labels))
+    assert after < before
+    assert all(p.requires_grad for p in surrogate.parameters())  # restored for the next training step
+
+
+def test_protect_split_bounds_every_baseline_and_records_timing(tmp_path):
+    """Through the protocol's own path: each baseline's written PNGs obey ε / ε_bg; timing is recorded."""
+    folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=3, test=1))
+    stems = folder.stems("train")
+    options = MethodOptions(epsilon=EPSILON, epsilon_bg=EPSILON_BG, seed=0, em_schedule=TINY_EM)
+    for name in sorted(BASELINES):
+        target, info = protect_split(name, folder, stems, tmp_path / "cache", options, progress=False)
+        assert info["generated"] == 3 and info["images"] == 3
+        assert info["seconds"] > 0 and info["seconds_per_image"] == pytest.approx(info["seconds"] / 3)
+        assert (info["epsilon_levels"], info["epsilon_bg_levels"]) == (6, 1)
+        assert json.loads((target / "protection.json").read_text())["method"] == name
+        for stem in stems:
+            original = folder.read_image(stem).rgb8().astype(int)
+            protected = read_image(target / f"{stem}.png").rgb8().astype(int)
+            region = folder.spec.object_region(folder.read_mask(stem))
+            change = np.abs(protected - original).max(axis=2)
+            assert change[region].max() <= 6 and change[~region].max() <= 1, name
+        assert info["max_linf_inside"] <= 6 and info["max_linf_outside"] <= 1
+    # a rerun reuses the cache: nothing is generated again
+    _, again = protect_split("random", folder, stems, tmp_path / "cache", options, progress=False)
+    assert again["generated"] == 3

@@ -1,0 +1,296 @@
+"""The evaluation protocol on a tiny generated dataset: results, report, resume, CLI, benchmark script.
+
+One module-scoped run (1 victim, clean + unseg + random, 1 epoch at 32 px, 4 training images)
+is shared by most tests; tests that change a run work on a copy of its folder. Torch runs on
+one thread (``one_torch_thread``): these networks are so small that a second thread only adds
+overhead.
+"""
+
+import importlib.util
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from evaluation_helpers import TOY_SPEC, one_torch_thread, write_tiny_generator, write_toy_folder  # noqa: F401 (autouse fixture)
+from unseg.cli.main import app
+from unseg.data.images import read_image
+from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
+from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, run_evaluation, write_report
+from unseg.evaluation import protocol
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = CliRunner()
+METHODS = ("clean", "unseg", "random")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(config, out folder, results) of one finished tiny evaluation with its report written."""
+    root = tmp_path_factory.mktemp("evaluation")
+    write_toy_folder(root / "data", train=5, test=2, spec=TOY_SPEC)
+    generator = write_tiny_generator(root / "generator.safetensors")
+    config = EvaluationConfig(data_root=str(root / "data"), datasets=("toy",), victims=("unet",), methods=METHODS,
+                              defences=("none",), epochs=1, batch_size=2, image_height=32, train_images=4,
+                              test_images=2, generator=str(generator), progress=False)
+    out = root / "out"
+    data = run_evaluation(config, out)
+    write_report(data, out)
+    return config, out, data
+
+
+def _cli_args(config: EvaluationConfig, out: Path, **changes) -> list[str]:
+    """``unseg evaluate`` arguments reproducing ``config`` (with ``changes``)."""
+    values = {"data-root": config.data_root, "datasets": ",".join(config.datasets), "victims": ",".join(config.victims),
+              "methods": ",".join(config.methods), "epochs": config.epochs, "batch-size": config.batch_size,
+              "image-height": config.image_height, "train-images": config.train_images, "test-images": config.test_images,
+              "generator": config.generator, **changes}
+    return ["evaluate", "--out", str(out), "--no-progress", *[str(a) for k, v in values.items() for a in (f"--{k}", v)]]
+
+
+def _plain(output: str) -> str:
+    """CLI output without rich's box drawing and line wrapping."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", output).split())
+
+
+class CallCounter:
+    """Wraps a function and counts its calls."""
+
+    def __init__(self, function):
+        self.function, self.calls = function, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.function(*args, **kwargs)
+
+
+@pytest.fixture
+def count_training(monkeypatch) -> CallCounter:
+    counter = CallCounter(protocol.train_victim)
+    monkeypatch.setattr(protocol, "train_victim", counter)
+    return counter
+
+
+def test_dataset_spec_comes_from_dataset_json_or_the_known_name(tmp_path):
+    toy = SegmentationFolder(write_toy_folder(tmp_path, "toy", train=1, test=1, spec=TOY_SPEC))
+    assert (toy.spec.name, toy.spec.num_classes, toy.spec.ignore_index) == ("toy", 3, 255)
+    assert SegmentationFolder(write_toy_folder(tmp_path, "camvid", train=1, test=1, spec=None)).spec == CAMVID
+    with pytest.raises(ValueError, match="dataset.json"):
+        SegmentationFolder(write_toy_folder(tmp_path, "unnamed", train=1, test=1, spec=None))
+    with pytest.raises(FileNotFoundError, match="split file"):
+        toy.stems("val")
+    with pytest.raises(FileNotFoundError, match="images/ and masks/"):
+        SegmentationFolder(tmp_path / "missing")
+
+
+def test_real_folders_match_their_specs(shared_data):
+    for spec in (CAMVID, KVASIR_SEG):
+        folder = SegmentationFolder(shared_data / spec.name)
+        assert folder.spec == spec
+        stem = folder.stems(spec.test_split)[0]
+        mask = folder.read_mask(stem)
+        assert mask.shape == folder.read_image(stem).rgb8().shape[:2]
+        allowed = set(range(spec.num_classes)) | ({spec.ignore_index} if spec.ignore_index is not None else set())
+        assert set(np.unique(mask).tolist()) <= allowed
+        assert not folder.spec.object_region(mask)[mask == (spec.ignore_index if spec.ignore_index is not None else 0)].any()
+
+
+def test_results_hold_one_cell_per_grid_point(run):
+    config, out, data = run
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["cells"].keys() == {cell.key for cell in plan_cells(config)} == {f"toy|unet|{m}|none" for m in METHODS}
+    assert saved["config"] == json.loads(json.dumps(config.to_dict()))
+    assert {"torch", "segmentation_models_pytorch", "unseg"} <= saved["versions"].keys()
+    for key, cell in saved["cells"].items():
+        assert (cell["dataset"], cell["victim"], cell["defence"]) == ("toy", "unet", "none")
+        assert cell["metric"] == "miou" and cell["value"] == cell["final"]["miou"]
+        assert 0 <= cell["value"] <= 100
+        assert [h["epoch"] for h in cell["history"]] == [1]
+        assert (cell["train_images"], cell["test_images"]) == (4, 2)
+        assert cell["seconds"] > 0
+        prediction = np.load(out / "predictions" / (key.replace("|", "__") + ".npy"))
+        assert prediction.shape == (2, 32, 64)  # 2 test images at 32 px, width from aspect 1.5
+
+
+def test_protected_images_obey_the_budget_and_the_cost_is_recorded(run):
+    config, out, data = run
+    assert data["protection"].keys() == {"toy|unseg", "toy|random"}
+    unseg = data["protection"]["toy|unseg"]
+    assert unseg["generator"] == config.generator and unseg["trained"] is False
+    folder = SegmentationFolder(Path(config.data_root) / "toy")
+    for method in ("unseg", "random"):
+        info = data["protection"][f"toy|{method}"]
+        assert info["images"] == 4 and info["seconds_per_image"] > 0
+        assert info["max_linf_inside"] <= 8 and info["max_linf_outside"] <= 2
+        cached = sorted((out / "protected").glob(f"{method}_toy_eps8-2/*.png"))
+        assert len(cached) == 4
+        for path in cached:
+            original = folder.read_image(path.stem).rgb8().astype(int)
+            change = np.abs(read_image(path).rgb8().astype(int) - original).max(axis=2)
+            region = folder.spec.object_region(folder.read_mask(path.stem))
+            assert change[region].max() <= 8 and change[~region].max() <= 2 and change.max() > 0
+
+
+def test_report_puts_the_clean_metric_beside_each_method(run):
+    _, out, data = run
+    report = (out / "report.md").read_text()
+    value = {m: f"{data['cells'][f'toy|unet|{m}|none']['value']:.1f}" for m in METHODS}
+    assert "| victim | defence | clean-trained | unseg | random |" in report
+    assert f"| unet | none | {value['clean']} | {value['unseg']} | {value['random']} |" in report
+    assert "UNTRAINED generator" in report
+    for name in ("curves_toy.png", "bars.png", "grid_toy.png"):
+        assert f"]({name})" in report
+        with Image.open(out / name) as figure:
+            assert figure.size[0] > 100 and figure.size[1] > 100
+
+
+def test_rerun_skips_finished_cells_and_reuses_protection(run, count_training, tmp_path):
+    config, out, _ = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    before = (copy / "results.json").read_text()
+    cached = {p: p.stat().st_mtime_ns for p in (copy / "protected").rglob("*.png")}
+    run_evaluation(config, copy)
+    assert count_training.calls == 0
+    assert json.loads((copy / "results.json").read_text())["cells"] == json.loads(before)["cells"]
+    assert {p: p.stat().st_mtime_ns for p in (copy / "protected").rglob("*.png")} == cached
+    # growing the grid (a grid field) only runs the new cell
+    grown = run_evaluation(config.replace(methods=(*METHODS, "sign")), copy)
+    assert count_training.calls == 1
+    assert set(grown["cells"]) == {f"toy|unet|{m}|none" for m in (*METHODS, "sign")}
+    assert {k: v for k, v in grown["cells"].items() if "sign" not in k} == json.loads(before)["cells"]
+
+
+@pytest.mark.parametrize("change", [{"epochs": 2}, {"epsilon": 4 / 255}, {"image_height": 64}])
+def test_resume_with_another_schedule_or_budget_is_refused(run, change, count_training):
+    config, out, _ = run
+    before = (out / "results.json").read_text()
+    with pytest.raises(ValueError, match=f"different schedule/budget.*{next(iter(change))}"):
+        run_evaluation(config.replace(**change), out)
+    assert (out / "results.json").read_text() == before and count_training.calls == 0
+
+
+def test_cli_resumes_the_same_run_without_training(run, count_training):
+    config, out, _ = run
+    result = RUNNER.invoke(app, _cli_args(config, out))
+    assert result.exit_code == 0, result.output
+    assert "3 cells done" in result.output and count_training.calls == 0
+
+
+def test_cli_refuses_a_changed_schedule_cleanly(run, count_training):
+    config, out, _ = run
+    result = RUNNER.invoke(app, _cli_args(config, out, epochs=3))
+    assert result.exit_code == 2 and "different schedule/budget" in result.output
+    assert count_training.calls == 0
+
+
+def test_cli_quick_preset_with_overrides_runs(run, tmp_path):
+    config, _, _ = run
+    out = tmp_path / "quick"
+    args = ["evaluate", "--quick", "--out", str(out), "--data-root", config.data_root, "--datasets", "toy",
+            "--methods", "clean,random", "--epochs", "1", "--image-height", "32", "--train-images", "2",
+            "--test-images", "1", "--batch-size", "2", "--no-amp", "--no-progress"]
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["config"]["victims"] == ["unet"]  # from the quick preset
+    assert (saved["config"]["epochs"], saved["config"]["train_images"], saved["config"]["amp"]) == (1, 2, False)
+    assert set(saved["cells"]) == {"toy|unet|clean|none", "toy|unet|random|none"}
+    assert (out / "report.md").is_file()
+
+
+def test_cli_help_lists_the_options():
+    result = RUNNER.invoke(app, ["evaluate", "--help"])
+    assert result.exit_code == 0
+    for option in ("--quick", "--preset", "--victims", "--methods", "--defences", "--data-root"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--victims", "resnet", "unknown victim"),
+    ("--methods", "clean,noise", "unknown method"),
+    ("--defences", "jpeg200", "JPEG quality"),
+    ("--defences", "sharpen", "unknown defence"),
+    ("--preset", "benchmark", "conflicts with --preset benchmark"),
+    ("--image-height", "33", "multiple of 32"),
+    ("--datasets", "nowhere", "not a segmentation folder"),
+])
+def test_cli_bad_input_fails_before_any_work(run, tmp_path, option, value, message):
+    config, _, _ = run
+    out = tmp_path / "bad"
+    args = ["evaluate", "--quick", "--out", str(out), "--data-root", config.data_root, "--datasets", "toy", option, value]
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code != 0
+    assert message in _plain(result.output)
+    assert not out.exists()
+
+
+def test_cli_unknown_preset_fails(tmp_path):
+    result = RUNNER.invoke(app, ["evaluate", "--preset", "huge", "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2 and "unknown preset" in result.output
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_needs_an_out_folder():
+    result = RUNNER.invoke(app, ["evaluate", "--quick"])
+    assert result.exit_code == 2 and "--out" in result.output
+
+
+def _benchmark_module():
+    spec = importlib.util.spec_from_file_location("evaluate_protection", REPO / "benchmarks" / "evaluate_protection.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_script_defaults_and_arguments():
+    benchmark = _benchmark_module()
+    args = benchmark.parse_args([])
+    config = benchmark.build_config(args, benchmark.DEFAULT_DATA_ROOT)
+    assert config.to_dict() == EvaluationConfig(data_root=str(benchmark.DEFAULT_DATA_ROOT),
+                                                **PRESETS["benchmark"]).to_dict()
+    assert len(config.victims) >= 3 and {"clean", "unseg", "random", "synper", "ar", "cuda", "em"} <= set(config.methods)
+    assert benchmark.DEFAULT_OUT == REPO / "runs" / "benchmark"
+    assert benchmark.DEFAULT_DATA_ROOT == REPO.parent / "shared" / "data"
+    args = benchmark.parse_args(["--generator", "g.safetensors", "--out", "x", "--dry-run"])
+    assert (args.generator, args.out, args.dry_run) == ("g.safetensors", Path("x"), True)
+    for bad in (["--unknown"], ["--preset", "huge"]):
+        with pytest.raises(SystemExit):
+            benchmark.parse_args(bad)
+
+def test_benchmark_preset_finds_its_real_data(shared_data):
+    benchmark = _benchmark_module()
+    config = benchmark.build_config(benchmark.parse_args([]), shared_data)
+    for dataset in config.datasets:
+        folder = SegmentationFolder(shared_data / dataset)
+        train, test = folder.stems(folder.spec.train_split), folder.stems(folder.spec.test_split)
+        assert config.train_limit(len(train)) == config.train_images <= len(train)
+        assert config.test_images <= len(test)
+        assert folder.image_path(train[0]).is_file() and folder.image_path(test[-1]).is_file()
+
+
+def test_benchmark_script_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _benchmark_module().parse_args(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--dry-run" in text and "--data-root" in text and "--results-dir" in text
+
+
+def test_benchmark_dry_run_writes_report_and_header(tmp_path):
+    benchmark = _benchmark_module()
+    out, results = tmp_path / "run", tmp_path / "results"
+    assert benchmark.main(["--dry-run", "--generator", "small", "--out", str(out), "--results-dir", str(results)]) == results
+    for name in ("report.md", "results.json", "bars.png", "README.md"):
+        assert (results / name).is_file(), name
+    header = (results / "README.md").read_text()
+    assert "python benchmarks/evaluate_protection.py --dry-run --generator small --out" in header
+    assert "DRY RUN" in header and "CPU run on" in header and "UNTRAINED" in header
+    assert "| epochs | `1` |" in header
+    saved = json.loads((results / "results.json").read_text())
+    assert len(saved["cells"]) == 3 and (results / "report.md").read_text() == (out / "report.md").read_text()
