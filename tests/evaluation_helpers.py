@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -64,13 +63,3 @@ def write_tiny_generator(path: Path) -> Path:
     torch.manual_seed(0)
     save_model(path, build_generator(GeneratorConfig(sam=TINY_SAM)), {"trained": False})
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Run a test module on one torch thread (restored after): for networks this small, a second
-    thread only adds synchronisation overhead, which is large when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation_helpers import NUM_CLASSES, VOID, one_torch_thread, toy_pair, write_toy_folder  # noqa: F401 (autouse fixture)
+from evaluation_helpers import NUM_CLASSES, VOID, toy_pair, write_toy_folder
 from unseg.baselines import BASELINES, NoiseSample, build_baseline
 from unseg.baselines.error_minimizing import ErrorMinimizingNoise, MinMinSchedule
 from unseg.data.images import read_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.evaluation.methods import MethodOptions, protect_split
 from unseg.protection.budget import apply_budget, budget_levels
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_EM = MinMinSchedule(work_size=(32, 32), rounds=1, train_steps=1, pgd_steps=2, batch_size=4)
 EPSILON, EPSILON_BG = 6 / 255, 1 / 255  # not the defaults, so a maker ignoring its budget would show

@@ -17,12 +17,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from evaluation_helpers import TOY_SPEC, one_torch_thread, write_tiny_generator, write_toy_folder  # noqa: F401 (autouse fixture)
+from evaluation_helpers import TOY_SPEC, write_tiny_generator, write_toy_folder
 from unseg.cli.main import app
 from unseg.data.images import read_image
 from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
 from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, run_evaluation, write_report
 from unseg.evaluation import protocol
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = CliRunner()

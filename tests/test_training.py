@@ -27,13 +27,7 @@ RUNNER = CliRunner()
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny networks run fastest on one thread; the suite's setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _trainer_and_batch(tmp_path, **sections):

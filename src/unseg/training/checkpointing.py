@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open
+from safetensors.torch import load_file
 
-from unseg.models.checkpoint import CheckpointError, save_tensors
+from unseg.models.checkpoint import CheckpointError, read_metadata, save_tensors
 from unseg.training.bilevel import BilevelTrainer
 
 STATE_KIND = "training_state"
@@ -91,17 +90,12 @@ def save_training_state(path: str | Path, trainer: BilevelTrainer, round_index: 
 
 def read_training_metadata(path: str | Path) -> dict[str, Any]:
     """Decoded metadata of a training-state file; raises CheckpointError for other files."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise CheckpointError(f"training state not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            raw = handle.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
-    if raw.get("unseg_kind") != STATE_KIND:
+    meta = read_metadata(path)
+    if meta["unseg_kind"] != STATE_KIND:
         raise CheckpointError(f"{path} is not an unseg training state (use checkpoint_last.safetensors)")
-    return {k: (json.loads(v) if k != "unseg_kind" else v) for k, v in raw.items()}
+    return meta
 
 
 def load_training_state(path: str | Path, trainer: BilevelTrainer) -> dict[str, Any]:
