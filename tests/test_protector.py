@@ -158,3 +158,15 @@ def test_objects_get_their_own_noise(protector):
     assert np.array_equal(batched[1].pixels, composed.pixels)
     with pytest.raises(ValueError, match="match image 20x20"):
         protector.protect(_image(20, 20), objects=[first])
+
+
+def test_shipped_default_generator_is_trained_and_bounded():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no UNTRAINED warning
+        shipped = Protector.load("default")
+    assert shipped.trained and shipped.metadata["epsilon_train"] < shipped.metadata["recommended_epsilon"]
+    image = _image(67, 91, seed=6)
+    result = shipped.protect(image, box=[10, 5, 60, 50])
+    levels = np.abs(result.pixels.astype(int) - image.astype(int)).max(axis=2)
+    assert levels[result.region].max() <= 8 and levels[~result.region].max() <= 2
+    assert result.region[5:50, 10:60].all() and result.region.sum() == 45 * 50
