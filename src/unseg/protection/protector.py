@@ -298,7 +298,7 @@ class Protector:
         for count in sorted({len(labels) for _, labels in tokens}):
             group = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
             batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
-            out = self.generator.decode(features.select(torch.tensor(group)), batch.to(self.device))
+            out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device))
             for row, index in enumerate(group):
                 noise[index], logits[index] = out.noise[row].float().cpu(), out.mask_logits[row].float().cpu()
         return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
@@ -315,9 +315,9 @@ class Protector:
         chunk = 4 * self.batch_size
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
-            rows = torch.tensor([index for index, _ in part])
+            rows = torch.tensor([index for index, _ in part], device=self.device)
             batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask in part], self.input_size)
-            out = self.generator.decode(features.select(rows.to(features.embedding.device)), batch.to(self.device))
+            out = self.generator.decode(features.select(rows), batch.to(self.device))
             for row, (index, _) in enumerate(part):
                 found.setdefault(index, []).append(out.noise[row].float().cpu())
         return [torch.stack(found[i]) if i in found else None for i in range(len(prompts))]
@@ -328,7 +328,7 @@ class Protector:
     ) -> ProtectionResult:
         native_noise = box.map_to_image(noise)[0].permute(1, 2, 0).numpy()
         if object_noise is not None:
-            native_noise = _compose_object_noise(native_noise, box.map_to_image(object_noise), prompt.objects)
+            native_noise = _compose_object_noise(native_noise, object_noise, prompt.objects, box)
         region = _region(prompt, box, logits)
         pixels = apply_budget(loaded.pixels, native_noise, region, self.epsilon, self.epsilon_bg)
         inside, outside = measured_linf(loaded.pixels, pixels, region)
@@ -399,12 +399,14 @@ def _mask_input(mask: np.ndarray | None, box: Letterbox) -> torch.Tensor | None:
 _NO_TOKENS = (np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
 
 
-def _compose_object_noise(noise: np.ndarray, object_noise: torch.Tensor, objects: list[np.ndarray]) -> np.ndarray:
+def _compose_object_noise(noise: np.ndarray, object_noise: torch.Tensor, objects: list[np.ndarray],
+                          box: Letterbox) -> np.ndarray:
     """``noise`` (``H x W x 3``) with each object's pixels replaced by that object's own noise
-    (``K x 3 x H x W``); where objects overlap, the later one wins."""
+    (``K x 3 x N x N`` over the model input, mapped to the image one object at a time to keep
+    memory at one image); where objects overlap, the later one wins."""
     composed = noise.copy()
-    for mask, own in zip(objects, object_noise.permute(0, 2, 3, 1).numpy()):
-        composed[mask] = own[mask]
+    for mask, own in zip(objects, object_noise):
+        composed[mask] = box.map_to_image(own[None])[0].permute(1, 2, 0).numpy()[mask]
     return composed
 
 
