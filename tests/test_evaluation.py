@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from safetensors.torch import load_file, safe_open, save_file
 from typer.testing import CliRunner
 
 from evaluation_helpers import TOY_SPEC, write_tiny_generator, write_toy_folder
@@ -23,6 +24,7 @@ from unseg.data.images import read_image
 from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
 from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, run_evaluation, write_report
 from unseg.evaluation import protocol
+from unseg.evaluation.methods import generator_identity
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -175,6 +177,26 @@ def test_resume_with_another_schedule_or_budget_is_refused(run, change, count_tr
     with pytest.raises(ValueError, match=f"different schedule/budget.*{next(iter(change))}"):
         run_evaluation(config.replace(**change), out)
     assert (out / "results.json").read_text() == before and count_training.calls == 0
+
+
+def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_training):
+    config, out, _ = run
+    options = config.method_options(1.0)
+    recorded = json.loads((out / "results.json").read_text())["generators"]
+    assert recorded == {"unseg": generator_identity("unseg", options)} and recorded["unseg"].startswith("sha1:")
+    changed = tmp_path / "changed.safetensors"
+    state = {name: tensor + 1 for name, tensor in load_file(config.generator).items()}
+    save_file(state, changed, metadata=safe_open(config.generator, "pt").metadata())
+    assert generator_identity(f"unseg:{changed}", options) != recorded["unseg"]
+    assert generator_identity("random", options) is None
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    results = json.loads((copy / "results.json").read_text())
+    results["generators"]["unseg"] = generator_identity(f"unseg:{changed}", options)  # as if the file changed
+    (copy / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ValueError, match="generator behind 'unseg' changed"):
+        run_evaluation(config, copy)
+    assert count_training.calls == 0
 
 
 def test_cli_resumes_the_same_run_without_training(run, count_training):

@@ -64,6 +64,24 @@ def method_slug(name: str) -> str:
     return name
 
 
+def generator_identity(method: str, options: MethodOptions) -> str | None:
+    """What an UnSeg method's noise comes from: ``sha1:<12 hex>`` of the checkpoint file's bytes, or
+    ``preset:<name>`` for a randomly initialised preset; None for other methods. A run folder records
+    it so that resuming after the weights changed (e.g. new shipped weights) is refused."""
+    if method == UNSEG:
+        source = options.generator
+    elif method.startswith(UNSEG + ":"):
+        source = method.split(":", 1)[1]
+    else:
+        return None
+    from unseg.protection.protector import resolve_generator_source
+
+    resolved = resolve_generator_source(source)
+    if not Path(resolved).is_file():
+        return f"preset:{resolved}"
+    return "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12]
+
+
 def protected_folder(cache: Path, method: str, dataset: str, options: MethodOptions) -> Path:
     """Cache folder of (method, dataset, ε, ε_bg)."""
     levels = f"eps{budget_levels(options.epsilon)}-{budget_levels(options.epsilon_bg)}"

@@ -23,7 +23,7 @@ from unseg.data.images import atomic_write
 from unseg.data.segmentation import SegmentationFolder, resize_pair, victim_size
 from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import Defence, clean_subset, parse_defence
-from unseg.evaluation.methods import CLEAN, protect_split, read_protected
+from unseg.evaluation.methods import CLEAN, generator_identity, protect_split, read_protected
 from unseg.evaluation.training import SplitTensors, train_victim
 from unseg.evaluation.victims import parse_victim
 
@@ -79,7 +79,8 @@ class ResultsStore:
 
     def __init__(self, out: Path, config: EvaluationConfig) -> None:
         self.path = Path(out) / RESULTS_FILE
-        self.data: dict = {"config": config.to_dict(), "versions": library_versions(), "protection": {}, "cells": {}}
+        self.data: dict = {"config": config.to_dict(), "versions": library_versions(), "generators": {},
+                           "protection": {}, "cells": {}}
         if self.path.is_file():
             previous = json.loads(self.path.read_text())
             old = EvaluationConfig(**_tuples(previous["config"]))
@@ -88,6 +89,20 @@ class ResultsStore:
                                  f"(changed: {_changed(old, config)})")
             self.data["protection"] = previous.get("protection", {})
             self.data["cells"] = previous.get("cells", {})
+            self.data["generators"] = previous.get("generators", {})
+        self._check_generators(config)
+
+    def _check_generators(self, config: EvaluationConfig) -> None:
+        """Record each UnSeg method's generator identity; refuse a resume after it changed."""
+        options = config.method_options(1.0)
+        for method in config.methods:
+            identity = generator_identity(method, options)
+            if identity is None:
+                continue
+            known = self.data["generators"].setdefault(method, identity)
+            if known != identity:
+                raise ValueError(f"{self.path}: the generator behind {method!r} changed since this run started "
+                                 f"({known} -> {identity}); use a new --out folder")
 
     def done(self, cell: Cell) -> bool:
         return cell.key in self.data["cells"]

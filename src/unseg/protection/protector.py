@@ -205,11 +205,7 @@ class Protector:
         weights into a preset's SAM part. Checkpoints saved with metadata ``trained: false``
         count as untrained.
         """
-        source = str(path_or_preset)
-        if source == "default" and DEFAULT_WEIGHTS.is_file() and sam_checkpoint is None:
-            source = str(DEFAULT_WEIGHTS)
-        elif source == "default":
-            source = FALLBACK_PRESET
+        source = resolve_generator_source(path_or_preset, sam_checkpoint)
         if source in GENERATOR_PRESETS:
             generator = _seeded_generator(source, seed)
             metadata: dict[str, Any] = {"preset": source, "seed": seed}
@@ -346,6 +342,15 @@ class Protector:
             "region_fraction": float(region.mean()),
         }
         return ProtectionResult(pixels=pixels, alpha=loaded.alpha, noise=native_noise, region=region, stats=stats)
+
+
+def resolve_generator_source(path_or_preset: str | Path, sam_checkpoint: str | Path | None = None) -> str:
+    """"default" -> the shipped weights file (or the ``small`` preset when there is none, or when
+    SAM weights are to be loaded into a preset); anything else unchanged."""
+    source = str(path_or_preset)
+    if source != "default":
+        return source
+    return str(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() and sam_checkpoint is None else FALLBACK_PRESET
 
 
 def _seeded_generator(preset: str, seed: int) -> NoiseGenerator:
