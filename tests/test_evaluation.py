@@ -181,18 +181,17 @@ def test_resume_with_another_schedule_or_budget_is_refused(run, change, count_tr
 
 def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_training):
     config, out, _ = run
-    options = config.method_options(1.0)
     recorded = json.loads((out / "results.json").read_text())["generators"]
-    assert recorded == {"unseg": generator_identity("unseg", options)} and recorded["unseg"].startswith("sha1:")
+    assert recorded == {"unseg": generator_identity("unseg", config.generator)} and recorded["unseg"].startswith("sha1:")
     changed = tmp_path / "changed.safetensors"
     state = {name: tensor + 1 for name, tensor in load_file(config.generator).items()}
     save_file(state, changed, metadata=safe_open(config.generator, "pt").metadata())
-    assert generator_identity(f"unseg:{changed}", options) != recorded["unseg"]
-    assert generator_identity("random", options) is None
+    assert generator_identity(f"unseg:{changed}", config.generator) != recorded["unseg"]
+    assert generator_identity("random", config.generator) is None
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     results = json.loads((copy / "results.json").read_text())
-    results["generators"]["unseg"] = generator_identity(f"unseg:{changed}", options)  # as if the file changed
+    results["generators"]["unseg"] = generator_identity(f"unseg:{changed}", config.generator)  # as if the file changed
     (copy / "results.json").write_text(json.dumps(results))
     with pytest.raises(ValueError, match="generator behind 'unseg' changed"):
         run_evaluation(config, copy)

@@ -64,12 +64,13 @@ def method_slug(name: str) -> str:
     return name
 
 
-def generator_identity(method: str, options: MethodOptions) -> str | None:
-    """What an UnSeg method's noise comes from: ``sha1:<12 hex>`` of the checkpoint file's bytes, or
-    ``preset:<name>`` for a randomly initialised preset; None for other methods. A run folder records
-    it so that resuming after the weights changed (e.g. new shipped weights) is refused."""
+def generator_identity(method: str, generator: str) -> str | None:
+    """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
+    ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
+    initialised preset; None for other methods. A run folder records it so that resuming after
+    the weights changed (e.g. new shipped weights) is refused."""
     if method == UNSEG:
-        source = options.generator
+        source = generator
     elif method.startswith(UNSEG + ":"):
         source = method.split(":", 1)[1]
     else:

@@ -94,9 +94,8 @@ class ResultsStore:
 
     def _check_generators(self, config: EvaluationConfig) -> None:
         """Record each UnSeg method's generator identity; refuse a resume after it changed."""
-        options = config.method_options(1.0)
         for method in config.methods:
-            identity = generator_identity(method, options)
+            identity = generator_identity(method, config.generator)
             if identity is None:
                 continue
             known = self.data["generators"].setdefault(method, identity)

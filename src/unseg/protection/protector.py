@@ -60,14 +60,14 @@ class ImagePrompt:
 
     def __post_init__(self) -> None:
         if self.objects is not None:
-            self.objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
-            if any(mask.ndim != 2 or mask.shape != self.objects[0].shape for mask in self.objects):
+            objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
+            if any(mask.ndim != 2 or mask.shape != objects[0].shape for mask in objects):
                 raise ValueError("objects must be H x W masks of one size")
-            if not self.objects:
-                self.objects = None
-            elif self.mask is None:
+            self.objects = objects or None  # no non-empty object: as if none were given
+        if self.objects is not None:
+            if self.mask is None:
                 self.mask = np.logical_or.reduce(self.objects)
-            if self.objects is not None and self.num_objects is None:
+            if self.num_objects is None:
                 self.num_objects = len(self.objects)
         if self.mask is not None:
             self.mask = np.asarray(self.mask).astype(bool)
