@@ -37,6 +37,22 @@ def test_generator_noise_is_unit_bounded_with_expected_shape():
     assert out.noise.abs().max() <= 1.0
 
 
+def test_highpass_noise_cannot_be_a_flat_colour_shift():
+    """With ``noise_highpass`` the noise ignores any constant added to its pre-activation map (so a
+    region-wide colour shift is not expressible); without it, it does not."""
+    shifted = torch.randn(1, 3, 32, 32)
+    constant = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1)
+    with_highpass = build_generator(GeneratorConfig(sam=TINY, noise_upscale=0, noise_highpass=0.25))
+    assert with_highpass.config.highpass_window == 9 and with_highpass.noise_head.highpass_window == 9
+    head = with_highpass.noise_head
+    assert torch.allclose(head.to_noise(shifted + constant), head.to_noise(shifted), atol=1e-5)
+    plain = build_generator(GeneratorConfig(sam=TINY, noise_upscale=0)).noise_head
+    assert plain.highpass_window == 0
+    assert not torch.allclose(plain.to_noise(shifted + constant), plain.to_noise(shifted), atol=1e-2)
+    out = with_highpass(torch.rand(2, 3, 64, 64), _prompts(2, 64))
+    assert out.noise.shape == (2, 3, 32, 32) and out.noise.abs().max() <= 1.0
+
+
 def test_prompt_types_change_the_noise_and_mix_in_one_batch():
     torch.manual_seed(0)
     generator = build_generator(GeneratorConfig(sam=TINY)).eval()

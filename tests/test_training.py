@@ -18,7 +18,7 @@ from unseg.models import NoiseGenerator, load_model
 from unseg.protection.protector import Protector
 from unseg.training import runner
 from unseg.training.batches import collate
-from unseg.training.bilevel import BilevelTrainer
+from unseg.training.bilevel import BilevelTrainer, rescale_through, resize_images
 from unseg.training.checkpointing import read_training_metadata
 from unseg.training.config import ConfigError, apply_overrides, load_config
 from unseg.training.metrics_log import COLUMNS, read_metrics
@@ -49,7 +49,8 @@ def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 
 
 # --- the two phases lower their losses ---------------------------------------------------------
-FAST = {"optimiser": {"generator_lr": 3e-3, "surrogate_lr": 3e-3}, "epsilon": {"train": 16 / 255, "train_bg": 4 / 255}}
+FAST = {"optimiser": {"generator_lr": 3e-3, "surrogate_lr": 3e-3}, "epsilon": {"train": 16 / 255, "train_bg": 4 / 255},
+        "data": {"surrogate_rescale_min": 1.0}}  # the tiny 32 px surrogate input has no detail to spare
 
 
 def test_surrogate_steps_lower_the_surrogate_loss_and_leave_the_generator_alone(tmp_path):
@@ -78,6 +79,27 @@ def test_generator_steps_lower_the_generator_loss_against_a_frozen_surrogate(tmp
     assert _same(_weights(trainer.surrogate_module), surrogate_before)
     assert all(p.requires_grad for p in trainer.surrogate_module.parameters())  # unfrozen again
     assert not _same(_weights(trainer.generator_module), generator_before)
+
+
+def test_rescale_through_keeps_coarse_texture_and_erases_pixel_texture():
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    fine = ((x + y) % 2 * 2 - 1).expand(1, 3, 64, 64)  # period 2 px
+    coarse = torch.sign(torch.sin(2 * np.pi * x / 16) * torch.sin(2 * np.pi * y / 16)).expand(1, 3, 64, 64)
+    assert torch.equal(rescale_through(fine, 1.0), fine)
+    assert rescale_through(fine, 0.5).abs().mean() < 0.05
+    kept = rescale_through(coarse, 0.5)
+    assert kept.shape == coarse.shape and torch.corrcoef(torch.stack([kept.flatten(), coarse.flatten()]))[0, 1] > 0.8
+
+
+def test_surrogate_input_rescale_depends_on_the_step_only(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path, data={"surrogate_rescale_min": 0.25})
+    images = torch.rand(2, 3, 64, 64)
+    assert trainer.surrogate_size == 32
+    first = trainer.surrogate_input(images, step=5)
+    assert first.shape == (2, 3, 32, 32) and torch.equal(first, trainer.surrogate_input(images, step=5))
+    assert any(not torch.equal(first, trainer.surrogate_input(images, step=s)) for s in range(6, 12))
+    plain, _ = _trainer_and_batch(tmp_path, data={"surrogate_rescale_min": 1.0})
+    assert torch.equal(plain.surrogate_input(images, step=5), resize_images(images, 32))
 
 
 def test_generator_loss_is_flat_without_a_learning_rate(tmp_path):
@@ -200,6 +222,7 @@ OVERRIDE_ERRORS = [
     ("runtime.amp=fp8", "runtime.amp must be one of"),
     ("schedule.rounds=0", "schedule.rounds must be > 0"),
     ("epsilon.protect=2", "epsilon.protect must be in [0, 1]"),
+    ("data.surrogate_rescale_min=0", "data.surrogate_rescale_min must be in"),
     ("schedule.rounds", "is not of the form section.key=value"),
 ]
 RUN_ERRORS = [

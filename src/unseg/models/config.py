@@ -55,12 +55,24 @@ class GeneratorConfig:
 
     ``noise_upscale`` extra 2x transposed-conv stages raise the noise resolution above the
     decoder's 4x mask resolution (0 keeps the paper's 256 px noise for a 1024 px input).
+    ``noise_highpass`` > 0 removes, before the tanh, the local mean over that fraction of the
+    noise map's side: no flat colour shifts, only textures finer than the window (0 = off, as in
+    the paper). Textures are a shortcut victims learn far more readily than a colour shift
+    (``benchmarks/results/noise_structure_probe.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
     num_noise_tokens: int = 3
     noise_dim: int = 32
     noise_upscale: int = 1
+    noise_highpass: float = 0.0
+
+    @property
+    def highpass_window(self) -> int:
+        """Odd local-mean window in noise pixels for ``noise_highpass`` (0 when off)."""
+        if self.noise_highpass <= 0:
+            return 0
+        return int(round(self.noise_highpass * self.noise_size)) // 2 * 2 + 1
 
     @property
     def noise_size(self) -> int:

@@ -58,6 +58,7 @@ class NoiseGenerator(nn.Module):
             num_tokens=config.num_noise_tokens,
             noise_dim=config.noise_dim,
             extra_upscale=config.noise_upscale,
+            highpass_window=config.highpass_window,
         )
 
     def forward(self, images: torch.Tensor, prompts: PromptBatch) -> GeneratorOutput:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling.common import LayerNorm2d
 from segment_anything.modeling.mask_decoder import MLP
 from torch import nn
@@ -24,6 +25,9 @@ class NoiseHead(nn.Module):
     fused = up4(early ViT feature) + up4(image embedding) + conv(decoder upscaled feature);
     optional extra 2x stages raise its resolution; each noise token gives, through its own MLP,
     hypernetwork weights over the fused channels; noise = tanh(weights . fused), one channel per token.
+
+    ``highpass_window`` > 1 subtracts the local mean over that many noise pixels from the pre-tanh
+    map, so the noise cannot be a flat colour shift over a region: it must be a texture.
     """
 
     def __init__(
@@ -33,8 +37,10 @@ class NoiseHead(nn.Module):
         num_tokens: int = 3,
         noise_dim: int = 32,
         extra_upscale: int = 0,
+        highpass_window: int = 0,
     ) -> None:
         super().__init__()
+        self.highpass_window = highpass_window
         self.early_feature = _upsample4x(encoder_dim, noise_dim)
         self.final_feature = _upsample4x(prompt_dim, noise_dim)
         self.decoder_feature = nn.Sequential(
@@ -71,4 +77,15 @@ class NoiseHead(nn.Module):
         fused = self.upscale(fused)
         weights = torch.stack([mlp(token_out[:, i]) for i, mlp in enumerate(self.token_mlps)], dim=1)
         b, c, h, w = fused.shape
-        return torch.tanh((weights @ fused.view(b, c, h * w)).view(b, -1, h, w))
+        return self.to_noise((weights @ fused.view(b, c, h * w)).view(b, -1, h, w))
+
+    def to_noise(self, logits: torch.Tensor) -> torch.Tensor:
+        """Pre-activation map -> noise in [-1, 1] (local mean removed first when ``highpass_window`` > 1)."""
+        if self.highpass_window > 1:
+            logits = logits - local_mean(logits, self.highpass_window)
+        return torch.tanh(logits)
+
+
+def local_mean(maps: torch.Tensor, window: int) -> torch.Tensor:
+    """Mean over a ``window`` x ``window`` neighbourhood (odd ``window``; borders average what exists)."""
+    return F.avg_pool2d(maps, window, stride=1, padding=window // 2, count_include_pad=False)

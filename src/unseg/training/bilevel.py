@@ -62,6 +62,16 @@ def resize_images(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+def rescale_through(images: torch.Tensor, factor: float) -> torch.Tensor:
+    """Shrink square images by ``factor`` (antialiased) and resize them back: the detail a victim
+    that trains on downscaled images still sees."""
+    size = images.shape[-1]
+    small = max(8, int(round(size * factor)))
+    if small >= size:
+        return images
+    return F.interpolate(resize_images(images, small), size=(size, size), mode="bilinear", align_corners=False)
+
+
 def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,
             prompts: PromptBatch, epsilon: float, epsilon_bg: float):
     """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere."""
@@ -127,6 +137,17 @@ class BilevelTrainer:
         sur = rescale_prompts(sur, size, self.surrogate_size)
         return StepPrompts(gen.to(self.device), sur.to(self.device))
 
+    def surrogate_input(self, images: torch.Tensor, step: int) -> torch.Tensor:
+        """Images at the surrogate's size, randomly rescaled (``data.surrogate_rescale_min``);
+        the factor depends on (seed, step, rank) only."""
+        images = resize_images(images, self.surrogate_size)
+        low = self.config.data.surrogate_rescale_min
+        if low >= 1:
+            return images
+        rng = step_generator(self.config.runtime.seed, step, self.rank, stream=2)
+        factor = low + (1 - low) * torch.rand((), generator=rng).item()
+        return rescale_through(images, factor)
+
     def loss(self, logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         weights = self.config.loss
         return bce_dice_loss(logits, target, valid, weights.bce_weight, weights.dice_weight)
@@ -161,7 +182,7 @@ class BilevelTrainer:
         with torch.no_grad(), self.autocast():
             adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
                              self.config.epsilon.train, self.config.epsilon.train_bg)
-        adv = resize_images(adv.float(), self.surrogate_size)
+        adv = self.surrogate_input(adv.float(), step)
         with self.autocast():
             logits = self.surrogate(adv, prompts.surrogate)
             loss = self.loss(logits, masks, valid)
@@ -180,7 +201,7 @@ class BilevelTrainer:
             with self.autocast():
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
                                       self.config.epsilon.train, self.config.epsilon.train_bg)
-                logits = surrogate(resize_images(adv, self.surrogate_size), prompts.surrogate)
+                logits = surrogate(self.surrogate_input(adv, step), prompts.surrogate)
                 target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
                 noise_loss = self.loss(logits, target, valid)
                 loss = noise_loss

@@ -24,6 +24,8 @@ class DataConfig:
     ``root/train_split`` / ``root/val_split`` (empty = all files; relative paths are under root).
     ``format`` "coco": ``train_json`` / ``val_json`` instance files, images under ``root/images_dir``.
     ``min_area``: smallest object as a fraction of the image area. ``ignore_index`` < 0: none.
+    ``surrogate_rescale_min`` < 1: each step the surrogate sees x + δ shrunk by a random factor
+    in [min, 1] and resized back, so the noise must survive the downscaling victims do (1 = off).
     """
 
     root: str = ""
@@ -39,6 +41,7 @@ class DataConfig:
     flip_probability: float = 0.5
     scale_min: float = 0.75
     scale_max: float = 1.25
+    surrogate_rescale_min: float = 0.5
     val_objects: int = 64
     num_workers: int = 0
 
@@ -178,6 +181,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("schedule.surrogate_steps and generator_steps must be >= 0")
     if config.schedule.surrogate_steps + config.schedule.generator_steps == 0:
         raise ConfigError("a round needs at least one surrogate or generator step")
+    if not 0 < config.data.surrogate_rescale_min <= 1:
+        raise ConfigError(f"data.surrogate_rescale_min must be in (0, 1], got {config.data.surrogate_rescale_min}")
     for key in ("epsilon.train", "epsilon.train_bg", "epsilon.protect", "epsilon.protect_bg"):
         if not 0 <= flat[key] <= 1:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]}")
