@@ -58,7 +58,7 @@ class GeneratorConfig:
     ``noise_highpass`` > 0 removes, before the tanh, the local mean over that fraction of the
     noise map's side: no flat colour shifts, only textures finer than the window (0 = off, as in
     the paper). Textures are a shortcut victims learn far more readily than a colour shift
-    (``benchmarks/results/noise_structure_probe.md``).
+    (``benchmarks/results/noise_structure_probe_*.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)

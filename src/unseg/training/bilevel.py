@@ -133,7 +133,8 @@ class BilevelTrainer:
         batch = masks.shape[0]
         size = masks.shape[-1]
         gen = prompt_batch(masks, generator_prompt_types(batch, rng), self.sampling, rng)
-        sur = prompt_batch(masks, surrogate_prompt_types(batch, rng), self.sampling, rng)
+        sur_types = surrogate_prompt_types(batch, rng, self.config.prompts.surrogate_unprompted)
+        sur = prompt_batch(masks, sur_types, self.sampling, rng)
         sur = rescale_prompts(sur, size, self.surrogate_size)
         return StepPrompts(gen.to(self.device), sur.to(self.device))
 

@@ -115,11 +115,17 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """Training-prompt sampling (see ``unseg.training.prompts.PromptSampling``)."""
+    """Training-prompt sampling (see ``unseg.training.prompts.PromptSampling``).
+
+    ``surrogate_unprompted``: share of training samples the surrogate gets with no prompt. It must
+    then find the object from the image alone, as a semantic-segmentation victim does, so noise
+    that marks the object (from the generator's prompt) pays off directly (0 = the paper's setup).
+    """
 
     num_points: int = 10
     box_jitter: float = 0.1
     mask_max_radius: float = 0.03
+    surrogate_unprompted: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -181,6 +187,8 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("schedule.surrogate_steps and generator_steps must be >= 0")
     if config.schedule.surrogate_steps + config.schedule.generator_steps == 0:
         raise ConfigError("a round needs at least one surrogate or generator step")
+    if not 0 <= config.prompts.surrogate_unprompted <= 1:
+        raise ConfigError(f"prompts.surrogate_unprompted must be in [0, 1], got {config.prompts.surrogate_unprompted}")
     if not 0 < config.data.surrogate_rescale_min <= 1:
         raise ConfigError(f"data.surrogate_rescale_min must be in (0, 1], got {config.data.surrogate_rescale_min}")
     for key in ("epsilon.train", "epsilon.train_bg", "epsilon.protect", "epsilon.protect_bg"):

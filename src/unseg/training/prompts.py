@@ -3,7 +3,7 @@
 Three prompt types: a tight box with a small jitter, ``k`` random positive points, and a
 "noisy mask" (the true mask randomly dilated or eroded, its boundary band perturbed by smooth
 random noise). The generator gets a random non-empty subset of the three per sample, the
-surrogate exactly one. Every sample's prompts share one layout — 2 box corners then ``k``
+surrogate exactly one (or, for a configurable share of samples, none). Every sample's prompts share one layout — 2 box corners then ``k``
 points — with absent ones labelled as padding (-1), so a batch can mix prompt types.
 """
 
@@ -118,10 +118,12 @@ def generator_prompt_types(batch: int, generator: torch.Generator) -> torch.Tens
     return torch.stack([(subset >> bit) & 1 for bit in range(3)], dim=1).bool()
 
 
-def surrogate_prompt_types(batch: int, generator: torch.Generator) -> torch.Tensor:
-    """``B x 3`` bool: exactly one prompt type per sample."""
+def surrogate_prompt_types(batch: int, generator: torch.Generator, unprompted: float = 0.0) -> torch.Tensor:
+    """``B x 3`` bool: exactly one prompt type per sample, or none (all False) with probability
+    ``unprompted``."""
     choice = torch.randint(0, 3, (batch,), generator=generator)
-    return F.one_hot(choice, 3).bool()
+    keep = torch.rand(batch, generator=generator) >= unprompted
+    return F.one_hot(choice, 3).bool() & keep[:, None]
 
 
 def rescale_prompts(prompts: PromptBatch, from_size: int, to_size: int) -> PromptBatch:
