@@ -28,11 +28,13 @@ def _prompts(batch: int, size: int) -> PromptBatch:
     return PromptBatch(coords=coords, labels=labels)
 
 
-def test_generator_noise_is_unit_bounded_with_expected_shape():
+@pytest.mark.parametrize(("upscale", "side"), [(1, 64), (0, 32), (-1, 16)])
+def test_generator_noise_is_unit_bounded_with_expected_shape(upscale, side):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorConfig(sam=TINY, noise_upscale=1))
+    generator = build_generator(GeneratorConfig(sam=TINY, noise_upscale=upscale))
     out = generator(torch.rand(2, 3, 64, 64), _prompts(2, 64))
-    assert out.noise.shape == (2, 3, 64, 64)  # embedding 8 -> mask 32 -> one 2x stage
+    assert generator.config.noise_size == side
+    assert out.noise.shape == (2, 3, side, side)  # embedding 8 -> mask 32 -> 2x stage / none / 2x pool
     assert out.mask_logits.shape == (2, 1, 32, 32)
     assert out.noise.abs().max() <= 1.0
 

@@ -124,7 +124,7 @@ def test_run_outputs_generator_metrics_and_summary(tmp_path):
 
     generator, meta = load_model(out / "generator.safetensors", kind="generator")
     assert isinstance(generator, NoiseGenerator) and generator.config.sam.img_size == 32
-    assert meta["epsilon_train"] == pytest.approx(4 / 255) and meta["epsilon_bg_train"] == pytest.approx(1 / 255)
+    assert meta["epsilon_train"] == pytest.approx(8 / 255) and meta["epsilon_bg_train"] == pytest.approx(2 / 255)
     assert meta["recommended_epsilon"] == pytest.approx(8 / 255)
     assert meta["recommended_epsilon_bg"] == pytest.approx(2 / 255)
     assert (meta["round"], meta["step"], meta["seed"]) == (4, 8, 3)

@@ -54,11 +54,12 @@ class GeneratorConfig:
     """The UnSeg noise generator: a SAM network plus the noise head (PAPER.md, "Generator").
 
     ``noise_upscale`` extra 2x transposed-conv stages raise the noise resolution above the
-    decoder's 4x mask resolution (0 keeps the paper's 256 px noise for a 1024 px input).
+    decoder's 4x mask resolution (0 keeps the paper's 256 px noise for a 1024 px input); a
+    negative value halves it that many times (average pooling) for coarser noise.
     ``noise_highpass`` > 0 removes, before the tanh, the local mean over that fraction of the
-    noise map's side: no flat colour shifts, only textures finer than the window (0 = off, as in
-    the paper). Textures are a shortcut victims learn far more readily than a colour shift
-    (``benchmarks/results/noise_structure_probe_*.md``).
+    noise map's side: textures finer than the window instead of flat colour shifts (0 = off, as
+    in the paper). Coarse textures are a shortcut victims learn far more readily than a colour
+    shift (``benchmarks/results/noise_structure_probe_*.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -77,7 +78,7 @@ class GeneratorConfig:
     @property
     def noise_size(self) -> int:
         """Side of the square noise map the generator outputs."""
-        return self.sam.mask_size * 2**self.noise_upscale
+        return int(self.sam.mask_size * 2.0**self.noise_upscale)
 
 
 @dataclass(frozen=True)

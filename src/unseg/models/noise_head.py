@@ -19,15 +19,29 @@ def _upsample4x(in_chans: int, out_chans: int) -> nn.Sequential:
     )
 
 
+def _rescale(channels: int, stages: int) -> nn.Module:
+    """``stages`` > 0: that many 2x transposed-conv stages; < 0: one 2^-stages average pool; 0: identity."""
+    if stages < 0:
+        return nn.AvgPool2d(2**-stages)
+    return nn.Sequential(
+        *[
+            nn.Sequential(nn.ConvTranspose2d(channels, channels, kernel_size=2, stride=2), LayerNorm2d(channels), nn.GELU())
+            for _ in range(stages)
+        ]
+    )
+
+
 class NoiseHead(nn.Module):
     """Turns noise-token outputs and image features into a noise map in [-1, 1].
 
     fused = up4(early ViT feature) + up4(image embedding) + conv(decoder upscaled feature);
-    optional extra 2x stages raise its resolution; each noise token gives, through its own MLP,
+    ``extra_upscale`` > 0 extra 2x stages raise its resolution, < 0 halves it by average pooling
+    that many times (coarser noise: survives downscaling); each noise token gives, through its own MLP,
     hypernetwork weights over the fused channels; noise = tanh(weights . fused), one channel per token.
 
     ``highpass_window`` > 1 subtracts the local mean over that many noise pixels from the pre-tanh
-    map, so the noise cannot be a flat colour shift over a region: it must be a texture.
+    map: a flat pre-activation gives zero noise, so the noise is a texture (an uneven texture
+    through the tanh can still carry a mean colour shift).
     """
 
     def __init__(
@@ -49,16 +63,7 @@ class NoiseHead(nn.Module):
             nn.GELU(),
             nn.Conv2d(noise_dim, noise_dim, kernel_size=3, padding=1),
         )
-        self.upscale = nn.Sequential(
-            *[
-                nn.Sequential(
-                    nn.ConvTranspose2d(noise_dim, noise_dim, kernel_size=2, stride=2),
-                    LayerNorm2d(noise_dim),
-                    nn.GELU(),
-                )
-                for _ in range(extra_upscale)
-            ]
-        )
+        self.upscale = _rescale(noise_dim, extra_upscale)
         self.token_mlps = nn.ModuleList(MLP(prompt_dim, prompt_dim, noise_dim, 3) for _ in range(num_tokens))
 
     def forward(

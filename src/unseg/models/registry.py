@@ -23,10 +23,10 @@ SAM_VIT_B = SamConfig(
 )
 
 GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
-    # CPU default: ~4M-parameter ViT (dim 192, depth 6), 256 px input. Noise map at the decoder's
-    # 64 px, upsampled smoothly (no pixel-level texture that a downscaling victim would never see),
-    # textures finer than 1/8 of the image side (no flat colour shifts).
-    "small": GeneratorConfig(noise_upscale=0, noise_highpass=1 / 8),
+    # CPU default: ~4M-parameter ViT (dim 192, depth 6), 256 px input. Noise map at 32 px (half
+    # the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
+    # high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
+    "small": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8),
     # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (PAPER.md); frozen SAM part loads
     # from an official checkpoint file given by the user.
     "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),
