@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         began = time.perf_counter()
         result = train_victim(victim, spec, load_split(images, masks, size), test, config.schedule(),
                               torch.device("cpu"), config.seed, progress=None)
-        rows.append((kind, 100 * result.final[metric], time.perf_counter() - began))
+        rows.append((kind, result.final[metric], time.perf_counter() - began))  # already 0-100
         print(f"{kind:12s} {metric} {rows[-1][1]:.1f}  ({rows[-1][2]:.0f} s)", flush=True)
     write_results(args, config, spec, rows, size)
 
