@@ -126,7 +126,7 @@ def write_results(args, config, spec, rows, size) -> None:
     clean = rows[0][1]
     lines = [
         "# Noise-structure probe: which hand-made noise does a victim learn as a shortcut?", "",
-        f"- Command: `python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}`".rstrip() + "",
+        "- Command: `" + " ".join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]) + "`",
         f"- Data: {spec.name}, {config.train_images} training images, {config.test_images} clean test images; "
         f"victim `{args.victim}` trained {config.epochs} epochs at {size[0]}x{size[1]} px (benchmark preset schedule, bf16)",
         f"- Budget: ε = {round(config.epsilon * 255)}/255 on the object, ε_bg = {round(config.epsilon_bg * 255)}/255 elsewhere; "
