@@ -5,9 +5,11 @@ Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogate fro
                  + w · L(generator mask logits, y)                (keeps its promptable mask usable)
 
 with δ = scale_noise(resize(noise), y, ε_train, ε_bg_train) on the valid (non-padding) area,
-x + δ clamped to [0, 1] and resized to the surrogate input. All randomness of a step (prompt
-types, points, box jitter, noisy masks) comes from a generator seeded by (seed, step, rank), so
-a resumed run repeats an uninterrupted one exactly.
+x + δ clamped to [0, 1], resized to the surrogate input and (``data.surrogate_rescale_min`` < 1)
+shrunk by a random factor and resized back, so only noise that survives downscaling helps. A share
+of surrogate samples (``prompts.surrogate_unprompted``) gets no prompt p_s at all. All randomness
+of a step (prompt types, points, box jitter, noisy masks, rescale factor) comes from generators
+seeded by (seed, step, rank), so a resumed run repeats an uninterrupted one exactly.
 """
 
 from __future__ import annotations
