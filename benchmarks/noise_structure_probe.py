@@ -31,15 +31,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unseg.data.images import LoadedImage
+from unseg.baselines import NoiseSample
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation import preset_config
-from unseg.evaluation.methods import class_regions
+from unseg.evaluation.methods import MethodOptions, unseg_noise_maker
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import train_victim
 from unseg.evaluation.victims import parse_victim
 from unseg.protection.budget import apply_budget
-from unseg.protection.protector import ImagePrompt, Protector
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -78,14 +77,12 @@ def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
 
 def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarray], regions: list[np.ndarray],
                      epsilon: float, epsilon_bg: float) -> list[np.ndarray]:
-    """Unit noise of an UnSeg generator, one mask prompt per class region (as the benchmark does)."""
-    protector = Protector.load(source, epsilon=epsilon, epsilon_bg=epsilon_bg)
-    noises: list[np.ndarray] = []
-    for start in range(0, len(pixels), protector.batch_size):
-        part = range(start, min(start + protector.batch_size, len(pixels)))
-        prompts = [ImagePrompt(objects=class_regions(masks[i], regions[i])) for i in part]
-        noises += [r.noise for r in protector.protect_batch([LoadedImage(pixels[i]) for i in part], prompts)]
-    return noises
+    """Unit noise of an UnSeg generator, made exactly as the benchmark's ``unseg`` method makes it."""
+    options = MethodOptions(epsilon=epsilon, epsilon_bg=epsilon_bg)
+    make, _ = unseg_noise_maker(source, options)
+    samples = [NoiseSample(pixels=p, mask=m, region=r, seed=0) for p, m, r in zip(pixels, masks, regions)]
+    step = options.batch_size
+    return [noise for start in range(0, len(samples), step) for noise in make(samples[start : start + step], [])]
 
 
 def main(argv: list[str] | None = None) -> None:

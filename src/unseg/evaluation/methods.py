@@ -89,9 +89,10 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
-def _unseg_maker(source: str, options: MethodOptions) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
-    """Noise maker that runs the UnSeg generator with each labelled class region of the object
-    region as its own mask prompt (as ``unseg protect --masks`` does for class-index masks)."""
+def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
+    """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
+    noise, with each labelled class region of the object region as its own mask prompt (as
+    ``unseg protect --masks`` does for class-index masks); info names the generator."""
     from unseg.data.images import LoadedImage
     from unseg.protection.protector import ImagePrompt, Protector
 
@@ -136,7 +137,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     if not missing and info_path.is_file():
         return target, json.loads(info_path.read_text())
     source = options.generator if method == UNSEG else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None
-    make, info = _unseg_maker(source, options) if source is not None else _baseline_maker(method, folder.spec.num_classes, options)
+    make, info = unseg_noise_maker(source, options) if source is not None else _baseline_maker(method, folder.spec.num_classes, options)
     chunk = len(missing) if method == "em" else options.batch_size
     seconds, worst = 0.0, [0, 0]
     for start in tqdm(range(0, len(missing), chunk), desc=f"protect {method} {folder.spec.name}", leave=False, disable=not progress):

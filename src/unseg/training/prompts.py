@@ -3,8 +3,9 @@
 Three prompt types: a tight box with a small jitter, ``k`` random positive points, and a
 "noisy mask" (the true mask randomly dilated or eroded, its boundary band perturbed by smooth
 random noise). The generator gets a random non-empty subset of the three per sample, the
-surrogate exactly one (or, for a configurable share of samples, none). Every sample's prompts share one layout — 2 box corners then ``k``
-points — with absent ones labelled as padding (-1), so a batch can mix prompt types.
+surrogate exactly one (or, for a configurable share of samples, none). Every sample's prompts
+share one layout — 2 box corners then ``k`` points — with absent ones labelled as padding (-1),
+so a batch can mix prompt types.
 """
 
 from __future__ import annotations
