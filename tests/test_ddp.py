@@ -79,6 +79,6 @@ def test_two_process_gloo_run_keeps_replicas_identical(tmp_path):
 
     # and they trained: the weights moved away from the common seeded initialisation
     runner.seed_everything(5)
-    initial, _ = runner.build_networks(config, torch.device("cpu"))
+    initial, _, _ = runner.build_networks(config, torch.device("cpu"))
     moved = [k for k, v in initial.state_dict().items() if not torch.equal(v, generator[k])]
     assert moved

@@ -36,8 +36,8 @@ def _trainer_and_batch(tmp_path, **sections):
     dataset = runner.build_dataset(config, 32, "train", augment=False)
     batch = collate([dataset[i] for i in range(0, len(dataset), 2)])
     runner.seed_everything(0)
-    generator, surrogate = runner.build_networks(config, CPU)
-    return BilevelTrainer(generator, surrogate, config, CPU), batch
+    generator, surrogate, semantic = runner.build_networks(config, CPU)
+    return BilevelTrainer(generator, surrogate, config, CPU, semantic=semantic), batch
 
 
 def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -81,6 +81,40 @@ def test_generator_steps_lower_the_generator_loss_against_a_frozen_surrogate(tmp
     assert _same(_weights(trainer.surrogate_module), surrogate_before)
     assert all(p.requires_grad for p in trainer.surrogate_module.parameters())  # unfrozen again
     assert not _same(_weights(trainer.generator_module), generator_before)
+
+
+SEMANTIC = {"model": {"semantic_surrogate": "unet@resnet18", "semantic_size": 32}}
+
+
+def test_semantic_surrogate_learns_in_surrogate_steps_and_stays_frozen_in_generator_steps(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path, **FAST, **SEMANTIC)
+    semantic = trainer.semantic_module
+    generator_before = _weights(trainer.generator_module)
+    semantic_before = _weights(semantic)
+    losses = [trainer.surrogate_step(batch, step=0)["semantic_loss"] for _ in range(12)]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert _same(_weights(trainer.generator_module), generator_before)
+    assert not _same(_weights(semantic), semantic_before)
+
+    semantic_before = _weights(semantic)  # parameters and batch-norm statistics
+    results = [trainer.generator_step(batch, step=1) for _ in range(12)]
+    losses = [r["generator_semantic_loss"] for r in results]
+    assert losses[-1] < losses[0] - 2e-3, losses
+    assert _same(_weights(semantic), semantic_before)
+    assert all(p.requires_grad for p in semantic.parameters())
+    ious = trainer.evaluate([batch])
+    assert set(ious) == {"iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean"}
+    assert all(0 <= v <= 1 for v in ious.values())
+
+
+def test_semantic_surrogate_weight_zero_leaves_the_generator_objective_unchanged(tmp_path):
+    plain, batch = _trainer_and_batch(tmp_path, **FAST)
+    weightless, _ = _trainer_and_batch(tmp_path, **FAST, model=SEMANTIC["model"], loss={"semantic_weight": 0.0})
+    weightless.generator_module.load_state_dict(plain.generator_module.state_dict())
+    weightless.surrogate_module.load_state_dict(plain.surrogate_module.state_dict())
+    plain.generator_step(batch, step=1)
+    weightless.generator_step(batch, step=1)
+    assert _same(_weights(plain.generator_module), _weights(weightless.generator_module))
 
 
 def test_rescale_through_keeps_coarse_texture_and_erases_pixel_texture():
@@ -161,11 +195,14 @@ def test_run_outputs_generator_metrics_and_summary(tmp_path):
     assert summary["last"]["generator_loss"] == pytest.approx(float(steps[-1]["generator_loss"]))
 
 
-def test_protection_check_reports_ious(tmp_path):
-    config = tiny_config(tmp_path, schedule={"rounds": 1}, output={"check_steps": 2})
+@pytest.mark.parametrize("sections", [{}, SEMANTIC], ids=["interactive", "with_semantic"])
+def test_protection_check_reports_ious(tmp_path, sections):
+    config = tiny_config(tmp_path, schedule={"rounds": 1}, output={"check_steps": 2}, **sections)
     check = runner.run_training(config).check
     assert check["check_steps"] == 2 and np.isfinite(check["check_final_loss"])
-    assert 0 <= check["check_iou_protected"] <= 1 and 0 <= check["check_iou_clean"] <= 1
+    names = ["iou_protected", "iou_clean"] + (["semantic_iou_protected", "semantic_iou_clean"] if sections else [])
+    assert sorted(check) == sorted([f"check_{n}" for n in names] + ["check_steps", "check_final_loss"])
+    assert all(0 <= check[f"check_{n}"] <= 1 for n in names)
     _, meta = load_model(tmp_path / "run" / "generator.safetensors")
     assert meta["protection_check"] == pytest.approx(check)
 
@@ -179,12 +216,13 @@ def _without_seconds(rows):
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-def test_resume_after_interruption_repeats_the_uninterrupted_run(tmp_path, monkeypatch):
+@pytest.mark.parametrize("sections", [{}, SEMANTIC], ids=["interactive", "with_semantic"])
+def test_resume_after_interruption_repeats_the_uninterrupted_run(tmp_path, monkeypatch, sections):
     # 4 rounds, checkpoint every 2, lr decay at round 3: the resumed half crosses the decay
-    straight = tiny_config(tmp_path, output={"dir": str(tmp_path / "straight")})
+    straight = tiny_config(tmp_path, output={"dir": str(tmp_path / "straight")}, **sections)
     runner.run_training(straight)
 
-    broken = tiny_config(tmp_path, output={"dir": str(tmp_path / "broken")})
+    broken = tiny_config(tmp_path, output={"dir": str(tmp_path / "broken")}, **sections)
     save = runner._Run.save
 
     def save_then_crash(self, round_index, extra=None):
@@ -225,6 +263,9 @@ OVERRIDE_ERRORS = [
     ("schedule.rounds=0", "schedule.rounds must be > 0"),
     ("epsilon.protect=2", "epsilon.protect must be in [0, 1]"),
     ("data.surrogate_rescale_min=0", "data.surrogate_rescale_min must be in"),
+    ("model.semantic_surrogate=segformer", "model.semantic_surrogate: unknown segmenter 'segformer'"),
+    ("model.semantic_size=100", "model.semantic_size must be a multiple of 32"),
+    ("loss.semantic_weight=-1", "loss.semantic_weight must be >= 0"),
     ("schedule.rounds", "is not of the form section.key=value"),
 ]
 RUN_ERRORS = [
@@ -290,6 +331,10 @@ def test_resume_refuses_the_wrong_file_or_network(tmp_path):
     result = RUNNER.invoke(app, ["train", "--resume", str(out / "checkpoint_last.safetensors"),
                                  "--set", "model.generator=small", "--set", "schedule.rounds=2"])
     assert result.exit_code == 2 and "does not fit" in result.stderr
+    # nor with a semantic surrogate it did not train
+    result = RUNNER.invoke(app, ["train", "--resume", str(out / "checkpoint_last.safetensors"),
+                                 "--set", "model.semantic_surrogate=unet", "--set", "schedule.rounds=2"])
+    assert result.exit_code == 2 and "holds the networks ['generator', 'surrogate']" in result.stderr
 
 
 def test_real_camvid_objects_feed_a_training_step(tmp_path, shared_data):

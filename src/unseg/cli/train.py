@@ -21,8 +21,9 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from out/checkpoint_last.safetensors "
                                           "(without --config, the run's own stored config is used)."),
     check_steps: Optional[int] = typer.Option(None, "--check-steps",
-                                              help="After training, train a fresh surrogate N steps on protected "
-                                                   "validation images and report protected vs clean IoU."),
+                                              help="After training, train a fresh surrogate (and semantic surrogate, "
+                                                   "if any) N steps on protected validation images and report "
+                                                   "protected vs clean IoU."),
     overrides: list[str] = typer.Option([], "--set", help="Override any key: --set schedule.rounds=500 (repeatable)."),
 ) -> None:
     """Train the UnSeg generator against a surrogate (bilevel min-min) and write generator.safetensors."""

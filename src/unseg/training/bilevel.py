@@ -1,8 +1,12 @@
 """Bilevel min-min optimisation of the generator against a surrogate (PAPER.md).
 
-Surrogate step:  min_θs  L(f_s(x + δ.detach(), p_s), y)
-Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogate frozen)
+Surrogate step:  min_θs  L(f_s(x + δ.detach(), p_s), y)   [+ min_θc  L(f_c(x + δ.detach()), y)]
+Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogates frozen)
+                 [+ w_c · L(f_c(x + δ_g(x, p_g)), target)]
                  + w · L(generator mask logits, y)                (keeps its promptable mask usable)
+
+f_c is the optional semantic surrogate (``model.semantic_surrogate``): a convolutional segmenter
+with no prompt that sees x + δ resized to ``model.semantic_size``.
 
 with δ = scale_noise(resize(noise), y, ε_train, ε_bg_train) on the valid (non-padding) area,
 x + δ clamped to [0, 1], resized to the surrogate input and (``data.surrogate_rescale_min`` < 1)
@@ -85,6 +89,22 @@ def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, val
     return (images + delta).clamp(0, 1), output
 
 
+@contextlib.contextmanager
+def frozen(*models: nn.Module):
+    """No parameter gradients and unchanged buffers (batch-norm statistics) inside the block."""
+    buffers = [{name: value.clone() for name, value in model.named_buffers()} for model in models]
+    for model in models:
+        model.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for model, saved in zip(models, buffers):
+            model.requires_grad_(True)
+            with torch.no_grad():
+                for name, value in model.named_buffers():
+                    value.copy_(saved[name])
+
+
 class BilevelTrainer:
     """Holds both networks, their Adam optimisers and the loss; runs one step of either phase.
 
@@ -93,9 +113,10 @@ class BilevelTrainer:
     """
 
     def __init__(self, generator: nn.Module, surrogate: nn.Module, config: TrainConfig,
-                 device: torch.device, rank: int = 0) -> None:
+                 device: torch.device, rank: int = 0, semantic: nn.Module | None = None) -> None:
         self.generator = generator
         self.surrogate = surrogate
+        self.semantic = semantic
         self.config = config
         self.device = device
         self.rank = rank
@@ -104,6 +125,10 @@ class BilevelTrainer:
         self.generator_optimiser = torch.optim.Adam(trainable, lr=opt.generator_lr, weight_decay=opt.weight_decay)
         self.surrogate_optimiser = torch.optim.Adam(unwrap(surrogate).parameters(), lr=opt.surrogate_lr,
                                                     weight_decay=opt.weight_decay)
+        self.semantic_optimiser = None
+        if semantic is not None:
+            self.semantic_optimiser = torch.optim.Adam(unwrap(semantic).parameters(), lr=opt.surrogate_lr,
+                                                       weight_decay=opt.weight_decay)
         self.amp_dtype = AMP_DTYPES.get(config.runtime.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.runtime.amp == "fp16")
         self.sampling = PromptSampling(config.prompts.num_points, config.prompts.box_jitter,
@@ -119,6 +144,10 @@ class BilevelTrainer:
     @property
     def surrogate_module(self) -> nn.Module:
         return unwrap(self.surrogate)
+
+    @property
+    def semantic_module(self) -> nn.Module | None:
+        return None if self.semantic is None else unwrap(self.semantic)
 
     @property
     def surrogate_size(self) -> int:
@@ -168,16 +197,23 @@ class BilevelTrainer:
     def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(batch[k].to(self.device, non_blocking=True) for k in ("image", "mask", "valid"))
 
+    def semantic_logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """Object logits of the semantic surrogate on images resized to ``model.semantic_size``."""
+        return model(resize_images(images, self.config.model.semantic_size))
+
     def set_learning_rates(self, factor: float) -> None:
         """Learning rates = configured rates x ``factor`` (step decay is a pure function of the round)."""
-        for optimiser, base in ((self.generator_optimiser, self.config.optimiser.generator_lr),
-                                (self.surrogate_optimiser, self.config.optimiser.surrogate_lr)):
+        optimisers = [(self.generator_optimiser, self.config.optimiser.generator_lr),
+                      (self.surrogate_optimiser, self.config.optimiser.surrogate_lr)]
+        if self.semantic_optimiser is not None:
+            optimisers.append((self.semantic_optimiser, self.config.optimiser.surrogate_lr))
+        for optimiser, base in optimisers:
             for group in optimiser.param_groups:
                 group["lr"] = base * factor
 
     # --- the two phases ---------------------------------------------------------------------
     def surrogate_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One surrogate update on x + δ.detach() against the true masks."""
+        """One update of the surrogate(s) on x + δ.detach() against the true masks."""
         rng = step_generator(self.config.runtime.seed, step, self.rank)
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
@@ -185,12 +221,19 @@ class BilevelTrainer:
         with torch.no_grad(), self.autocast():
             adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
                              self.config.epsilon.train, self.config.epsilon.train_bg)
-        adv = self.surrogate_input(adv.float(), step)
+        adv = adv.float()
         with self.autocast():
-            logits = self.surrogate(adv, prompts.surrogate)
+            logits = self.surrogate(self.surrogate_input(adv, step), prompts.surrogate)
             loss = self.loss(logits, masks, valid)
         self._optimise(loss, self.surrogate_optimiser, self.surrogate)
-        return {"surrogate_loss": loss.item()}
+        values = {"surrogate_loss": loss.item()}
+        if self.semantic is not None:
+            self.semantic.train()
+            with self.autocast():
+                semantic_loss = self.loss(self.semantic_logits(self.semantic, adv), masks, valid)
+            self._optimise(semantic_loss, self.semantic_optimiser, self.semantic)
+            values["semantic_loss"] = semantic_loss.item()
+        return values
 
     def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
         """One generator update through the frozen surrogate (target: all-ones or true mask)."""
@@ -198,8 +241,8 @@ class BilevelTrainer:
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
         surrogate = self.surrogate_module
-        surrogate.requires_grad_(False)
-        try:
+        semantic = self.semantic_module
+        with frozen(surrogate, *([semantic] if semantic is not None else [])):
             self.generator.train()
             with self.autocast():
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
@@ -208,26 +251,37 @@ class BilevelTrainer:
                 target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
                 noise_loss = self.loss(logits, target, valid)
                 loss = noise_loss
+                semantic_loss = torch.zeros(())
+                if semantic is not None:  # train mode: batch statistics, as a victim in training sees
+                    semantic.train()
+                    semantic_loss = self.loss(self.semantic_logits(semantic, adv), target, valid)
+                    loss = loss + self.config.loss.semantic_weight * semantic_loss
                 mask_loss = torch.zeros(())
                 if self.train_generator_mask:
                     mask_loss = self.loss(output.mask_logits, masks, valid)
                     loss = loss + self.config.loss.generator_mask_weight * mask_loss
             self._optimise(loss, self.generator_optimiser, self.generator)
-        finally:
-            surrogate.requires_grad_(True)
-        return {"generator_loss": noise_loss.item(), "generator_mask_loss": mask_loss.item()}
+        values = {"generator_loss": noise_loss.item(), "generator_mask_loss": mask_loss.item()}
+        if semantic is not None:
+            values["generator_semantic_loss"] = semantic_loss.item()
+        return values
 
     # --- measurement ------------------------------------------------------------------------
     @torch.no_grad()
     def surrogate_iou(self, surrogate: nn.Module, batches: list[Batch], epsilon: float, epsilon_bg: float,
-                      seed: int) -> dict[str, float]:
-        """Mean IoU of ``surrogate`` on protected (ε) and clean versions of ``batches``.
+                      seed: int, semantic: nn.Module | None = None) -> dict[str, float]:
+        """Mean IoU of ``surrogate`` (and of a ``semantic`` surrogate, if given) on protected (ε) and
+        clean versions of ``batches``.
 
         Generator prompts: box + points + mask (all information, as when protecting); surrogate
         prompts: one random type per object, fixed by ``seed``.
         """
         surrogate.eval()
-        protected, clean = [], []
+        models = {"": surrogate}
+        if semantic is not None:
+            semantic.eval()
+            models["semantic_"] = semantic
+        ious: dict[str, list[torch.Tensor]] = {}
         for index, batch in enumerate(batches):
             rng = step_generator(seed, index, self.rank, stream=1)
             masks_cpu = batch["mask"]
@@ -238,14 +292,18 @@ class BilevelTrainer:
             images, masks, valid = self._to_device(batch)
             with self.autocast():
                 adv, _ = perturb(self.generator_module, images, masks, valid, gen_prompts, epsilon, epsilon_bg)
-                for source, bucket in ((adv, protected), (images, clean)):
-                    logits = surrogate(resize_images(source.float(), self.surrogate_size), sur)
-                    bucket.append(mask_iou(logits.float(), masks, valid))
-        return {"iou_protected": torch.cat(protected).mean().item(), "iou_clean": torch.cat(clean).mean().item()}
+                for name, source in (("protected", adv.float()), ("clean", images)):
+                    for prefix, model in models.items():
+                        logits = (model(resize_images(source, self.surrogate_size), sur) if model is surrogate
+                                  else self.semantic_logits(model, source))
+                        ious.setdefault(f"{prefix}iou_{name}", []).append(mask_iou(logits.float(), masks, valid))
+        return {key: torch.cat(values).mean().item() for key, values in ious.items()}
 
     def evaluate(self, batches: list[Batch]) -> dict[str, float]:
-        """Current surrogate's IoU on validation objects, protected at the training ε vs clean."""
+        """Current surrogate's (and semantic surrogate's) IoU on validation objects, protected at the
+        training ε vs clean."""
         eps = self.config.epsilon
-        result = self.surrogate_iou(self.surrogate_module, batches, eps.train, eps.train_bg, self.config.runtime.seed)
+        result = self.surrogate_iou(self.surrogate_module, batches, eps.train, eps.train_bg, self.config.runtime.seed,
+                                    self.semantic_module)
         self.surrogate.train()
         return result

@@ -1,7 +1,7 @@
 """Full training state in one safetensors file (no pickle), for bit-exact resume.
 
-Tensors: ``generator.*`` / ``surrogate.*`` weights, ``opt_generator.<param>.<key>`` /
-``opt_surrogate.*`` Adam moments and steps, ``scaler.*`` (fp16 loss scaler), ``rng.*`` (torch,
+Tensors: ``generator.*`` / ``surrogate.*`` / ``semantic.*`` (if any) weights,
+``opt_generator.<param>.<key>`` / ``opt_surrogate.*`` / ``opt_semantic.*`` Adam moments and steps, ``scaler.*`` (fp16 loss scaler), ``rng.*`` (torch,
 cuda, numpy and python random states as integer tensors). String metadata: the round, the
 optimiser param groups and RNG scalars (JSON), the config (TOML text).
 """
@@ -67,22 +67,30 @@ def _restore_rng(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> N
     random.setstate((version, tuple(int(v) for v in tensors["rng.python"].tolist()), gauss_next))
 
 
+def _networks(trainer: BilevelTrainer) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer]]:
+    """(name, network, its optimiser) of every trained network."""
+    networks = [("generator", trainer.generator_module, trainer.generator_optimiser),
+                ("surrogate", trainer.surrogate_module, trainer.surrogate_optimiser)]
+    if trainer.semantic_module is not None:
+        networks.append(("semantic", trainer.semantic_module, trainer.semantic_optimiser))
+    return networks
+
+
 def save_training_state(path: str | Path, trainer: BilevelTrainer, round_index: int,
                         metadata: dict[str, Any] | None = None) -> Path:
     """Write everything needed to continue after ``round_index`` completed rounds."""
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, model in (("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module)):
+    groups: dict[str, list] = {}
+    for prefix, model, optimiser in _networks(trainer):
         tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-    gen_opt, gen_groups = _optimiser_tensors("opt_generator", trainer.generator_optimiser)
-    sur_opt, sur_groups = _optimiser_tensors("opt_surrogate", trainer.surrogate_optimiser)
-    tensors.update(gen_opt)
-    tensors.update(sur_opt)
+        moments, groups[prefix] = _optimiser_tensors(f"opt_{prefix}", optimiser)
+        tensors.update(moments)
     for key, value in trainer.scaler.state_dict().items():
         tensors[f"scaler.{key}"] = torch.tensor(float(value), dtype=torch.float64)
     rng_tensors, rng_scalars = _rng_state()
     tensors.update(rng_tensors)
     meta = {"unseg_kind": STATE_KIND, "round": json.dumps(round_index),
-            "param_groups": json.dumps({"generator": gen_groups, "surrogate": sur_groups}),
+            "param_groups": json.dumps(groups),
             "rng": json.dumps(rng_scalars)}
     meta.update({k: json.dumps(v) for k, v in (metadata or {}).items()})
     return save_tensors(path, tensors, meta)
@@ -102,15 +110,19 @@ def load_training_state(path: str | Path, trainer: BilevelTrainer) -> dict[str, 
     """Restore models, optimisers, loss scaler and RNG states; returns the metadata (with ``round``)."""
     meta = read_training_metadata(path)
     tensors = load_file(str(path))
-    for prefix, model in (("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module)):
+    groups = meta["param_groups"]
+    stored = set(groups)
+    configured = {prefix for prefix, _, _ in _networks(trainer)}
+    if stored != configured:
+        raise CheckpointError(f"{path} holds the networks {sorted(stored)} but the config trains {sorted(configured)}"
+                              " (model.semantic_surrogate differs?)")
+    for prefix, model, optimiser in _networks(trainer):
         own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         try:
             model.load_state_dict(own)
         except RuntimeError as error:
             raise CheckpointError(f"{path}: {prefix} does not fit the configured preset: {error}") from error
-    groups = meta["param_groups"]
-    _load_optimiser("opt_generator", trainer.generator_optimiser, tensors, groups["generator"])
-    _load_optimiser("opt_surrogate", trainer.surrogate_optimiser, tensors, groups["surrogate"])
+        _load_optimiser(f"opt_{prefix}", optimiser, tensors, groups[prefix])
     scaler_state = {k.split(".", 1)[1]: v.item() for k, v in tensors.items() if k.startswith("scaler.")}
     if scaler_state and trainer.scaler.is_enabled():
         scaler_state["_growth_tracker"] = int(scaler_state.get("_growth_tracker", 0))

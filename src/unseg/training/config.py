@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from unseg.models.semantic import parse_semantic
+
 
 class ConfigError(ValueError):
     """A training configuration is malformed (unknown key, wrong type, bad value)."""
@@ -51,11 +53,17 @@ class ModelConfig:
     """Generator/surrogate: a preset name or a ``.json`` file of the config dataclass's fields.
 
     ``sam_checkpoint``: official SAM weights loaded into the generator (SAM part then frozen).
+    ``semantic_surrogate``: an smp segmenter (``arch`` or ``arch@encoder``, see
+    ``unseg.models.semantic``; "" = none) trained from scratch beside the interactive surrogate, with
+    no prompt, on x + δ resized to ``semantic_size`` (the object vs. everything else); the generator
+    then also minimises its loss, as a convolutional victim that trains on downscaled images would.
     """
 
     generator: str = "small"
     surrogate: str = "small"
     sam_checkpoint: str = ""
+    semantic_surrogate: str = ""
+    semantic_size: int = 96
 
 
 @dataclass(frozen=True)
@@ -107,10 +115,12 @@ class EpsilonConfig:
 @dataclass(frozen=True)
 class LossConfig:
     """Generator target ("true" = plain min-min, the default; "ones" = the release's label
-    modification, in ``configs/paper.toml``), and loss weights."""
+    modification, in ``configs/paper.toml``), and loss weights (``semantic_weight``: the semantic
+    surrogate's loss in the generator's objective)."""
 
     target: str = "true"
     generator_mask_weight: float = 1.0
+    semantic_weight: float = 1.0
     bce_weight: float = 1.0
     dice_weight: float = 1.0
 
@@ -180,7 +190,7 @@ def validate(config: TrainConfig) -> None:
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key} must be one of {allowed}, got {flat[key]!r}")
-    positive = ["schedule.rounds", "schedule.batch_size", "schedule.eval_every", "schedule.checkpoint_every",
+    positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every", "schedule.checkpoint_every",
                 "optimiser.generator_lr", "optimiser.surrogate_lr"]
     for key in positive:
         if flat[key] <= 0:
@@ -193,6 +203,15 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError(f"prompts.surrogate_unprompted must be in [0, 1], got {config.prompts.surrogate_unprompted}")
     if not 0 < config.data.surrogate_rescale_min <= 1:
         raise ConfigError(f"data.surrogate_rescale_min must be in (0, 1], got {config.data.surrogate_rescale_min}")
+    if config.model.semantic_size % 32:
+        raise ConfigError(f"model.semantic_size must be a multiple of 32, got {config.model.semantic_size}")
+    if config.model.semantic_surrogate:
+        try:
+            parse_semantic(config.model.semantic_surrogate)
+        except ValueError as error:
+            raise ConfigError(f"model.semantic_surrogate: {error}") from None
+    if config.loss.semantic_weight < 0:
+        raise ConfigError(f"loss.semantic_weight must be >= 0, got {config.loss.semantic_weight}")
     for key in ("epsilon.train", "epsilon.train_bg", "epsilon.protect", "epsilon.protect_bg"):
         if not 0 <= flat[key] <= 1:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]}")

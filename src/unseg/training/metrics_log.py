@@ -6,8 +6,9 @@ import csv
 import math
 from pathlib import Path
 
-COLUMNS = ("step", "round", "phase", "surrogate_loss", "generator_loss", "generator_mask_loss",
-           "iou_protected", "iou_clean", "generator_lr", "surrogate_lr", "seconds")
+COLUMNS = ("step", "round", "phase", "surrogate_loss", "semantic_loss", "generator_loss", "generator_semantic_loss",
+           "generator_mask_loss", "iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean",
+           "generator_lr", "surrogate_lr", "seconds")
 
 
 class MetricsLog:
@@ -59,14 +60,15 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> None:
     rows = read_metrics(csv_path)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     for axis, columns, title in (
-        (axes[0], ("surrogate_loss",), "surrogate loss (protected inputs, true masks)"),
-        (axes[1], ("generator_loss", "generator_mask_loss"), "generator losses"),
-        (axes[2], ("iou_protected", "iou_clean"), "surrogate IoU on validation objects"),
+        (axes[0], ("surrogate_loss", "semantic_loss"), "surrogate losses (protected inputs, true masks)"),
+        (axes[1], ("generator_loss", "generator_semantic_loss", "generator_mask_loss"), "generator losses"),
+        (axes[2], ("iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean"),
+         "surrogate IoU on validation objects"),
     ):
         for column in columns:
             xs, ys = _series(rows, column)
             if xs:
-                axis.plot(xs, ys, label=column, marker="o" if column.startswith("iou") else None,
+                axis.plot(xs, ys, label=column, marker="o" if "iou" in column else None,
                           linewidth=1 if column.endswith("loss") else 1.5)
         axis.set_title(title)
         axis.set_xlabel("step")

@@ -3,7 +3,8 @@
 A fresh surrogate (same preset, random init) learns for ``steps`` steps from validation objects
 protected at the *protection* budget (ε = 8/255, ε_bg = 2/255 by default; the noise carries no
 gradient). If the noise is a learnable shortcut, the surrogate scores high on protected images
-and low on clean versions of the same images.
+and low on clean versions of the same images. A run with a semantic surrogate also trains a fresh
+one of those (no prompt, victim-like) on the same protected images.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 import torch
 
 from unseg.models import build_surrogate
+from unseg.models.semantic import build_semantic, parse_semantic
 from unseg.training.bilevel import BilevelTrainer, Batch, perturb, resize_images, step_generator
 from unseg.training.prompts import prompt_batch, rescale_prompts, surrogate_prompt_types
 
@@ -21,7 +23,9 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
                      steps: int) -> dict[str, float]:
     """Train a fresh surrogate ``steps`` steps on protected ``train_batches``; report IoUs on ``eval_batches``.
 
-    Returns ``{"check_iou_protected", "check_iou_clean", "check_steps", "check_final_loss"}``.
+    Returns ``{"check_iou_protected", "check_iou_clean", "check_steps", "check_final_loss"}``, plus
+    ``check_semantic_iou_protected`` / ``check_semantic_iou_clean`` with a semantic surrogate (the
+    final loss is then the sum of both networks' losses).
     """
     if steps <= 0:
         raise ValueError("protection_check needs steps > 0")
@@ -29,7 +33,12 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
     seed = config.runtime.seed
     torch.manual_seed(seed + 7919)  # the fresh surrogate's initialisation, reproducible
     surrogate = build_surrogate(trainer.surrogate_module.config).to(trainer.device)
-    optimiser = torch.optim.Adam(surrogate.parameters(), lr=config.optimiser.surrogate_lr)
+    networks = [surrogate]
+    semantic = None
+    if trainer.semantic_module is not None:
+        semantic = build_semantic(*parse_semantic(config.model.semantic_surrogate), classes=1).to(trainer.device)
+        networks.append(semantic)
+    optimiser = torch.optim.Adam([p for n in networks for p in n.parameters()], lr=config.optimiser.surrogate_lr)
     scaler = torch.amp.GradScaler(trainer.device.type, enabled=config.runtime.amp == "fp16")
     eps = config.epsilon
     loss_value = float("nan")
@@ -44,15 +53,19 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         images, masks, valid = (batch[k].to(trainer.device) for k in ("image", "mask", "valid"))
         with torch.no_grad(), trainer.autocast():
             adv, _ = perturb(trainer.generator_module, images, masks, valid, gen_prompts, eps.protect, eps.protect_bg)
-        surrogate.train()
+        adv = adv.float()
+        for network in networks:
+            network.train()
         with trainer.autocast():
-            loss = trainer.loss(surrogate(resize_images(adv.float(), trainer.surrogate_size), sur), masks, valid)
+            loss = trainer.loss(surrogate(resize_images(adv, trainer.surrogate_size), sur), masks, valid)
+            if semantic is not None:  # separate parameters: the sum trains each on its own loss
+                loss = loss + trainer.loss(trainer.semantic_logits(semantic, adv), masks, valid)
         optimiser.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimiser)
         scaler.update()
         loss_value = loss.item()
         done = step + 1
-    ious = trainer.surrogate_iou(surrogate, eval_batches, eps.protect, eps.protect_bg, seed)
-    return {"check_iou_protected": ious["iou_protected"], "check_iou_clean": ious["iou_clean"],
-            "check_steps": done, "check_final_loss": loss_value}
+    ious = trainer.surrogate_iou(surrogate, eval_batches, eps.protect, eps.protect_bg, seed, semantic)
+    return {**{f"check_{key}": value for key, value in ious.items()}, "check_steps": done,
+            "check_final_loss": loss_value}

@@ -32,6 +32,7 @@ from unseg.models import (
     surrogate_config,
 )
 from unseg.models.config import config_from_dict
+from unseg.models.semantic import build_semantic, parse_semantic
 from unseg.training.batches import BatchStream, collate
 from unseg.training.bilevel import BilevelTrainer
 from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
@@ -128,14 +129,18 @@ def network_config(value: str, kind: str) -> GeneratorConfig | SurrogateConfig:
 
 
 def build_networks(config: TrainConfig, device: torch.device):
-    """Generator (optionally with official SAM weights, frozen) and surrogate, on ``device``."""
+    """Generator (optionally with official SAM weights, frozen), surrogate and semantic surrogate
+    (None unless ``model.semantic_surrogate``), on ``device``."""
     generator = build_generator(network_config(config.model.generator, "generator"))
     if config.model.sam_checkpoint:
         missing = load_sam_weights(generator, config.model.sam_checkpoint)
         if missing:
             raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
     surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
-    return generator.to(device), surrogate.to(device)
+    semantic = None
+    if config.model.semantic_surrogate:
+        semantic = build_semantic(*parse_semantic(config.model.semantic_surrogate), classes=1).to(device)
+    return generator.to(device), surrogate.to(device), semantic
 
 
 def learning_rate_factor(config: TrainConfig, round_index: int) -> float:
@@ -185,9 +190,10 @@ class _Run:
         except ValueError as error:  # no objects, unreadable masks, batch larger than the data
             raise ConfigError(f"training data: {error}") from error
         seed_everything(config.runtime.seed)
-        generator, surrogate = build_networks(config, device)
+        generator, surrogate, semantic = build_networks(config, device)
         self.trainer = BilevelTrainer(wrap_model(generator, context, device), wrap_model(surrogate, context, device),
-                                      config, device, context.rank)
+                                      config, device, context.rank,
+                                      None if semantic is None else wrap_model(semantic, context, device))
         self.steps_per_round = config.schedule.surrogate_steps + config.schedule.generator_steps
 
     def save(self, round_index: int, extra: dict[str, Any] | None = None) -> None:
