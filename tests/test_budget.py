@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from unseg.protection.budget import apply_budget, budget_levels, measured_linf
+from unseg.protection.budget import apply_budget, budget_levels, measured_linf, saturate_noise
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
@@ -39,3 +39,20 @@ def test_bad_inputs():
         apply_budget(np.zeros((4, 4, 3), np.uint8), np.zeros((5, 4, 3)), np.zeros((4, 4), bool))
     with pytest.raises(ValueError):
         budget_levels(2.0)
+
+
+def test_saturate_noise_keeps_the_pattern_drops_the_colour_cast_and_fills_the_budget():
+    rng = np.random.default_rng(0)
+    region = np.zeros((20, 30), bool)
+    region[4:16, 5:25] = True
+    pattern = np.where(rng.random((20, 30, 3)) < 0.5, 1.0, -1.0)
+    cast = np.array([0.5, -0.4, 0.3])
+    noise = np.where(region[..., None], cast + 0.3 * pattern, -0.2 + 0.1 * pattern).astype(np.float32)
+    out = saturate_noise(noise, region)
+    assert out.shape == noise.shape and set(np.unique(out)) <= {-1.0, 0.0, 1.0}
+    agreement = (out == pattern).mean()  # the pattern's sign survives, the casts are gone
+    assert agreement > 0.95, agreement
+    assert np.abs(out[region].mean(0)).max() < 0.2
+    assert not saturate_noise(np.full((4, 4, 3), 0.7, np.float32), np.ones((4, 4), bool)).any()  # flat: nothing
+    with pytest.raises(ValueError, match="differ in size"):
+        saturate_noise(noise, region[:10])

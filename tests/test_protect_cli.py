@@ -65,7 +65,7 @@ def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
     records = {record["source"]: record for record in _manifest(out)}
     assert records["a.png"]["linf_inside"] <= 8 and records["a.png"]["linf_outside"] <= 2
     assert records["a.png"]["epsilon"] == {"fraction": 8 / 255, "levels": 8}
-    assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False}
+    assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False, "saturate": True}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,6 +80,22 @@ def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
     assert again.exit_code == 0 and "0 protected, 2 skipped" in again.stdout
     assert len(_manifest(out)) == 2
     assert all((out / name).read_bytes() == data for name, data in before.items())
+
+
+def test_raw_noise_flag_keeps_the_generator_output(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    for flags, saturated in (([], True), (["--raw-noise"], False)):
+        out = tmp_path / ("raw" if flags else "saturated")
+        result = _run(images, out, "--masks", masks, "--ignore-index", "255", "--generator", tiny, *flags)
+        assert result.exit_code == 0, result.output
+        record = {r["source"]: r for r in _manifest(out)}["a.png"]
+        assert record["generator"]["saturate"] is saturated
+        change = np.abs(read_image(out / "a.png").pixels.astype(int) - _rgb(37, 53, 1).astype(int))
+        labels = np.asarray(Image.open(masks / "a.png"))
+        inside = change[(labels == 2)]
+        # saturated: every object pixel moves by the full 8 levels unless clipped at 0/255
+        full = (inside == 8).mean()
+        assert (full > 0.9) if saturated else (full < 0.5), full
 
 
 class SimulatedCrash(RuntimeError):

@@ -10,6 +10,7 @@ from PIL import Image
 from unseg.data.images import LoadedImage
 from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.protection import ImagePrompt, Protector, measured_linf
+from unseg.protection.budget import saturate_noise
 
 TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
                  global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
@@ -138,7 +139,30 @@ def test_bad_input_is_rejected(protector):
         Protector.load("no_such_file.safetensors")
 
 
-def test_objects_get_their_own_noise(protector):
+@pytest.fixture(scope="module")
+def raw_protector(tiny_path):
+    """The same generator without noise saturation: per-object noise can be compared directly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Protector.load(tiny_path, saturate=False)
+
+
+def test_saturation_is_the_raw_noise_projected(protector, raw_protector):
+    image = _image(45, 61, seed=7)
+    mask = np.zeros((45, 61), bool)
+    mask[5:30, 10:50] = True
+    raw = raw_protector.protect(image, mask=mask)
+    saturated = protector.protect(image, mask=mask)
+    assert protector.saturate and not raw_protector.saturate
+    assert np.array_equal(saturated.noise, saturate_noise(raw.noise, raw.region))
+    assert set(np.unique(saturated.noise)) <= {-1.0, 0.0, 1.0} and len(np.unique(raw.noise)) > 100
+    change = np.abs(saturated.pixels.astype(int) - image.astype(int))
+    assert saturated.stats["linf_inside"] == 8 and saturated.stats["linf_outside"] == 2
+    assert (change[mask] == 8).mean() > 0.9  # the whole budget is spent (except where 0/255 clips)
+
+
+def test_objects_get_their_own_noise(raw_protector):
+    protector = raw_protector
     image = _image(45, 61, seed=4)
     first, second = np.zeros((45, 61), bool), np.zeros((45, 61), bool)
     first[2:20, 3:30], second[25:44, 35:60] = True, True

@@ -81,7 +81,7 @@ def build_source(
 
 
 def load_protector(generator: str, sam_checkpoint: Path | None, device: str, epsilon: float, epsilon_bg: float,
-                   seed: int, batch_size: int) -> Protector:
+                   seed: int, batch_size: int, saturate: bool = True) -> Protector:
     """The protector for CLI options (ε given in /255 units); bad options exit with code 2."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise fail("--device cuda asked for, but no CUDA device is available")
@@ -89,7 +89,8 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
         warnings.simplefilter("always")
         try:
             protector = Protector.load(generator, device=device, epsilon=epsilon / 255, epsilon_bg=epsilon_bg / 255,
-                                       seed=seed, sam_checkpoint=sam_checkpoint, batch_size=batch_size)
+                                       seed=seed, sam_checkpoint=sam_checkpoint, batch_size=batch_size,
+                                       saturate=saturate)
         except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:
             raise fail(str(error)) from error
     for warning in caught:
@@ -136,6 +137,9 @@ def protect_command(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generator forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation (preset generators only)."),
+    raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
+                                   "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
+                                   "higher PSNR."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo images that are already in the manifest."),
     jpeg_quality: int | None = typer.Option(None, "--jpeg-quality", min=1, max=100, help="Write JPEG of this "
                                             "quality instead of PNG. Weakens protection and breaks the exact bound."),
@@ -158,7 +162,8 @@ def protect_command(
         raise fail(str(error)) from error
     if not source:
         raise fail(f"no images found in {images_dir}")
-    protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size)
+    protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size,
+                               saturate=not raw_noise)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
     summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume)

@@ -67,8 +67,9 @@ def method_slug(name: str) -> str:
 def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
-    initialised preset; None for other methods. A run folder records it so that resuming after
-    the weights changed (e.g. new shipped weights) is refused."""
+    initialised preset, plus ``+saturated`` (the protector's default noise saturation); None for
+    other methods. A run folder records it so that resuming after the weights or the noise
+    post-processing changed (e.g. new shipped weights) is refused."""
     if method == UNSEG:
         source = generator
     elif method.startswith(UNSEG + ":"):
@@ -79,8 +80,8 @@ def generator_identity(method: str, generator: str) -> str | None:
 
     resolved = resolve_generator_source(source)
     if not Path(resolved).is_file():
-        return f"preset:{resolved}"
-    return "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12]
+        return f"preset:{resolved}+saturated"
+    return "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12] + "+saturated"
 
 
 def protected_folder(cache: Path, method: str, dataset: str, options: MethodOptions) -> Path:

@@ -7,6 +7,7 @@ import torch
 
 DEFAULT_EPSILON = 8 / 255
 DEFAULT_EPSILON_BG = 2 / 255
+SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
 
 
 def budget_levels(epsilon: float, max_value: int = 255) -> int:
@@ -25,6 +26,26 @@ def epsilon_map(region: torch.Tensor, epsilon: float, epsilon_bg: float) -> torc
 def scale_noise(noise: torch.Tensor, region: torch.Tensor, epsilon: float, epsilon_bg: float) -> torch.Tensor:
     """Unit noise in [-1, 1] -> float perturbation bounded by the per-pixel budget (training path)."""
     return noise * epsilon_map(region, epsilon, epsilon_bg)
+
+
+def saturate_noise(noise: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """Unit ``H x W x C`` noise pushed to the corners of the budget: each channel's mean is removed
+    separately on ``region`` and off it, then only the sign is kept (±1; what is within
+    ``SATURATE_DEAD_ZONE`` of the mean, e.g. flat noise up to rounding, becomes 0).
+
+    This keeps the noise's pattern, drops its colour cast, and spends the whole budget on every
+    pixel. Measured (``src/unseg/weights/README.md``): a victim learns the generator's coarse
+    pattern as a shortcut only at full amplitude; the raw tanh output (mean ≈ 0.5 colour shift plus
+    a ±0.4 pattern) barely changed the victim.
+    """
+    if noise.shape[:2] != region.shape:
+        raise ValueError(f"noise {noise.shape} and region {region.shape} differ in size")
+    centred = noise.astype(np.float64, copy=True)
+    for part in (region, ~region):
+        if part.any():
+            centred[part] -= centred[part].mean(axis=0)
+    centred[np.abs(centred) < SATURATE_DEAD_ZONE] = 0
+    return np.sign(centred).astype(np.float32)
 
 
 def apply_budget(

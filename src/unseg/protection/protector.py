@@ -2,7 +2,8 @@
 
 ``Protector`` wraps a noise generator. For each image it letterboxes the pixels and the prompt
 into the square model input, runs the generator (batched), maps the noise back to the image's
-native resolution and adds it under the per-pixel budget (ε on the protected region, ε_bg
+native resolution, saturates it (:func:`unseg.protection.budget.saturate_noise`, unless
+``saturate=False``) and adds it under the per-pixel budget (ε on the protected region, ε_bg
 elsewhere) with :func:`unseg.protection.budget.apply_budget`, so the bound holds exactly on every
 output pixel for any size or aspect ratio.
 """
@@ -24,7 +25,14 @@ from unseg.data.images import LoadedImage, loaded_from_pil, read_image
 from unseg.data.transforms import Letterbox, to_float_tensor
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
-from unseg.protection.budget import DEFAULT_EPSILON, DEFAULT_EPSILON_BG, apply_budget, budget_levels, measured_linf
+from unseg.protection.budget import (
+    DEFAULT_EPSILON,
+    DEFAULT_EPSILON_BG,
+    apply_budget,
+    budget_levels,
+    measured_linf,
+    saturate_noise,
+)
 from unseg.protection.quality import image_quality
 
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
@@ -171,6 +179,7 @@ class Protector:
         epsilon: float = DEFAULT_EPSILON,
         epsilon_bg: float = DEFAULT_EPSILON_BG,
         batch_size: int = 4,
+        saturate: bool = True,
     ) -> None:
         budget_levels(epsilon), budget_levels(epsilon_bg)  # range checks with a clear message
         if epsilon_bg > epsilon:
@@ -185,6 +194,7 @@ class Protector:
         self.epsilon = epsilon
         self.epsilon_bg = epsilon_bg
         self.batch_size = batch_size
+        self.saturate = saturate
 
     @classmethod
     def load(
@@ -196,6 +206,7 @@ class Protector:
         seed: int = 0,
         sam_checkpoint: str | Path | None = None,
         batch_size: int = 4,
+        saturate: bool = True,
     ) -> "Protector":
         """A protector from the shipped weights ("default"), a preset name or a checkpoint path.
 
@@ -203,7 +214,9 @@ class Protector:
         and for any preset name ("small", "vit_b"), the generator is randomly initialised from
         ``seed`` and ``trained`` is False (with a warning). ``sam_checkpoint`` loads official SAM
         weights into a preset's SAM part. Checkpoints saved with metadata ``trained: false``
-        count as untrained.
+        count as untrained. ``saturate`` (default) applies
+        :func:`~unseg.protection.budget.saturate_noise` to the generator's noise; False keeps the
+        raw generator output.
         """
         source = resolve_generator_source(path_or_preset, sam_checkpoint)
         if source in GENERATOR_PRESETS:
@@ -226,7 +239,7 @@ class Protector:
         if not trained:
             warnings.warn(UNTRAINED_MESSAGE, stacklevel=2)
         return cls(generator, name=source, trained=trained, metadata=metadata, device=device,
-                   epsilon=epsilon, epsilon_bg=epsilon_bg, batch_size=batch_size)
+                   epsilon=epsilon, epsilon_bg=epsilon_bg, batch_size=batch_size, saturate=saturate)
 
     @property
     def input_size(self) -> int:
@@ -235,7 +248,7 @@ class Protector:
 
     def describe(self) -> dict[str, Any]:
         """Generator and budget facts for a manifest."""
-        return {"generator": self.name, "trained": self.trained}
+        return {"generator": self.name, "trained": self.trained, "saturate": self.saturate}
 
     def protect(
         self,
@@ -326,6 +339,8 @@ class Protector:
         if object_noise is not None:
             native_noise = _compose_object_noise(native_noise, object_noise, prompt.objects, box)
         region = _region(prompt, box, logits)
+        if self.saturate:
+            native_noise = saturate_noise(native_noise, region)
         pixels = apply_budget(loaded.pixels, native_noise, region, self.epsilon, self.epsilon_bg)
         inside, outside = measured_linf(loaded.pixels, pixels, region)
         max_value = int(np.iinfo(loaded.pixels.dtype).max)
