@@ -18,7 +18,9 @@ from unseg.models import NoiseGenerator, load_model
 from unseg.protection.protector import Protector
 from unseg.training import runner
 from unseg.training.batches import collate
-from unseg.training.bilevel import BilevelTrainer, rescale_through, resize_images
+from unseg.protection.budget import saturate_noise
+from unseg.training.bilevel import BilevelTrainer, perturb, rescale_through, resize_images, saturated
+from unseg.training.prompts import prompt_batch
 from unseg.training.checkpointing import read_training_metadata
 from unseg.training.config import ConfigError, apply_overrides, load_config
 from unseg.training.metrics_log import COLUMNS, read_metrics
@@ -115,6 +117,25 @@ def test_semantic_surrogate_weight_zero_leaves_the_generator_objective_unchanged
     plain.generator_step(batch, step=1)
     weightless.generator_step(batch, step=1)
     assert _same(_weights(plain.generator_module), _weights(weightless.generator_module))
+
+
+def test_saturated_perturbation_spends_the_whole_budget_as_protection_does(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path)
+    every = torch.ones(batch["mask"].shape[0], 3, dtype=torch.bool)
+    prompts = prompt_batch(batch["mask"], every, trainer.sampling, torch.Generator().manual_seed(0))
+    images = torch.full_like(batch["image"], 0.5)  # no clamping at 0 or 1
+    masks, valid = batch["mask"], torch.ones_like(batch["mask"])
+    with torch.no_grad():
+        raw, output = perturb(trainer.generator_module, images, masks, valid, prompts, 8 / 255, 2 / 255)
+        full, _ = perturb(trainer.generator_module, images, masks, valid, prompts, 8 / 255, 2 / 255, saturate=True)
+    levels = ((full - images).abs() * 255).round()
+    inside = masks.expand_as(levels) > 0.5
+    # ±ε everywhere, 0 only where the noise equals its region's mean (e.g. a one-pixel region)
+    assert set(levels[inside].unique().tolist()) == {0, 8} and (levels[inside] == 8).float().mean() > 0.95
+    assert set(levels[~inside].unique().tolist()) <= {0, 2} and (levels[~inside] == 2).float().mean() > 0.95
+    assert (raw - images).abs()[inside].mean() < 0.9 * 8 / 255  # the raw tanh noise does not
+    expected = saturate_noise(output.noise[0].permute(1, 2, 0).numpy(), masks[0, 0].numpy() > 0.5)
+    assert torch.equal(saturated(output.noise[:1], masks[:1])[0], torch.from_numpy(expected).permute(2, 0, 1))
 
 
 def test_rescale_through_keeps_coarse_texture_and_erases_pixel_texture():

@@ -82,7 +82,7 @@ def tiny_config(tmp_path: Path, **sections: dict) -> TrainConfig:
     generator, surrogate = write_tiny_model_configs(tmp_path / "models")
     mapping = {
         "data": {"root": str(data), "min_area": 0.01, "val_objects": 4},
-        "model": {"generator": str(generator), "surrogate": str(surrogate)},
+        "model": {"generator": str(generator), "surrogate": str(surrogate), "semantic_surrogate": ""},
         "schedule": {"rounds": 4, "surrogate_steps": 1, "generator_steps": 1, "batch_size": 4,
                      "eval_every": 2, "checkpoint_every": 2},
         "runtime": {"device": "cpu", "seed": 3},

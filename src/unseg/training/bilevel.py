@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unseg.models import NoiseGenerator, PromptBatch
-from unseg.protection.budget import scale_noise
+from unseg.protection.budget import saturate_noise, scale_noise
 from unseg.training.config import TrainConfig
 from unseg.training.losses import bce_dice_loss, mask_iou
 from unseg.training.prompts import (
@@ -78,13 +78,24 @@ def rescale_through(images: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(resize_images(images, small), size=(size, size), mode="bilinear", align_corners=False)
 
 
+def saturated(noise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``B x 3 x S x S`` noise through :func:`~unseg.protection.budget.saturate_noise`, as protection
+    applies it (no gradient: for measurements only)."""
+    out = [saturate_noise(n.permute(1, 2, 0).detach().cpu().numpy(), m[0].cpu().numpy() > 0.5)
+           for n, m in zip(noise, masks)]
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(noise.device)
+
+
 def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,
-            prompts: PromptBatch, epsilon: float, epsilon_bg: float):
-    """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere."""
+            prompts: PromptBatch, epsilon: float, epsilon_bg: float, saturate: bool = False):
+    """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere;
+    ``saturate``: the noise as protection applies it (see :func:`saturated`)."""
     output = generator(images, prompts)
     noise = output.noise.float()
     if noise.shape[-1] != images.shape[-1]:
         noise = F.interpolate(noise, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    if saturate:
+        noise = saturated(noise, masks)
     delta = scale_noise(noise, masks, epsilon, epsilon_bg) * valid
     return (images + delta).clamp(0, 1), output
 
@@ -269,9 +280,9 @@ class BilevelTrainer:
     # --- measurement ------------------------------------------------------------------------
     @torch.no_grad()
     def surrogate_iou(self, surrogate: nn.Module, batches: list[Batch], epsilon: float, epsilon_bg: float,
-                      seed: int, semantic: nn.Module | None = None) -> dict[str, float]:
-        """Mean IoU of ``surrogate`` (and of a ``semantic`` surrogate, if given) on protected (ε) and
-        clean versions of ``batches``.
+                      seed: int, semantic: nn.Module | None = None, saturate: bool = False) -> dict[str, float]:
+        """Mean IoU of ``surrogate`` (and of a ``semantic`` surrogate, if given) on protected (ε;
+        ``saturate``: noise as protection applies it) and clean versions of ``batches``.
 
         Generator prompts: box + points + mask (all information, as when protecting); surrogate
         prompts: one random type per object, fixed by ``seed``.
@@ -291,7 +302,8 @@ class BilevelTrainer:
             sur = rescale_prompts(sur, masks_cpu.shape[-1], self.surrogate_size).to(self.device)
             images, masks, valid = self._to_device(batch)
             with self.autocast():
-                adv, _ = perturb(self.generator_module, images, masks, valid, gen_prompts, epsilon, epsilon_bg)
+                adv, _ = perturb(self.generator_module, images, masks, valid, gen_prompts, epsilon, epsilon_bg,
+                                 saturate)
                 for name, source in (("protected", adv.float()), ("clean", images)):
                     for prefix, model in models.items():
                         logits = (model(resize_images(source, self.surrogate_size), sur) if model is surrogate

@@ -62,7 +62,7 @@ class ModelConfig:
     generator: str = "small"
     surrogate: str = "small"
     sam_checkpoint: str = ""
-    semantic_surrogate: str = ""
+    semantic_surrogate: str = "linknet@resnet18"
     semantic_size: int = 96
 
 
@@ -74,7 +74,7 @@ class ScheduleConfig:
     (PAPER.md: x0.1 at epoch 20 of 27, i.e. ~0.75). ``eval_every`` / ``checkpoint_every`` count rounds.
     """
 
-    rounds: int = 600
+    rounds: int = 500
     surrogate_steps: int = 2
     generator_steps: int = 3
     batch_size: int = 8

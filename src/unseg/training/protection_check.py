@@ -1,8 +1,8 @@
 """Does the trained generator protect? Train a fresh surrogate on protected images and compare.
 
 A fresh surrogate (same preset, random init) learns for ``steps`` steps from validation objects
-protected at the *protection* budget (ε = 8/255, ε_bg = 2/255 by default; the noise carries no
-gradient). If the noise is a learnable shortcut, the surrogate scores high on protected images
+protected at the *protection* budget (ε = 8/255, ε_bg = 2/255 by default) with the noise saturated
+as ``Protector`` applies it (the noise carries no gradient). If the noise is a learnable shortcut, the surrogate scores high on protected images
 and low on clean versions of the same images. A run with a semantic surrogate also trains a fresh
 one of those (no prompt, victim-like) on the same protected images.
 """
@@ -52,7 +52,8 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         sur = rescale_prompts(sur, masks_cpu.shape[-1], trainer.surrogate_size).to(trainer.device)
         images, masks, valid = (batch[k].to(trainer.device) for k in ("image", "mask", "valid"))
         with torch.no_grad(), trainer.autocast():
-            adv, _ = perturb(trainer.generator_module, images, masks, valid, gen_prompts, eps.protect, eps.protect_bg)
+            adv, _ = perturb(trainer.generator_module, images, masks, valid, gen_prompts, eps.protect, eps.protect_bg,
+                             saturate=True)
         adv = adv.float()
         for network in networks:
             network.train()
@@ -66,6 +67,6 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         scaler.update()
         loss_value = loss.item()
         done = step + 1
-    ious = trainer.surrogate_iou(surrogate, eval_batches, eps.protect, eps.protect_bg, seed, semantic)
+    ious = trainer.surrogate_iou(surrogate, eval_batches, eps.protect, eps.protect_bg, seed, semantic, saturate=True)
     return {**{f"check_{key}": value for key, value in ious.items()}, "check_steps": done,
             "check_final_loss": loss_value}
