@@ -60,3 +60,8 @@ def build_semantic(architecture: str, encoder: str, classes: int) -> Normalised:
     """A randomly initialised smp segmenter: ``B x 3 x H x W`` in [0, 1] -> ``B x classes x H x W`` logits."""
     network = ARCHITECTURES[architecture](encoder_name=encoder, encoder_weights=None, classes=classes)
     return Normalised(network)
+
+
+def build_named(name: str, classes: int) -> Normalised:
+    """:func:`build_semantic` from a name as :func:`parse_semantic` reads it."""
+    return build_semantic(*parse_semantic(name), classes=classes)

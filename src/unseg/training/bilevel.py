@@ -233,8 +233,9 @@ class BilevelTrainer:
             adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
                              self.config.epsilon.train, self.config.epsilon.train_bg)
         adv = adv.float()
+        surrogate_input = self.surrogate_input(adv, step)
         with self.autocast():
-            logits = self.surrogate(self.surrogate_input(adv, step), prompts.surrogate)
+            logits = self.surrogate(surrogate_input, prompts.surrogate)
             loss = self.loss(logits, masks, valid)
         self._optimise(loss, self.surrogate_optimiser, self.surrogate)
         values = {"surrogate_loss": loss.item()}

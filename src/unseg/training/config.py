@@ -190,8 +190,8 @@ def validate(config: TrainConfig) -> None:
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"{key} must be one of {allowed}, got {flat[key]!r}")
-    positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every", "schedule.checkpoint_every",
-                "optimiser.generator_lr", "optimiser.surrogate_lr"]
+    positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every",
+                "schedule.checkpoint_every", "optimiser.generator_lr", "optimiser.surrogate_lr"]
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]}")

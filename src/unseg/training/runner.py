@@ -32,7 +32,7 @@ from unseg.models import (
     surrogate_config,
 )
 from unseg.models.config import config_from_dict
-from unseg.models.semantic import build_semantic, parse_semantic
+from unseg.models.semantic import build_named
 from unseg.training.batches import BatchStream, collate
 from unseg.training.bilevel import BilevelTrainer
 from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
@@ -139,7 +139,7 @@ def build_networks(config: TrainConfig, device: torch.device):
     surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
     semantic = None
     if config.model.semantic_surrogate:
-        semantic = build_semantic(*parse_semantic(config.model.semantic_surrogate), classes=1).to(device)
+        semantic = build_named(config.model.semantic_surrogate, classes=1).to(device)
     return generator.to(device), surrogate.to(device), semantic
 
 
