@@ -1,7 +1,7 @@
 """One process of the two-process DDP test (``test_ddp.py``), started with torchrun's variables.
 
 Usage: ``python ddp_worker.py STATES_DIR train [unseg train options...]``. Runs ``unseg train``
-unchanged, then writes this process's final generator and surrogate weights to
+unchanged, then writes this process's final generator and surrogate(s) weights to
 ``STATES_DIR/rank<RANK>.safetensors`` so that the test can compare the replicas (the program
 itself only writes files on rank 0).
 """
@@ -36,7 +36,9 @@ def main(states: Path, args: list[str]) -> None:
     app(args, standalone_mode=False)
     trainer = TRAINERS[-1]
     tensors = {}
-    for prefix, module in (("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module)):
+    networks = [("generator", trainer.generator_module), ("surrogate", trainer.surrogate_module),
+                ("semantic", trainer.semantic_module)]
+    for prefix, module in [(name, module) for name, module in networks if module is not None]:
         tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
     states.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(states / f"rank{os.environ['RANK']}.safetensors"))
