@@ -79,9 +79,9 @@ def generator_identity(method: str, generator: str) -> str | None:
     from unseg.protection.protector import resolve_generator_source
 
     resolved = resolve_generator_source(source)
-    if not Path(resolved).is_file():
-        return f"preset:{resolved}+saturated"
-    return "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12] + "+saturated"
+    weights = (f"preset:{resolved}" if not Path(resolved).is_file()
+               else "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12])
+    return weights + "+saturated"
 
 
 def protected_folder(cache: Path, method: str, dataset: str, options: MethodOptions) -> Path:

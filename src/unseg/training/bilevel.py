@@ -180,6 +180,15 @@ class BilevelTrainer:
         sur = rescale_prompts(sur, size, self.surrogate_size)
         return StepPrompts(gen.to(self.device), sur.to(self.device))
 
+    def measurement_prompts(self, masks: torch.Tensor, rng: torch.Generator) -> StepPrompts:
+        """Prompts for measuring protection, from CPU masks: the generator gets box + points + mask
+        (all information, as when protecting), the surrogate one random type per object."""
+        every = torch.ones(masks.shape[0], 3, dtype=torch.bool)
+        gen = prompt_batch(masks, every, self.sampling, rng)
+        sur = prompt_batch(masks, surrogate_prompt_types(masks.shape[0], rng), self.sampling, rng)
+        sur = rescale_prompts(sur, masks.shape[-1], self.surrogate_size)
+        return StepPrompts(gen.to(self.device), sur.to(self.device))
+
     def surrogate_input(self, images: torch.Tensor, step: int) -> torch.Tensor:
         """Images at the surrogate's size, randomly rescaled (``data.surrogate_rescale_min``);
         the factor depends on (seed, step, rank) only."""
@@ -289,27 +298,22 @@ class BilevelTrainer:
         prompts: one random type per object, fixed by ``seed``.
         """
         surrogate.eval()
-        models = {"": surrogate}
         if semantic is not None:
             semantic.eval()
-            models["semantic_"] = semantic
         ious: dict[str, list[torch.Tensor]] = {}
         for index, batch in enumerate(batches):
             rng = step_generator(seed, index, self.rank, stream=1)
-            masks_cpu = batch["mask"]
-            every = torch.ones(masks_cpu.shape[0], 3, dtype=torch.bool)
-            gen_prompts = prompt_batch(masks_cpu, every, self.sampling, rng).to(self.device)
-            sur = prompt_batch(masks_cpu, surrogate_prompt_types(masks_cpu.shape[0], rng), self.sampling, rng)
-            sur = rescale_prompts(sur, masks_cpu.shape[-1], self.surrogate_size).to(self.device)
+            prompts = self.measurement_prompts(batch["mask"], rng)
             images, masks, valid = self._to_device(batch)
             with self.autocast():
-                adv, _ = perturb(self.generator_module, images, masks, valid, gen_prompts, epsilon, epsilon_bg,
-                                 saturate)
+                adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator, epsilon,
+                                 epsilon_bg, saturate)
                 for name, source in (("protected", adv.float()), ("clean", images)):
-                    for prefix, model in models.items():
-                        logits = (model(resize_images(source, self.surrogate_size), sur) if model is surrogate
-                                  else self.semantic_logits(model, source))
-                        ious.setdefault(f"{prefix}iou_{name}", []).append(mask_iou(logits.float(), masks, valid))
+                    logits = surrogate(resize_images(source, self.surrogate_size), prompts.surrogate)
+                    ious.setdefault(f"iou_{name}", []).append(mask_iou(logits.float(), masks, valid))
+                    if semantic is not None:
+                        logits = self.semantic_logits(semantic, source)
+                        ious.setdefault(f"semantic_iou_{name}", []).append(mask_iou(logits.float(), masks, valid))
         return {key: torch.cat(values).mean().item() for key, values in ious.items()}
 
     def evaluate(self, batches: list[Batch]) -> dict[str, float]:

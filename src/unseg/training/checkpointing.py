@@ -1,8 +1,9 @@
 """Full training state in one safetensors file (no pickle), for bit-exact resume.
 
 Tensors: ``generator.*`` / ``surrogate.*`` / ``semantic.*`` (if any) weights,
-``opt_generator.<param>.<key>`` / ``opt_surrogate.*`` / ``opt_semantic.*`` Adam moments and steps, ``scaler.*`` (fp16 loss scaler), ``rng.*`` (torch,
-cuda, numpy and python random states as integer tensors). String metadata: the round, the
+``opt_generator.<param>.<key>`` / ``opt_surrogate.*`` / ``opt_semantic.*`` Adam moments and steps,
+``scaler.*`` (fp16 loss scaler), ``rng.*`` (torch, cuda, numpy and python random states as integer
+tensors). String metadata: the round, the
 optimiser param groups and RNG scalars (JSON), the config (TOML text).
 """
 

@@ -16,7 +16,6 @@ import torch
 from unseg.models import build_surrogate
 from unseg.models.semantic import build_named
 from unseg.training.bilevel import BilevelTrainer, Batch, perturb, resize_images, step_generator
-from unseg.training.prompts import prompt_batch, rescale_prompts, surrogate_prompt_types
 
 
 def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], eval_batches: list[Batch],
@@ -45,20 +44,16 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
     done = 0
     for step, batch in zip(range(steps), train_batches):
         rng = step_generator(seed, step, trainer.rank, stream=2)
-        masks_cpu = batch["mask"]
-        every = torch.ones(masks_cpu.shape[0], 3, dtype=torch.bool)
-        gen_prompts = prompt_batch(masks_cpu, every, trainer.sampling, rng).to(trainer.device)
-        sur = prompt_batch(masks_cpu, surrogate_prompt_types(masks_cpu.shape[0], rng), trainer.sampling, rng)
-        sur = rescale_prompts(sur, masks_cpu.shape[-1], trainer.surrogate_size).to(trainer.device)
+        prompts = trainer.measurement_prompts(batch["mask"], rng)
         images, masks, valid = (batch[k].to(trainer.device) for k in ("image", "mask", "valid"))
         with torch.no_grad(), trainer.autocast():
-            adv, _ = perturb(trainer.generator_module, images, masks, valid, gen_prompts, eps.protect, eps.protect_bg,
-                             saturate=True)
+            adv, _ = perturb(trainer.generator_module, images, masks, valid, prompts.generator, eps.protect,
+                             eps.protect_bg, saturate=True)
         adv = adv.float()
         for network in networks:
             network.train()
         with trainer.autocast():
-            loss = trainer.loss(surrogate(resize_images(adv, trainer.surrogate_size), sur), masks, valid)
+            loss = trainer.loss(surrogate(resize_images(adv, trainer.surrogate_size), prompts.surrogate), masks, valid)
             if semantic is not None:  # separate parameters: the sum trains each on its own loss
                 loss = loss + trainer.loss(trainer.semantic_logits(semantic, adv), masks, valid)
         optimiser.zero_grad(set_to_none=True)
