@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import typer
 
 from unseg.cli.main import app
 from unseg.cli.protect import build_source, load_protector, report
-from unseg.data.images import read_image, write_image
-from unseg.protection.pipeline import MANIFEST_NAME, protect_dataset, read_manifest
 
 # scikit-image's bundled photos (no download) with a hand-picked box (x0, y0, x1, y1) around the subject.
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -25,6 +22,8 @@ def write_samples(input_dir: Path) -> dict[str, dict[str, list[list[int]]]]:
     """Write the sample photos as PNGs into ``input_dir``; return their prompts-file entries."""
     import skimage.data
 
+    from unseg.data.images import write_image
+
     prompts = {}
     for name, (loader, box) in SAMPLES.items():
         write_image(input_dir / f"{name}.png", getattr(skimage.data, loader)())
@@ -35,6 +34,10 @@ def write_samples(input_dir: Path) -> dict[str, dict[str, list[list[int]]]]:
 def side_by_side(input_dir: Path, protected_dir: Path, prompts: dict, amplify: float, path: Path) -> None:
     """Figure: per image, clean (with its box) | amplified noise | protected; saved to ``path``."""
     import matplotlib
+    import numpy as np
+
+    from unseg.data.images import read_image
+    from unseg.protection.pipeline import MANIFEST_NAME, read_manifest
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -81,6 +84,8 @@ def demo_command(
     Runs the same pipeline as `unseg protect OUT_DIR/input OUT_DIR/protected --prompts
     OUT_DIR/prompts.json` and draws OUT_DIR/side_by_side.png.
     """
+    from unseg.protection.pipeline import MANIFEST_NAME, protect_dataset
+
     input_dir, protected_dir = out_dir / "input", out_dir / "protected"
     prompts = write_samples(input_dir)
     prompts_file = out_dir / "prompts.json"

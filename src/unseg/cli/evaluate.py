@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +18,8 @@ def _names(text: Optional[str]) -> Optional[tuple[str, ...]]:
 @app.command("evaluate")
 def evaluate(
     out: Path = typer.Option(..., "--out", help="Run folder (results.json, report.md, figures, protected-image cache)."),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with one sub-folder per dataset [../shared/data]."),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with one sub-folder per dataset "
+                                             "[$UNSEG_DATA if set, else ../shared/data relative to the working directory]."),
     datasets: Optional[str] = typer.Option(None, help="Comma list, e.g. camvid,kvasir_seg."),
     victims: Optional[str] = typer.Option(None, help="Comma list: unet, unetplusplus, fpn, deeplabv3plus, linknet, pspnet "
                                           "(optionally arch@encoder, e.g. unet@mobilenet_v2), sam (box-prompted interactive)."),
@@ -27,22 +29,22 @@ def evaluate(
     preset: Optional[str] = typer.Option(None, help="Start from a preset: quick, benchmark, gpu (options given here override it)."),
     quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a few minutes on 2 CPU cores."),
     generator: Optional[str] = typer.Option(None, help="What 'unseg' loads: default, a preset name or a checkpoint path."),
-    epochs: Optional[int] = typer.Option(None, min=1),
+    epochs: Optional[int] = typer.Option(None, min=1, help="Victim training epochs per cell (overrides the preset's)."),
     image_height: Optional[int] = typer.Option(None, help="Victim training height in px (multiple of 32)."),
     train_images: Optional[int] = typer.Option(None, min=1, help="At most this many training images."),
     train_fraction: Optional[float] = typer.Option(None, help="Fraction of the training split to use."),
     test_images: Optional[int] = typer.Option(None, min=1, help="At most this many test images."),
-    batch_size: Optional[int] = typer.Option(None, min=2),
+    batch_size: Optional[int] = typer.Option(None, min=2, help="Victim training batch size (overrides the preset's)."),
     epsilon: Optional[float] = typer.Option(None, help="Object budget in 0-255 levels (default 8)."),
     epsilon_bg: Optional[float] = typer.Option(None, help="Background budget in 0-255 levels (default 2)."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for victims."),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, help="Seed of the image picks, the protection methods and the victims' initialisation."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
     from unseg.data.segmentation import SegmentationFolder
-    from unseg.evaluation.config import EvaluationConfig, preset_config
+    from unseg.evaluation.config import DATA_ENV, EvaluationConfig, preset_config
     from unseg.evaluation.protocol import ResultsStore, run_evaluation
     from unseg.evaluation.report import write_report
 
@@ -68,6 +70,12 @@ def evaluate(
             config = EvaluationConfig(**{k: v for k, v in overrides.items() if v is not None})
     except (KeyError, ValueError) as error:
         raise typer.BadParameter(str(error)) from error
+    root = Path(config.data_root)
+    if not root.is_dir():
+        origin = "--data-root" if data_root else (f"${DATA_ENV}" if os.environ.get(DATA_ENV) else "the default")
+        raise typer.BadParameter(
+            f"data folder {root} (from {origin}, resolved to {root.resolve()}) not found: give --data-root DIR "
+            f"(one sub-folder per dataset) or set {DATA_ENV}=DIR", param_hint="--data-root")
     try:  # fail before any work: every dataset folder readable, no resume of another schedule/budget
         for dataset in config.datasets:
             SegmentationFolder(Path(config.data_root) / dataset)

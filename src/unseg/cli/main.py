@@ -16,12 +16,30 @@ app = typer.Typer(
 
 @app.command()
 def info() -> None:
-    """Print the version and the available generator presets."""
-    from unseg.models import GENERATOR_PRESETS
+    """Print the version, the default generator (its weights file, whether it is trained) and the presets."""
+    from unseg.models import GENERATOR_PRESETS, read_metadata
+    from unseg.protection.protector import DEFAULT_WEIGHTS, resolve_generator_source
 
     typer.echo(f"unseg {__version__}")
+    source = resolve_generator_source("default")
+    if source in GENERATOR_PRESETS:
+        typer.echo(f"default generator: preset {source}, UNTRAINED (no weights file at {DEFAULT_WEIGHTS})")
+    else:
+        meta = read_metadata(source)
+        trained = "trained" if meta.get("trained", True) else "UNTRAINED"
+        size = meta["unseg_config"]["sam"]["img_size"]
+        typer.echo(f"default generator: {source}")
+        typer.echo(f"  {trained}, input {size}px, recommended ε {_levels(meta.get('recommended_epsilon'))} / "
+                   f"ε_bg {_levels(meta.get('recommended_epsilon_bg'))} (1/255 units)")
+        if "data" in meta:
+            typer.echo(f"  trained on: {meta['data']}")
+    typer.echo("presets (random init, UNTRAINED unless given a checkpoint):")
     for name, config in GENERATOR_PRESETS.items():
         typer.echo(f"  preset {name}: input {config.sam.img_size}px, noise {config.noise_size}px")
+
+
+def _levels(fraction: float | None) -> str:
+    return "?" if fraction is None else f"{fraction * 255:g}"
 
 
 # Sub-commands live one per module; each module registers itself on ``app``.

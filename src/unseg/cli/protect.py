@@ -1,26 +1,23 @@
-"""``unseg protect``: protect a folder of images with masks, COCO annotations or box/point prompts."""
+"""``unseg protect``: protect a folder of images with masks, COCO annotations or box/point prompts.
+
+The library (torch, the generator, the readers) is imported inside the functions that use it, so
+``unseg --help`` does not load it.
+"""
 
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 
 from unseg.cli.main import app
-from unseg.data.sources import (
-    ProtectItem,
-    SourceError,
-    coco_source,
-    folder_source,
-    plain_source,
-    prompts_source,
-    read_class_names,
-)
-from unseg.models import CheckpointError
-from unseg.protection.pipeline import ProtectSummary, protect_dataset
-from unseg.protection.protector import Protector
+
+if TYPE_CHECKING:
+    from unseg.data.sources import ProtectItem
+    from unseg.protection.pipeline import ProtectSummary
+    from unseg.protection.protector import Protector
 
 BAD_INPUT = 2
 JPEG_WARNING = (
@@ -59,6 +56,8 @@ def build_source(
     jpeg: bool,
 ) -> list[ProtectItem]:
     """The items to protect for the chosen prompt source (raises SourceError on bad input)."""
+    from unseg.data.sources import SourceError, coco_source, folder_source, plain_source, prompts_source, read_class_names
+
     if sum(option is not None for option in (masks, coco, prompts)) > 1:
         raise SourceError("give at most one of --masks, --coco, --prompts")
     if classes and masks is None and coco is None:
@@ -83,6 +82,11 @@ def build_source(
 def load_protector(generator: str, sam_checkpoint: Path | None, device: str, epsilon: float, epsilon_bg: float,
                    seed: int, batch_size: int, saturate: bool = True) -> Protector:
     """The protector for CLI options (ε given in /255 units); bad options exit with code 2."""
+    import torch
+
+    from unseg.models import CheckpointError
+    from unseg.protection.protector import Protector
+
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise fail("--device cuda asked for, but no CUDA device is available")
     with warnings.catch_warnings(record=True) as caught:
@@ -151,6 +155,9 @@ def protect_command(
     16-bit, alpha is kept). Failed images are listed and the rest still processed (exit code 1);
     bad options exit with code 2. Re-running resumes: finished images are skipped.
     """
+    from unseg.data.sources import SourceError
+    from unseg.protection.pipeline import protect_dataset
+
     if not images_dir.is_dir():
         raise fail(f"images folder not found: {images_dir}")
     if not 0 <= epsilon_bg <= epsilon <= 255:

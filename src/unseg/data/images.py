@@ -8,7 +8,7 @@ separately so it can be written back untouched.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,10 +78,18 @@ def loaded_from_pil(image: Image.Image) -> LoadedImage:
         image = image.convert("RGB" if image.mode == "RGBA" else "L")
     if image.mode not in ("RGB", "L"):
         image = image.convert("RGB")
-    array = np.asarray(image).copy()
-    if array.ndim == 2:
-        array = array[..., None]
-    return LoadedImage(array, alpha)
+    return LoadedImage(_pixels(image), alpha)
+
+
+def _pixels(image: Image.Image, rows: int = 256) -> np.ndarray:
+    """``H x W x C`` uint8 copy of an RGB or L image, filled a band of rows at a time: a large
+    image then costs its array plus PIL's own copy, not a third whole copy in between."""
+    width, height = image.size
+    array = np.empty((height, width, len(image.getbands())), np.uint8)
+    for top in range(0, height, rows):
+        band = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+        array[top : top + rows] = band.reshape(band.shape[0], width, -1)
+    return array
 
 
 def read_mask(path: str | Path) -> np.ndarray:
@@ -99,17 +107,46 @@ def read_mask(path: str | Path) -> np.ndarray:
     return array.astype(np.int64)
 
 
+PARTIAL_SUFFIX = ".partial"  # temporary files of atomic_write: hidden, and no image suffix
+
+
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the result into place, so no half-written ``path`` exists."""
+    """Call ``write(tmp_path)`` then move the result into place, so no half-written ``path`` exists.
+
+    The temporary file sits beside ``path`` as ``.<name>.<random>.partial``: hidden, and with no
+    image suffix, so a ``*.png`` glob never sees a file cut short by a kill (the next
+    ``unseg protect`` into the folder removes such leftovers, see :func:`remove_partial_files`).
+    It is created with mode ``0o666`` less the umask, as ``open()`` would create ``path``, so the
+    output gets the usual permissions (``mkstemp`` would give 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = _create_partial(path)
     try:
-        write(Path(tmp))
+        write(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _create_partial(path: Path) -> Path:
+    """A new empty temporary file for ``path`` (exclusive create; the kernel applies the umask)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def remove_partial_files(folder: Path) -> list[Path]:
+    """Delete the temporary files that killed runs of :func:`atomic_write` left under ``folder``
+    (recursively); returns them. Only for a folder no other process is writing into."""
+    stale = [path for path in Path(folder).rglob(f".*{PARTIAL_SUFFIX}") if path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def to_pil(pixels: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 
 from unseg.baselines.error_minimizing import MinMinSchedule
@@ -15,6 +16,13 @@ from unseg.evaluation.victims import parse_victim
 # Fields that may change between a run and its resumption (they add or remove cells); any other
 # change makes finished cells incomparable, so resuming then is refused.
 GRID_FIELDS = ("datasets", "victims", "methods", "defences", "device", "progress")
+DATA_ENV = "UNSEG_DATA"  # environment variable naming the default data root
+DEFAULT_DATA_ROOT = "../shared/data"  # relative to the working directory, when DATA_ENV is unset
+
+
+def default_data_root() -> str:
+    """The data root when none is given: ``$UNSEG_DATA`` if set, else ``../shared/data``."""
+    return os.environ.get(DATA_ENV) or DEFAULT_DATA_ROOT
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,7 @@ class EvaluationConfig:
     """Everything that defines an evaluation run (recorded verbatim in results.json).
 
     Attributes:
-        data_root: folder holding one sub-folder per dataset.
+        data_root: folder holding one sub-folder per dataset (default :func:`default_data_root`).
         datasets, victims, methods, defences: the grid (see ``unseg evaluate --help`` for names).
         epochs, batch_size, lr, amp: victim schedule (same for every cell).
         image_height: victim training height in px (multiple of 32); width from the set's aspect.
@@ -35,7 +43,7 @@ class EvaluationConfig:
         seed, device, progress: run settings.
     """
 
-    data_root: str = "../shared/data"
+    data_root: str = field(default_factory=default_data_root)
     datasets: tuple[str, ...] = ("camvid", "kvasir_seg")
     victims: tuple[str, ...] = ("unet", "fpn", "deeplabv3plus")
     methods: tuple[str, ...] = ("clean", "unseg", "random", "synper", "ar", "cuda", "em")

@@ -8,8 +8,6 @@ surrogate), ``unseg_config`` (JSON of the config dataclass) and any further JSON
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from unseg.data.images import atomic_write
 from unseg.models.config import GeneratorConfig, SurrogateConfig, config_from_dict, config_to_dict
 from unseg.models.generator import SAM_PREFIXES, NoiseGenerator
 from unseg.models.surrogate import InteractiveSegmenter
@@ -42,17 +41,9 @@ def save_model(path: str | Path, model: nn.Module, metadata: dict[str, Any] | No
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Path:
-    """Atomically write a safetensors file (temporary file in the same folder, then rename)."""
+    """Atomically write a safetensors file (see :func:`unseg.data.images.atomic_write`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
     return path
 
 

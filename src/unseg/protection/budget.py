@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from unseg.protection.strips import row_strips
+
 DEFAULT_EPSILON = 8 / 255
 DEFAULT_EPSILON_BG = 2 / 255
 SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
@@ -28,10 +30,29 @@ def scale_noise(noise: torch.Tensor, region: torch.Tensor, epsilon: float, epsil
     return noise * epsilon_map(region, epsilon, epsilon_bg)
 
 
-def saturate_noise(noise: np.ndarray, region: np.ndarray) -> np.ndarray:
+def region_channel_sums(noise: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sums of ``H x W x C`` noise on ``region`` and off it: ``2 x C`` float64 sums
+    (row 0: on the region) and the ``2`` pixel counts. Sums of the strips of an image add up to
+    the image's; ``sums / counts[:, None]`` are the means :func:`saturate_noise` removes."""
+    noise = noise.reshape(-1, noise.shape[-1])
+    flat = region.reshape(-1)
+    sums = np.stack([noise[flat].sum(axis=0, dtype=np.float64), noise[~flat].sum(axis=0, dtype=np.float64)])
+    count = int(flat.sum())
+    return sums, np.array([count, flat.size - count])
+
+
+def region_channel_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``2 x C`` means from :func:`region_channel_sums` (0 for an empty part)."""
+    return sums / np.maximum(counts, 1)[:, None]
+
+
+def saturate_noise(noise: np.ndarray, region: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
     """Unit ``H x W x C`` noise pushed to the corners of the budget: each channel's mean is removed
     separately on ``region`` and off it, then only the sign is kept (±1; what is within
     ``SATURATE_DEAD_ZONE`` of the mean, e.g. flat noise up to rounding, becomes 0).
+
+    ``means`` (``2 x C``, on / off the region, :func:`region_channel_means`) are those of the whole
+    image when ``noise`` and ``region`` are one strip of its rows; by default this array's own.
 
     This keeps the noise's pattern, drops its colour cast, and spends the whole budget on every
     pixel. Measured (``src/unseg/weights/README.md``): a victim learns the generator's coarse
@@ -40,10 +61,10 @@ def saturate_noise(noise: np.ndarray, region: np.ndarray) -> np.ndarray:
     """
     if noise.shape[:2] != region.shape:
         raise ValueError(f"noise {noise.shape} and region {region.shape} differ in size")
+    if means is None:
+        means = region_channel_means(*region_channel_sums(noise, region))
     centred = noise.astype(np.float64, copy=True)
-    for part in (region, ~region):
-        if part.any():
-            centred[part] -= centred[part].mean(axis=0)
+    centred -= np.where(region[..., None], means[0], means[1])
     centred[np.abs(centred) < SATURATE_DEAD_ZONE] = 0
     return np.sign(centred).astype(np.float32)
 
@@ -78,13 +99,26 @@ def apply_budget(
     if image.shape[2] != noise.shape[2]:
         noise = noise.mean(axis=2, keepdims=True)
     levels = np.where(region, budget_levels(epsilon, max_value), budget_levels(epsilon_bg, max_value))[..., None]
-    delta = np.clip(np.rint(np.clip(noise, -1.0, 1.0) * levels), -levels, levels).astype(np.int64)
-    return np.clip(image.astype(np.int64) + delta, 0, max_value).astype(image.dtype)
+    delta = np.clip(noise, -1.0, 1.0).astype(np.float64)  # float64: the product below is exact
+    delta *= levels
+    np.rint(delta, out=delta)
+    np.clip(delta, -levels, levels, out=delta)
+    out = image.astype(np.int32)  # levels and values fit: |delta| <= max_value <= 65535
+    out += delta.astype(np.int32)
+    np.clip(out, 0, max_value, out=out)
+    return out.astype(image.dtype)
 
 
 def measured_linf(original: np.ndarray, protected: np.ndarray, region: np.ndarray) -> tuple[int, int]:
-    """Largest change in intensity levels (inside region, outside region); 0 for an empty part."""
-    diff = np.abs(protected.astype(np.int64) - original.astype(np.int64)).max(axis=2)
-    inside = int(diff[region].max()) if region.any() else 0
-    outside = int(diff[~region].max()) if (~region).any() else 0
+    """Largest change in intensity levels (inside region, outside region); 0 for an empty part.
+
+    Computed a strip of rows at a time (bounded memory on large images)."""
+    inside = outside = 0
+    for start, stop in row_strips(*region.shape):
+        diff = np.abs(protected[start:stop].astype(np.int32) - original[start:stop].astype(np.int32)).max(axis=2)
+        part = region[start:stop]
+        if part.any():
+            inside = max(inside, int(diff[part].max()))
+        if not part.all():
+            outside = max(outside, int(diff[~part].max()))
     return inside, outside

@@ -6,12 +6,18 @@ native resolution, saturates it (:func:`unseg.protection.budget.saturate_noise`,
 ``saturate=False``) and adds it under the per-pixel budget (ε on the protected region, ε_bg
 elsewhere) with :func:`unseg.protection.budget.apply_budget`, so the bound holds exactly on every
 output pixel for any size or aspect ratio.
+
+The native-size stages run one strip of rows at a time (:mod:`unseg.protection.strips`): the
+noise is mapped up per strip (:class:`NativeNoise`), saturation takes its per-region channel
+means from a first pass over the strips, and the budget, L∞, PSNR and SSIM are computed per
+strip. An image then costs its integer input, output and region mask plus bounded temporaries.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +28,7 @@ from skimage.draw import disk
 
 import unseg
 from unseg.data.images import LoadedImage, loaded_from_pil, read_image
-from unseg.data.transforms import Letterbox, to_float_tensor
+from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.protection.budget import (
@@ -31,9 +37,12 @@ from unseg.protection.budget import (
     apply_budget,
     budget_levels,
     measured_linf,
+    region_channel_means,
+    region_channel_sums,
     saturate_noise,
 )
 from unseg.protection.quality import image_quality
+from unseg.protection.strips import row_strips
 
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
 FALLBACK_PRESET = "small"
@@ -143,22 +152,77 @@ def _finite(array: np.ndarray, what: str) -> np.ndarray:
 
 
 @dataclass
+class NativeNoise:
+    """One image's unit noise at its native resolution, made one strip of rows at a time.
+
+    Attributes:
+        box: the image's letterbox (native size and model input size).
+        grid: ``3 x N x N`` noise over the model input, for the whole prompt.
+        objects: per object, its ``H x W`` bool mask and the ``3 x N x N`` noise made with its
+            own mask prompt, which replaces ``grid``'s on the mask (where objects overlap, the
+            later one wins).
+        region: ``H x W`` bool, where ε applies.
+        means: ``2 x 3`` channel means on / off ``region`` removed before the sign when the noise
+            is saturated (:meth:`saturated`); None for the generator's raw noise.
+    """
+
+    box: Letterbox
+    grid: np.ndarray
+    objects: list[tuple[np.ndarray, np.ndarray]]
+    region: np.ndarray
+    means: np.ndarray | None = None
+
+    def raw_rows(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start) x W x 3`` float32 generator noise of those rows, objects composed in."""
+        noise = self.box.map_rows_to_image(self.grid, start, stop)
+        for mask, grid in self.objects:
+            part = mask[start:stop]
+            if part.any():
+                noise[part] = self.box.map_rows_to_image(grid, start, stop)[part]
+        return noise
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
+        noise = self.raw_rows(start, stop)
+        return noise if self.means is None else saturate_noise(noise, self.region[start:stop], self.means)
+
+    def saturated(self) -> "NativeNoise":
+        """This noise with the per-region channel means of the whole image (a pass over the strips)."""
+        sums, counts = np.zeros((2, 3)), np.zeros(2, np.int64)
+        for start, stop in row_strips(self.box.height, self.box.width):
+            strip_sums, strip_counts = region_channel_sums(self.raw_rows(start, stop), self.region[start:stop])
+            sums, counts = sums + strip_sums, counts + strip_counts
+        return replace(self, means=region_channel_means(sums, counts))
+
+    def full(self) -> np.ndarray:
+        """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel)."""
+        return self.rows(0, self.box.height)
+
+
+@dataclass
 class ProtectionResult:
     """One protected image.
 
     Attributes:
         pixels: protected pixels, same dtype and shape as the input pixels.
         alpha: the input's alpha channel, unchanged (or None).
-        noise: ``H x W x 3`` float unit noise in [-1, 1] at native resolution (before the budget).
         region: ``H x W`` bool, where ε applied (ε_bg elsewhere).
         stats: linf_inside / linf_outside (levels), psnr, ssim, num_objects, prompt kind, counts.
+        native: the noise, computed per strip of rows (see :attr:`noise`).
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None
-    noise: np.ndarray
     region: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
+    native: NativeNoise | None = field(default=None, repr=False)
+
+    @cached_property
+    def noise(self) -> np.ndarray:
+        """``H x W x 3`` float32 unit noise in [-1, 1] at native resolution (before the budget).
+
+        Made on first access: protection itself never holds it whole (12 bytes per pixel)."""
+        return self.native.full()
 
 
 class Protector:
@@ -298,7 +362,7 @@ class Protector:
         image's prompt to the batch's longest one would make its noise depend on its neighbours
         in the batch. Grouping keeps each output independent of how images are batched.
         """
-        inputs = torch.cat([box.image_to_input(to_float_tensor(loaded.rgb8())) for loaded, box in zip(images, boxes)])
+        inputs = torch.cat([image_to_model_input(box, loaded.pixels) for loaded, box in zip(images, boxes)])
         features = self.generator.encode(inputs.to(self.device))
         tokens = [_prompt_tokens(prompt, box) for prompt, box in zip(prompts, boxes)]
         masks = [_mask_input(prompt.mask, box) for prompt, box in zip(prompts, boxes)]
@@ -335,13 +399,16 @@ class Protector:
         self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor,
         object_noise: torch.Tensor | None,
     ) -> ProtectionResult:
-        native_noise = box.map_to_image(noise)[0].permute(1, 2, 0).numpy()
-        if object_noise is not None:
-            native_noise = _compose_object_noise(native_noise, object_noise, prompt.objects, box)
+        """Noise to native size, saturation, budget and statistics, strip by strip (bounded memory)."""
         region = _region(prompt, box, logits)
+        objects = [] if object_noise is None else list(zip(prompt.objects, object_noise.numpy()))
+        native = NativeNoise(box, noise[0].numpy(), objects, region)
         if self.saturate:
-            native_noise = saturate_noise(native_noise, region)
-        pixels = apply_budget(loaded.pixels, native_noise, region, self.epsilon, self.epsilon_bg)
+            native = native.saturated()
+        pixels = np.empty_like(loaded.pixels)
+        for start, stop in row_strips(box.height, box.width):
+            pixels[start:stop] = apply_budget(loaded.pixels[start:stop], native.rows(start, stop), region[start:stop],
+                                              self.epsilon, self.epsilon_bg)
         inside, outside = measured_linf(loaded.pixels, pixels, region)
         max_value = int(np.iinfo(loaded.pixels.dtype).max)
         stats: dict[str, Any] = {
@@ -356,7 +423,7 @@ class Protector:
             "num_points": prompt.num_points,
             "region_fraction": float(region.mean()),
         }
-        return ProtectionResult(pixels=pixels, alpha=loaded.alpha, noise=native_noise, region=region, stats=stats)
+        return ProtectionResult(pixels=pixels, alpha=loaded.alpha, region=region, stats=stats, native=native)
 
 
 def resolve_generator_source(path_or_preset: str | Path, sam_checkpoint: str | Path | None = None) -> str:
@@ -419,17 +486,6 @@ def _mask_input(mask: np.ndarray | None, box: Letterbox) -> torch.Tensor | None:
 _NO_TOKENS = (np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
 
 
-def _compose_object_noise(noise: np.ndarray, object_noise: torch.Tensor, objects: list[np.ndarray],
-                          box: Letterbox) -> np.ndarray:
-    """``noise`` (``H x W x 3``) with each object's pixels replaced by that object's own noise
-    (``K x 3 x N x N`` over the model input, mapped to the image one object at a time to keep
-    memory at one image); where objects overlap, the later one wins."""
-    composed = noise.copy()
-    for mask, own in zip(objects, object_noise):
-        composed[mask] = box.map_to_image(own[None])[0].permute(1, 2, 0).numpy()[mask]
-    return composed
-
-
 def _prompt_batch(tokens: list[tuple[np.ndarray, np.ndarray]], masks: list[torch.Tensor | None], size: int) -> PromptBatch:
     """Stack per-image tokens (padded with -1 to the longest) and mask prompts into a PromptBatch."""
     count = max(len(labels) for _, labels in tokens)
@@ -463,7 +519,8 @@ def _region(prompt: ImagePrompt, box: Letterbox, logits: torch.Tensor) -> np.nda
             region[top:bottom, left:right] = True
         return region
     if prompt.points is not None:
-        region = box.map_to_image(logits)[0, 0].numpy() > 0
+        for start, stop in row_strips(height, width):
+            region[start:stop] = box.map_rows_to_image(logits[0].numpy(), start, stop)[..., 0] > 0
         radius = _point_disc_radius(height, width)
         for (x, y), label in zip(prompt.points, prompt.point_labels):
             if label == 1:
