@@ -1,6 +1,11 @@
 """``unseg protect`` end to end: outputs, manifest, resume, crash safety, errors, API parity."""
 
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -121,6 +126,96 @@ def test_crash_mid_write_leaves_no_partial_file_and_rerun_completes(tmp_path, ti
     rerun = _run(images, out, "--masks", masks, "--generator", tiny)
     assert rerun.exit_code == 0 and "2 protected" in rerun.stdout
     assert len(_manifest(out)) == 2 and read_image(out / "a.png").pixels.shape == (37, 53, 3)
+
+
+KILLED_WRITER = """
+import sys, time
+from pathlib import Path
+from PIL import Image
+from unseg.cli.main import app
+
+real_save = Image.Image.save
+
+def half_save(self, fp, *args, **kwargs):  # write half of the real file, then wait to be killed
+    real_save(self, fp, *args, **kwargs)
+    data = Path(fp).read_bytes()
+    with open(fp, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    print("MID-WRITE", flush=True)
+    time.sleep(120)
+
+Image.Image.save = half_save
+app(sys.argv[1:])
+"""
+
+
+def test_kill_mid_write_leaves_no_png_and_the_rerun_removes_the_leftover(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "out"
+    script = tmp_path / "killed_writer.py"
+    script.write_text(KILLED_WRITER)
+    child = subprocess.Popen([sys.executable, str(script), "protect", str(images), str(out), "--masks", str(masks),
+                              "--generator", tiny], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert child.stdout.readline().strip() == "MID-WRITE"  # blocks until the child is inside a write
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    leftovers = [path for path in out.rglob("*") if path.is_file() and path.name != "manifest.jsonl"]
+    assert leftovers and all(path.name.startswith(".") and path.suffix == ".partial" for path in leftovers), leftovers
+    assert not list(out.rglob("*.png"))  # nothing a *.png glob could mistake for an output
+    rerun = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert rerun.exit_code == 0 and "2 protected" in rerun.stdout
+    assert sorted(path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()) == [
+        "a.png", "manifest.jsonl", "sub/b.png"]
+    assert all(read_image(path).pixels.size for path in out.rglob("*.png"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, tiny, umask):
+    images, masks = _dataset(tmp_path)
+    out = tmp_path / "out"
+    previous = os.umask(umask)
+    try:
+        result = _run(images, out, "--masks", masks, "--generator", tiny)
+        checkpoint = save_model(tmp_path / "ckpt" / "g.safetensors", build_generator(GeneratorConfig(sam=TINY)))
+        with open(tmp_path / "plain.txt", "w") as handle:  # what open() gives: the reference
+            handle.write("x")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+    for path in (out / "a.png", out / "sub" / "b.png", out / "manifest.jsonl", checkpoint):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, (path, oct(path.stat().st_mode))
+
+
+def _manifest_lines(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_reruns_keep_one_manifest_record_per_image(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    (images / "corrupt.png").write_bytes(b"not an image at all")
+    Image.fromarray(_rgb(12, 12)).save(images / "nomask.png")
+    out = tmp_path / "out"
+    first = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert first.exit_code == 1 and "2 protected, 0 skipped (already done), 2 failed" in first.stdout
+    assert len(_manifest_lines(out)) == 4
+    for _ in range(2):  # the failures are retried and fail again: still one line each
+        again = _run(images, out, "--masks", masks, "--generator", tiny)
+        assert again.exit_code == 1 and "0 protected, 2 skipped (already done), 2 failed" in again.stdout
+        assert len(_manifest_lines(out)) == 4
+    Image.fromarray(np.ones((12, 12), np.uint8)).save(masks / "nomask.png")  # the user fixes one input
+    fixed = _run(images, out, "--masks", masks, "--generator", tiny)
+    assert "1 protected, 2 skipped (already done), 1 failed" in fixed.stdout
+    records = _manifest_lines(out)
+    assert sorted(r["output"] for r in records) == ["a.png", "corrupt.png", "nomask.png", "sub/b.png"]
+    assert ["error" in r for r in records if r["output"] == "nomask.png"] == [False]  # the success replaced the error
+    redo = _run(images, out, "--masks", masks, "--generator", tiny, "--no-resume")
+    assert "3 protected, 0 skipped (already done), 1 failed" in redo.stdout
+    assert len(_manifest_lines(out)) == 4 and sum("error" in r for r in _manifest_lines(out)) == 1
 
 
 def test_bad_items_are_reported_and_the_rest_processed(tmp_path, tiny):

@@ -101,14 +101,21 @@ def test_pixel_formats_are_kept(protector):
 
 
 def test_deterministic_and_independent_of_batching(tiny_path, protector):
-    images = [_image(40, 50, seed=1), _image(30, 70, seed=2), _image(64, 20, seed=3)]
-    prompts = [ImagePrompt(boxes=[[1, 1, 20, 20]]), ImagePrompt(points=[[5, 5]]), ImagePrompt()]
+    images = [_image(40, 50, seed=1), _image(30, 70, seed=2), _image(64, 20, seed=3), _image(33, 45, seed=4),
+              _image(50, 50, seed=5)]
+    mask = np.zeros((33, 45), bool)
+    mask[3:20, 5:30] = True
+    prompts = [ImagePrompt(boxes=[[1, 1, 20, 20]]), ImagePrompt(points=[[5, 5]]), ImagePrompt(),
+               ImagePrompt(mask=mask, points=[[10, 10], [40, 30]], point_labels=[1, 0]),  # 2 tokens, like the box
+               ImagePrompt(boxes=[[0, 0, 30, 30], [20, 20, 50, 50]], points=[[25, 25]])]
     batched = protector.protect_batch([LoadedImage(i) for i in images], prompts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = Protector.load(tiny_path)
-    singles = [again.protect(image, box=[1, 1, 20, 20]) for image in images[:1]]
-    assert np.array_equal(batched[0].pixels, singles[0].pixels)
+        again = Protector.load(tiny_path)  # built independently of the batch's protector
+    for image, prompt, result in zip(images, prompts, batched, strict=True):
+        single = again.protect_batch([LoadedImage(image)], [prompt])[0]
+        assert np.array_equal(result.pixels, single.pixels), prompt.kind
+        assert np.array_equal(result.noise, single.noise) and result.stats == single.stats, prompt.kind
     rerun = protector.protect_batch([LoadedImage(i) for i in images], prompts)
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(batched, rerun))
 

@@ -40,7 +40,7 @@ def evaluate(
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for victims."),
     seed: Optional[int] = typer.Option(None, help="Seed of the image picks, the protection methods and the victims' initialisation."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars while protecting and training."),
 ) -> None:
     """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
     from unseg.data.segmentation import SegmentationFolder

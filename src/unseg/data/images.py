@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,10 +93,12 @@ def _pixels(image: Image.Image, rows: int = 256) -> np.ndarray:
     return array
 
 
-def read_mask(path: str | Path) -> np.ndarray:
+def read_mask(path: str | Path, dtype: type | None = np.int64) -> np.ndarray:
     """Read a single-channel mask (binary or class-index PNG) as an ``H x W`` integer array.
 
     RGB masks whose three channels are equal are accepted; colour masks are rejected.
+    ``dtype``: the array's type; None keeps the file's own (uint8 for an 8-bit PNG: 1 byte per
+    pixel instead of int64's 8, for large images).
     """
     image = _open(Path(path))
     array = np.asarray(image)
@@ -104,7 +107,7 @@ def read_mask(path: str | Path) -> np.ndarray:
             array = array[..., 0]
         else:
             raise ImageReadError(f"{path}: mask must be single-channel (binary or class indices), got {image.mode}")
-    return array.astype(np.int64)
+    return array.astype(dtype) if dtype is not None else array.copy()
 
 
 PARTIAL_SUFFIX = ".partial"  # temporary files of atomic_write: hidden, and no image suffix
@@ -121,8 +124,10 @@ def atomic_write(path: Path, write) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_partial(path)
+    mode = stat.S_IMODE(tmp.stat().st_mode)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer may replace the file with its own 0600 temporary (safetensors does)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

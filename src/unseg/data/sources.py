@@ -185,16 +185,24 @@ def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ig
         if mask_path is None:
             raise ItemError(f"no mask for {stem}")
         try:
-            labels = read_mask(mask_path)
+            labels = read_mask(mask_path, dtype=None)  # the file's own integer type: large masks stay small
         except ImageReadError as error:
             raise ItemError(str(error)) from error
         if labels.shape != size:
             raise ItemError(f"mask {labels.shape[1]}x{labels.shape[0]} does not match image {size[1]}x{size[0]}")
-        present = set(np.unique(labels).tolist()) - ignore
+        present = set(_labels_present(labels).tolist()) - ignore
         selected = (present - {0}) if classes is None else (present & classes)
         return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected))
 
     return build
+
+
+def _labels_present(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of a label map; for 8/16-bit values by counting (no sorted copy of a
+    large mask, which ``np.unique`` makes)."""
+    if labels.size and 0 <= labels.min() and labels.max() < 1 << 16:
+        return np.flatnonzero(np.bincount(labels.reshape(-1)))
+    return np.unique(labels)
 
 
 def folder_source(

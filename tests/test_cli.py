@@ -1,0 +1,86 @@
+"""First use of the command line: instant ``--help``, ``info``, ``evaluate``'s data root and help,
+and what the README's first command leaves in the checkout."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from unseg.cli.main import app
+from unseg.protection.protector import DEFAULT_WEIGHTS
+
+REPO = Path(__file__).resolve().parents[1]
+RUNNER = CliRunner()
+HELP_SECONDS = 1.5  # target 1 s; slack for a loaded CI machine
+
+
+def _text(result) -> str:
+    """The command's output with the error box's borders and line wrapping taken out."""
+    return " ".join(result.output.replace("│", " ").split())
+
+
+def test_help_is_instant_and_loads_no_torch():
+    command = [sys.executable, "-m", "unseg", "--help"]
+    subprocess.run(command, capture_output=True, check=True)  # warm the file cache once
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - start)
+    assert "protect" in result.stdout and "evaluate" in result.stdout
+    print(f"unseg --help: {min(times):.2f} s (best of 3)")
+    assert min(times) < HELP_SECONDS, f"unseg --help took {min(times):.2f} s"
+    loaded = subprocess.run([sys.executable, "-c", "import sys, unseg.cli.main; "
+                             "print(sorted({'torch', 'numpy', 'segmentation_models_pytorch'} & set(sys.modules)))"],
+                            capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
+
+
+def test_info_names_the_default_generator_and_its_weights():
+    result = RUNNER.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert f"default generator: {DEFAULT_WEIGHTS}" in result.stdout
+    assert "  trained, input 256px" in result.stdout
+    assert "preset small" in result.stdout and "preset vit_b" in result.stdout
+
+
+def test_evaluate_options_all_have_help():
+    command = typer.main.get_command(app).commands["evaluate"]
+    missing = [param.name for param in command.params if not getattr(param, "help", None)]
+    assert not missing, missing
+
+
+def test_evaluate_data_root_comes_from_unseg_data_and_a_missing_one_names_both(tmp_path, monkeypatch):
+    from unseg.evaluation.config import EvaluationConfig
+
+    monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    monkeypatch.delenv("UNSEG_DATA", raising=False)
+    assert EvaluationConfig().data_root == "../shared/data"
+    result = RUNNER.invoke(app, ["evaluate", "--quick", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "--data-root" in _text(result) and "UNSEG_DATA" in _text(result) and "not found" in _text(result)
+    monkeypatch.setenv("UNSEG_DATA", str(tmp_path / "elsewhere"))
+    assert EvaluationConfig().data_root == str(tmp_path / "elsewhere")
+    result = RUNNER.invoke(app, ["evaluate", "--quick", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and f"data folder {tmp_path / 'elsewhere'} (from $UNSEG_DATA" in _text(result)
+    assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_looks_for_datasets_under_unseg_data(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setenv("UNSEG_DATA", str(tmp_path / "data"))
+    result = RUNNER.invoke(app, ["evaluate", "--quick", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "data folder" not in _text(result)  # the root was found
+    assert f"{tmp_path / 'data' / 'camvid'} is not a segmentation folder" in _text(result)
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
+def test_demo_output_folder_is_ignored_by_git():
+    checked = subprocess.run(["git", "check-ignore", "-q", "demo_out/protected/chelsea.png"], cwd=REPO)
+    assert checked.returncode == 0, "demo_out/ (the README's first command) is not ignored"
