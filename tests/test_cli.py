@@ -84,3 +84,24 @@ def test_evaluate_looks_for_datasets_under_unseg_data(tmp_path, monkeypatch):
 def test_demo_output_folder_is_ignored_by_git():
     checked = subprocess.run(["git", "check-ignore", "-q", "demo_out/protected/chelsea.png"], cwd=REPO)
     assert checked.returncode == 0, "demo_out/ (the README's first command) is not ignored"
+
+
+def test_readme_python_example_runs_and_saves_the_result(tmp_path, monkeypatch):
+    text = (REPO / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    exec(compile(blocks[0], "README.md", "exec"), {})
+    from unseg.data.images import read_image
+
+    clean, protected = read_image(tmp_path / "cat.png").pixels, read_image(tmp_path / "cat_protected.png").pixels
+    change = abs(protected.astype(int) - clean.astype(int))
+    assert protected.shape == clean.shape and change.max() == 8 and change[:, 400:].max() <= 2  # right of the box
+
+
+def test_readme_crop_image_exists_and_is_small():
+    text = (REPO / "README.md").read_text()
+    images = [part.split(")", 1)[0] for part in text.split("](")[1:] if part.split(")", 1)[0].endswith(".png")]
+    assert "benchmarks/results/noise_crop.png" in images
+    for image in images:
+        assert (REPO / image).is_file() and (REPO / image).stat().st_size < 200_000, image

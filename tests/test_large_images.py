@@ -10,14 +10,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from unseg.data.images import read_image
 from unseg.data.transforms import Letterbox, image_to_model_input, to_float_tensor
 from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
-from unseg.protection import ImagePrompt, Protector, pipeline, protect_dataset, strips
+from unseg.protection import Protector, pipeline, protect_dataset, strips
 from unseg.protection.quality import psnr, ssim
 
 TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,

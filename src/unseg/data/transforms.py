@@ -93,7 +93,7 @@ def image_to_model_input(box: Letterbox, image: np.ndarray) -> torch.Tensor:
 
     Converting one channel at a time keeps the float copy of a large image at 4 bytes per pixel
     (the whole RGB image in float32 would be 12, and the division another 12); per-channel
-    resizing gives the identical result (checked in ``tests/test_protector.py``).
+    resizing gives the identical result (checked in ``tests/test_large_images.py``).
     """
     if image.dtype == np.uint16:
         image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)

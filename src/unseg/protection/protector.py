@@ -207,15 +207,15 @@ class ProtectionResult:
         pixels: protected pixels, same dtype and shape as the input pixels.
         alpha: the input's alpha channel, unchanged (or None).
         region: ``H x W`` bool, where ε applied (ε_bg elsewhere).
-        stats: linf_inside / linf_outside (levels), psnr, ssim, num_objects, prompt kind, counts.
         native: the noise, computed per strip of rows (see :attr:`noise`).
+        stats: linf_inside / linf_outside (levels), psnr, ssim, num_objects, prompt kind, counts.
     """
 
     pixels: np.ndarray
     alpha: np.ndarray | None
     region: np.ndarray
+    native: NativeNoise = field(repr=False)
     stats: dict[str, Any] = field(default_factory=dict)
-    native: NativeNoise | None = field(default=None, repr=False)
 
     @cached_property
     def noise(self) -> np.ndarray:
