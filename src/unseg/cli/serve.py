@@ -1,0 +1,86 @@
+"""``unseg serve``: a local web page to protect images (upload, mark, protect, download)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+from pathlib import Path
+
+import typer
+
+from unseg.cli.main import app
+from unseg.cli.options import fail
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+
+
+@app.command("serve")
+def serve_command(
+    host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to bind. The default serves this computer only; "
+                             "0.0.0.0 exposes the page to the network (there is no login)."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port (0: any free port)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    generator: list[str] = typer.Option(["default"], "--generator", help="Generator choices offered on the page "
+                                        "(repeat the option): default (shipped weights), a preset, or a "
+                                        ".safetensors checkpoint. The first is preselected."),
+    max_upload_mb: float = typer.Option(25.0, "--max-upload-mb", min=0.01, help="Largest upload, in MiB."),
+    max_megapixels: float = typer.Option(16.8, "--max-megapixels", min=0.001, help="Largest image (width x height), "
+                                         "in megapixels (16.8 = 4096x4096)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generator forward pass."),
+) -> None:
+    """Serve a page on which one uploads images, marks the object (points, a box, or an
+    uploaded/painted mask), sets ε / ε_bg, protects, and downloads lossless PNGs (a zip with
+    the manifest for a batch). Everything is kept in a temporary folder, deleted on exit.
+    """
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched at run time
+    try:
+        import uvicorn
+
+        from unseg.serve.app import build_app
+    except ImportError as error:
+        raise fail(f"unseg serve needs the serve extra: pip install 'unseg[serve]' ({error})") from error
+    from unseg.models import CheckpointError
+    from unseg.serve.protectors import ProtectorPool
+    from unseg.serve.workspace import ServeLimits, Workspace
+
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise fail("--device cuda asked for, but no CUDA device is available")
+    try:
+        pool = ProtectorPool.load(generator, device=device, batch_size=batch_size)
+    except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:
+        raise fail(str(error)) from error
+    limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
+    try:
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as error:
+        raise fail(f"cannot listen on {host}:{port}: {error}") from error
+    for choice in pool.choices():
+        for note in choice["notes"]:
+            typer.echo(f"WARNING: {choice['name']}: {note}", err=True)
+    with tempfile.TemporaryDirectory(prefix="unseg-serve-") as folder:
+        workspace = Workspace(Path(folder), pool.get, pool.choices(), limits)
+        config = uvicorn.Config(build_app(workspace), log_level="warning", timeout_graceful_shutdown=2)
+        bound_host, bound_port = sock.getsockname()[:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        typer.echo(f"temporary folder: {folder} ({limits.describe()})")
+        typer.echo(f"unseg serve: http://{shown}:{bound_port}/  (Ctrl+C to stop)")
+        # uvicorn re-raises SIGTERM / SIGINT after its graceful shutdown; turning them into a normal
+        # exit lets the temporary folder be deleted
+        signal.signal(signal.SIGTERM, _exit_quietly)
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+    typer.echo("unseg serve: stopped, temporary folder deleted")
+
+
+def _exit_quietly(signum, frame) -> None:
+    raise SystemExit(0)
