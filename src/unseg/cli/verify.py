@@ -60,14 +60,16 @@ def verify_command(
     probe: bool = typer.Option(False, "--probe", help="Also train a small victim on clean vs protected copies (needs "
                                "--masks; a few minutes on CPU) and report the IoU drop on held-out clean images."),
     probe_victim: str = typer.Option("unet", "--probe-victim", help="Victim of the probe: unet, fpn, deeplabv3plus, ..."),
-    probe_epochs: int = typer.Option(8, "--probe-epochs", min=1, help="Epochs of each probe victim."),
+    probe_epochs: int = typer.Option(30, "--probe-epochs", min=1, help="Epochs of each probe victim."),
     probe_height: int = typer.Option(96, "--probe-height", min=32, help="Probe victim input height (multiple of 32)."),
     probe_images: int = typer.Option(128, "--probe-images", min=3, help="Use at most this many images for the probe."),
     device: str = typer.Option("cpu", "--device", help="Device of the probe: cpu or cuda."),
 ) -> None:
-    """Check that every protected copy exists, is lossless, matches its original's size and mode,
-    and keeps the budget (ε on the region, ε_bg elsewhere). Prints a table; exits 1 on any
-    violation (2 on bad options).
+    """Check protected copies against their originals before publishing (exit 1 on any violation).
+
+    Every protected copy must exist, be lossless, match its original's size and mode, and keep
+    the budget (ε on the region, ε_bg elsewhere). Prints a table and one FAIL line per
+    violation; exit code 1 on any violation, 2 on bad options.
     """
     from unseg.data.sources import SourceError, read_class_names
     from unseg.protection.verify import verify_protected
@@ -79,9 +81,9 @@ def verify_command(
         raise fail(f"--probe-height must be a multiple of 32, got {probe_height}")
     if not originals.is_dir():
         raise fail(f"originals folder not found: {originals}")
-    options = dict(classes=split_list(classes), ignore_index=parse_ignore_index(ignore_index),
-                   class_names=read_class_names(class_names) if class_names is not None else None)
     try:
+        options = dict(classes=split_list(classes), ignore_index=parse_ignore_index(ignore_index),
+                       class_names=read_class_names(class_names) if class_names is not None else None)
         report = verify_protected(originals, protected, masks=masks, epsilon=epsilon / 255,
                                   epsilon_bg=epsilon_bg / 255, **options)
     except (SourceError, ValueError) as error:

@@ -33,9 +33,11 @@ class ProtectorPool:
 
         protectors, notes = {}, {}
         for source in dict.fromkeys(sources):
-            name = source if not source.endswith(".safetensors") else Path(source).name
-            while name in protectors:
-                name += "'"
+            base = source if not source.endswith(".safetensors") else Path(source).name
+            name, number = base, 1
+            while name in protectors:  # two checkpoints of one file name in different folders
+                number += 1
+                name = f"{base} ({number})"
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 protectors[name] = Protector.load(source, device=device, batch_size=batch_size)
