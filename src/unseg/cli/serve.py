@@ -63,6 +63,7 @@ def serve_command(
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # connections queue from now on, so the address printed below answers at once
     except OSError as error:
         raise fail(f"cannot listen on {host}:{port}: {error}") from error
     for choice in pool.choices():
