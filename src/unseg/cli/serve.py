@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import tempfile
-from pathlib import Path
 
 import typer
 
@@ -40,14 +36,14 @@ def serve_command(
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever fetched at run time
     try:
-        import uvicorn
-
-        from unseg.serve.app import build_app
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
     except ImportError as error:
         raise fail(f"unseg serve needs the serve extra: pip install 'unseg[serve]' ({error})") from error
     from unseg.models import CheckpointError
     from unseg.serve.protectors import ProtectorPool
-    from unseg.serve.workspace import ServeLimits, Workspace
+    from unseg.serve.server import bind, run_server
+    from unseg.serve.workspace import ServeLimits
 
     if device.startswith("cuda"):
         import torch
@@ -60,31 +56,11 @@ def serve_command(
         raise fail(str(error)) from error
     limits = ServeLimits(max_upload_bytes=int(max_upload_mb * 2**20), max_pixels=int(max_megapixels * 1e6))
     try:
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)  # connections queue from now on, so the address printed below answers at once
+        sock = bind(host, port)
     except OSError as error:
         raise fail(f"cannot listen on {host}:{port}: {error}") from error
     for choice in pool.choices():
         for note in choice["notes"]:
             typer.echo(f"WARNING: {choice['name']}: {note}", err=True)
-    with tempfile.TemporaryDirectory(prefix="unseg-serve-") as folder:
-        workspace = Workspace(Path(folder), pool.get, pool.choices(), limits)
-        config = uvicorn.Config(build_app(workspace), log_level="warning", timeout_graceful_shutdown=2)
-        bound_host, bound_port = sock.getsockname()[:2]
-        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        typer.echo(f"temporary folder: {folder} ({limits.describe()})")
-        typer.echo(f"unseg serve: http://{shown}:{bound_port}/  (Ctrl+C to stop)")
-        # uvicorn re-raises SIGTERM / SIGINT after its graceful shutdown; turning them into a normal
-        # exit lets the temporary folder be deleted
-        signal.signal(signal.SIGTERM, _exit_quietly)
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:
-            pass
+    run_server(pool, sock, limits, announce=typer.echo)
     typer.echo("unseg serve: stopped, temporary folder deleted")
-
-
-def _exit_quietly(signum, frame) -> None:
-    raise SystemExit(0)
