@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from unseg.serve.workspace import ServeError, Workspace
+from unseg.serve.workspace import ServeError, Workspace, display_name
 
 STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
@@ -80,7 +80,7 @@ def build_app(workspace: Workspace) -> Starlette:
     limit = workspace.limits.max_upload_bytes
 
     def filename(request: Request) -> str:
-        return unquote(request.headers.get("x-filename", "")) or "upload"
+        return display_name(unquote(request.headers.get("x-filename", "")) or "upload")
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
