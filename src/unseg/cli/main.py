@@ -1,4 +1,4 @@
-"""The ``unseg`` command line: one sub-command per job (protect, train, evaluate, info)."""
+"""The ``unseg`` command line: one sub-command per job (protect, demo, train, evaluate, verify, serve, info)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,5 @@ from unseg.cli import protect  # noqa: E402,F401
 from unseg.cli import demo  # noqa: E402,F401
 from unseg.cli import train  # noqa: E402,F401
 from unseg.cli import evaluate  # noqa: E402,F401
+from unseg.cli import verify  # noqa: E402,F401
+from unseg.cli import serve  # noqa: E402,F401

@@ -13,35 +13,17 @@ from typing import TYPE_CHECKING
 import typer
 
 from unseg.cli.main import app
+from unseg.cli.options import check_budget, fail, parse_ignore_index, split_list
 
 if TYPE_CHECKING:
     from unseg.data.sources import ProtectItem
     from unseg.protection.pipeline import ProtectSummary
     from unseg.protection.protector import Protector
 
-BAD_INPUT = 2
 JPEG_WARNING = (
     "WARNING: JPEG output re-quantises the pixels: the exact ε bound no longer holds and the "
     "protective noise is weakened. Prefer the default lossless PNG."
 )
-
-
-def fail(message: str) -> typer.Exit:
-    """Print ``message`` on stderr and return the exit for bad input (code 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(BAD_INPUT)
-
-
-def split_list(text: str | None) -> list[str]:
-    """``"1, 3,car"`` -> ``["1", "3", "car"]``; None -> []."""
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def parse_ignore_index(text: str | None) -> list[int]:
-    try:
-        return [int(value) for value in split_list(text)]
-    except ValueError:
-        raise fail(f"--ignore-index takes integers like 255 or 11,255, got {text!r}") from None
 
 
 def build_source(
@@ -160,8 +142,7 @@ def protect_command(
 
     if not images_dir.is_dir():
         raise fail(f"images folder not found: {images_dir}")
-    if not 0 <= epsilon_bg <= epsilon <= 255:
-        raise fail(f"need 0 <= --epsilon-bg ({epsilon_bg}) <= --epsilon ({epsilon}) <= 255 (units of 1/255)")
+    check_budget(epsilon, epsilon_bg)
     try:
         source = build_source(images_dir, out_dir, masks, coco, prompts, split_list(classes), class_names,
                               parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None)
