@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from unseg.baselines import NoiseSample
+from unseg.budget import Budget
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation import preset_config
 from unseg.evaluation.methods import MethodOptions, unseg_noise_maker
@@ -76,9 +77,9 @@ def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
 
 
 def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarray], regions: list[np.ndarray],
-                     epsilon: float, epsilon_bg: float) -> list[np.ndarray]:
+                     budget: Budget) -> list[np.ndarray]:
     """Unit noise of an UnSeg generator, made exactly as the benchmark's ``unseg`` method makes it."""
-    options = MethodOptions(epsilon=epsilon, epsilon_bg=epsilon_bg)
+    options = MethodOptions(budget=budget)
     make, _ = unseg_noise_maker(source, options)
     samples = [NoiseSample(pixels=p, mask=m, region=r, seed=0) for p, m, r in zip(pixels, masks, regions)]
     step = options.batch_size
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> None:
         if kind == "clean":
             images = pixels
         else:
-            noises = (generator_noises(args.generator, pixels, masks, regions, config.epsilon, config.epsilon_bg)
+            noises = (generator_noises(args.generator, pixels, masks, regions, config.budget)
                       if kind == "unseg" else [fixed_noise(kind, r) for r in regions])
-            images = [apply_budget(p, n, r, config.epsilon, config.epsilon_bg) for p, n, r in zip(pixels, noises, regions)]
+            images = [apply_budget(p, n, r, config.budget) for p, n, r in zip(pixels, noises, regions)]
         began = time.perf_counter()
         result = train_victim(victim, spec, load_split(images, masks, size), test, config.schedule(),
                               torch.device("cpu"), config.seed, progress=None)
@@ -126,7 +127,7 @@ def write_results(args, config, spec, rows, size) -> None:
         "- Command: `" + " ".join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]) + "`",
         f"- Data: {spec.name}, {config.train_images} training images, {config.test_images} clean test images; "
         f"victim `{args.victim}` trained {config.epochs} epochs at {size[0]}x{size[1]} px (benchmark preset schedule, bf16)",
-        f"- Budget: ε = {round(config.epsilon * 255)}/255 on the object, ε_bg = {round(config.epsilon_bg * 255)}/255 elsewhere; "
+        f"- Budget: ε = {config.budget.epsilon:g}/255 on the object, ε_bg = {config.budget.epsilon_bg:g}/255 elsewhere; "
         f"noise applied at native resolution, victims see the images downscaled",
         f"- Generator (unseg row): `{args.generator}`",
         f"- Machine: small CPU run, {args.threads} threads, {platform.machine()}; code {commit}; "

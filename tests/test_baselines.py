@@ -10,15 +10,16 @@ import torch
 from evaluation_helpers import NUM_CLASSES, VOID, toy_pair, write_toy_folder
 from unseg.baselines import BASELINES, NoiseSample, build_baseline
 from unseg.baselines.error_minimizing import ErrorMinimizingNoise, MinMinSchedule
+from unseg.budget import Budget
 from unseg.data.images import read_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.evaluation.methods import MethodOptions, protect_split
-from unseg.protection.budget import apply_budget, budget_levels
+from unseg.protection.budget import apply_budget
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY_EM = MinMinSchedule(work_size=(32, 32), rounds=1, train_steps=1, pgd_steps=2, batch_size=4)
-EPSILON, EPSILON_BG = 6 / 255, 1 / 255  # not the defaults, so a maker ignoring its budget would show
+BUDGET = Budget(6, 1)  # not the default, so a maker ignoring its budget would show
 
 
 def _sample(height: int, width: int, seed: int) -> NoiseSample:
@@ -32,7 +33,7 @@ def _sample(height: int, width: int, seed: int) -> NoiseSample:
 @cache
 def _maker(name: str, seed: int = 0):
     """The baseline ``name`` at the test budget (cached: makers hold no per-call state; AR setup takes ~1 s)."""
-    return build_baseline(name, NUM_CLASSES, seed=seed, epsilon=EPSILON, epsilon_bg=EPSILON_BG, em_schedule=TINY_EM)
+    return build_baseline(name, NUM_CLASSES, seed=seed, budget=BUDGET, em_schedule=TINY_EM)
 
 
 def test_registry_has_every_baseline_the_protocol_names():
@@ -49,10 +50,10 @@ def test_noise_is_unit_bounded_and_budget_is_exact_on_odd_sizes(name):
     for sample, noise in zip(samples, noises):
         assert noise.shape == (*sample.pixels.shape[:2], 3)
         assert np.isfinite(noise).all() and np.abs(noise).max() <= 1.0
-        protected = apply_budget(sample.pixels, noise, sample.region, EPSILON, EPSILON_BG)
+        protected = apply_budget(sample.pixels, noise, sample.region, BUDGET)
         change = np.abs(protected.astype(int) - sample.pixels.astype(int)).max(axis=2)
-        assert change[sample.region].max() <= budget_levels(EPSILON) == 6
-        assert change[~sample.region].max() <= budget_levels(EPSILON_BG) == 1
+        assert BUDGET.levels() == (6, 1)
+        assert change[sample.region].max() <= 6 and change[~sample.region].max() <= 1
         assert change[sample.region].max() > 0, "the noise must change the image"
 
 
@@ -62,7 +63,7 @@ PER_IMAGE_SEED = {"random", "sign"}  # seeded by the image (NoiseSample.seed); t
 @pytest.mark.parametrize("name", ["random", "sign", "synper", "ar", "cuda"])
 def test_noise_is_deterministic_for_a_seed(name):
     def noise(maker_seed: int, image_seed: int) -> np.ndarray:  # a fresh maker and sample every call
-        maker = build_baseline(name, NUM_CLASSES, seed=maker_seed, epsilon=EPSILON, epsilon_bg=EPSILON_BG)
+        maker = build_baseline(name, NUM_CLASSES, seed=maker_seed, budget=BUDGET)
         sample = _sample(37, 53, 1)
         sample.seed = image_seed  # same pixels and mask, only the seed varies
         return maker([sample])[0]
@@ -128,7 +129,7 @@ def test_cuda_noise_depends_on_the_image():
 def test_error_minimising_noise_lowers_the_surrogate_loss():
     """One min-min round: PGD on the noise must reduce the (fixed) surrogate's loss on its images."""
     samples = [_sample(37, 53, i) for i in range(4)]
-    maker = ErrorMinimizingNoise(NUM_CLASSES, seed=0, epsilon=8 / 255, epsilon_bg=2 / 255,
+    maker = ErrorMinimizingNoise(NUM_CLASSES, seed=0, budget=Budget(8, 2),
                                  schedule=MinMinSchedule(work_size=(32, 32), pgd_steps=3, batch_size=4))
     torch.manual_seed(0)
     images, labels, budget = maker._stack(samples)
@@ -151,7 +152,7 @@ def test_protect_split_bounds_every_baseline_and_records_timing(tmp_path):
     """Through the protocol's own path: each baseline's written PNGs obey ε / ε_bg; timing is recorded."""
     folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=3, test=1))
     stems = folder.stems("train")
-    options = MethodOptions(epsilon=EPSILON, epsilon_bg=EPSILON_BG, seed=0, em_schedule=TINY_EM)
+    options = MethodOptions(budget=BUDGET, seed=0, em_schedule=TINY_EM)
     for name in sorted(BASELINES):
         target, info = protect_split(name, folder, stems, tmp_path / "cache", options, progress=False)
         assert info["generated"] == 3 and info["images"] == 3

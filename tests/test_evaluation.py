@@ -19,6 +19,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from typer.testing import CliRunner
 
 from evaluation_helpers import TOY_SPEC, write_tiny_generator, write_toy_folder
+from unseg.budget import Budget
 from unseg.cli.main import app
 from unseg.data.images import read_image
 from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
@@ -170,7 +171,7 @@ def test_rerun_skips_finished_cells_and_reuses_protection(run, count_training, t
     assert {k: v for k, v in grown["cells"].items() if "sign" not in k} == json.loads(before)["cells"]
 
 
-@pytest.mark.parametrize("change", [{"epochs": 2}, {"epsilon": 4 / 255}, {"image_height": 64}])
+@pytest.mark.parametrize("change", [{"epochs": 2}, {"budget": Budget(4, 2)}, {"image_height": 64}])
 def test_resume_with_another_schedule_or_budget_is_refused(run, change, count_training):
     config, out, _ = run
     before = (out / "results.json").read_text()

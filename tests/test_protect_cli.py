@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from unseg.cli.main import app
 from unseg.data.images import read_image, write_image
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
+from unseg.models import GeneratorConfig, SamConfig, build_generator, load_model, save_model
 from unseg.protection import Protector
 
 TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
@@ -311,3 +311,22 @@ def test_demo_writes_inputs_protected_images_and_figure(tmp_path, tiny):
     clean = read_image(tmp_path / "input" / "coffee.png").pixels
     assert read_image(tmp_path / "protected" / "coffee.png").pixels.shape == clean.shape == (400, 600, 3)
     assert Image.open(tmp_path / "side_by_side.png").size[0] > 600
+
+
+def test_the_generators_stored_budget_applies_unless_an_option_overrides_it(tmp_path, tiny):
+    generator, _ = load_model(tiny)
+    stored = save_model(tmp_path / "stored.safetensors", generator,
+                        {"trained": False, "recommended_epsilon": 4 / 255, "recommended_epsilon_bg": 1 / 255})
+    images, masks = _dataset(tmp_path)
+    levels = {}
+    for name, extra in {"stored": [], "epsilon": ["--epsilon", "6"], "both": ["--epsilon", "8", "--epsilon-bg", "2"]
+                        }.items():
+        out = tmp_path / name
+        result = _run(images, out, "--masks", masks, "--ignore-index", "255", "--generator", stored, *extra)
+        assert result.exit_code == 0, result.output
+        record = next(r for r in _manifest(out) if r["source"] == "a.png")
+        levels[name] = (record["epsilon"]["levels"], record["epsilon_bg"]["levels"])
+        assert record["linf_inside"] == levels[name][0] and record["linf_outside"] <= levels[name][1]
+    assert levels == {"stored": (4, 1), "epsilon": (6, 1), "both": (8, 2)}  # a missing option keeps the stored value
+    help_text = " ".join(_run("--help").output.split())
+    assert "stored protection budget" in help_text and "epsilon.protect" in help_text

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from unseg.budget import Budget
 from unseg.data.images import LoadedImage
 from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.protection import ImagePrompt, Protector, measured_linf
@@ -140,8 +141,8 @@ def test_bad_input_is_rejected(protector):
         protector.protect(image, points=[[30, 5]])
     with pytest.raises(TypeError, match="uint8 or uint16"):
         protector.protect(image.astype(np.float32))
-    with pytest.raises(ValueError, match="must not exceed"):
-        Protector(protector.generator, name="x", trained=False, epsilon=2 / 255, epsilon_bg=8 / 255)
+    with pytest.raises(TypeError, match="Budget"):
+        Protector(protector.generator, name="x", trained=False, budget=(8, 2))
     with pytest.raises(FileNotFoundError, match="neither a preset"):
         Protector.load("no_such_file.safetensors")
 
@@ -201,3 +202,21 @@ def test_shipped_default_generator_is_trained_and_bounded():
     levels = np.abs(result.pixels.astype(int) - image.astype(int)).max(axis=2)
     assert levels[result.region].max() <= 8 and levels[~result.region].max() <= 2
     assert result.region[5:50, 10:60].all() and result.region.sum() == 45 * 50
+
+
+def test_a_checkpoints_stored_protection_budget_is_the_default(tmp_path, protector):
+    """``unseg train`` stores ``epsilon.protect`` in generator.safetensors; Protector.load uses it
+    unless a budget is given (and a file that stores none gets the default 8 / 2)."""
+    path = save_model(tmp_path / "stored.safetensors", protector.generator,
+                      {"trained": False, "recommended_epsilon": 4 / 255, "recommended_epsilon_bg": 1 / 255})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stored = Protector.load(path)
+        given = Protector.load(path, budget=Budget(6, 2))
+    assert stored.budget == Budget(4, 1) and given.budget == Budget(6, 2) and protector.budget == Budget(8, 2)
+    image = _image(40, 50, seed=9)
+    result = stored.protect(image, box=[5, 5, 30, 30])
+    change = np.abs(result.pixels.astype(int) - image.astype(int)).max(axis=2)
+    assert change[result.region].max() == 4 and change[~result.region].max() == 1
+    assert (result.stats["epsilon_levels"], result.stats["epsilon_bg_levels"]) == (4, 1)
+    assert stored.with_budget(Budget(2, 0)).generator is stored.generator

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from unseg.budget import Budget
 from unseg.data.images import read_image
 from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.serve.protectors import ProtectorPool
@@ -52,8 +53,8 @@ def test_pool_shares_one_network_and_reports_untrained(pool):
     choice = pool.choices()[0]
     assert choice["name"] == "tiny.safetensors" and choice["trained"] is False
     assert any("UNTRAINED" in note for note in choice["notes"])
-    a, b = pool.get(choice["name"], 8 / 255, 2 / 255), pool.get(choice["name"], 4 / 255, 0.0)
-    assert a.generator is b.generator and (a.epsilon, b.epsilon, b.epsilon_bg) == (8 / 255, 4 / 255, 0.0)
+    a, b = pool.get(choice["name"], Budget(8, 2)), pool.get(choice["name"], Budget(4, 0))
+    assert a.generator is b.generator and (a.budget, b.budget) == (Budget(8, 2), Budget(4, 0))
 
 
 def test_class_mask_box_points_and_nothing_marked(tmp_path, pool):

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from training_helpers import tiny_config
+from unseg.budget import Budget
 from unseg.cli.main import app
 from unseg.models import NoiseGenerator, load_model
 from unseg.protection.protector import Protector
@@ -126,8 +127,8 @@ def test_saturated_perturbation_spends_the_whole_budget_as_protection_does(tmp_p
     images = torch.full_like(batch["image"], 0.5)  # no clamping at 0 or 1
     masks, valid = batch["mask"], torch.ones_like(batch["mask"])
     with torch.no_grad():
-        raw, output = perturb(trainer.generator_module, images, masks, valid, prompts, 8 / 255, 2 / 255)
-        full, _ = perturb(trainer.generator_module, images, masks, valid, prompts, 8 / 255, 2 / 255, saturate=True)
+        raw, output = perturb(trainer.generator_module, images, masks, valid, prompts, Budget(8, 2))
+        full, _ = perturb(trainer.generator_module, images, masks, valid, prompts, Budget(8, 2), saturate=True)
     levels = ((full - images).abs() * 255).round()
     inside = masks.expand_as(levels) > 0.5
     # ±ε everywhere, 0 only where the noise equals its region's mean (e.g. a one-pixel region)
@@ -187,9 +188,8 @@ def test_run_outputs_generator_metrics_and_summary(tmp_path):
     state = load_file(str(out / "checkpoint_last.safetensors"))
     assert all(torch.equal(v, state[f"generator.{k}"]) for k, v in generator.state_dict().items())
 
-    protector = Protector.load(out / "generator.safetensors", epsilon=meta["recommended_epsilon"],
-                               epsilon_bg=meta["recommended_epsilon_bg"])
-    assert protector.trained and protector.input_size == 32
+    protector = Protector.load(out / "generator.safetensors")
+    assert protector.trained and protector.input_size == 32 and protector.budget == Budget(8, 2)
     image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     mask = np.zeros((48, 64), bool)
     mask[10:30, 10:40] = True

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from unseg.baselines.sample import NoiseSample, class_index_map
-from unseg.protection.budget import DEFAULT_EPSILON, DEFAULT_EPSILON_BG, budget_levels
+from unseg.budget import DEFAULT_BUDGET, Budget
 
 
 @dataclass
@@ -26,8 +26,7 @@ class ConvolutionFilters:
     num_classes: int
     seed: int = 0
     kernel: int = 3
-    epsilon: float = DEFAULT_EPSILON
-    epsilon_bg: float = DEFAULT_EPSILON_BG
+    budget: Budget = DEFAULT_BUDGET
     filters: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,5 +48,5 @@ class ConvolutionFilters:
             filtered = F.conv2d(padded, self.filters[label], groups=3)[0].permute(1, 2, 0).numpy()
             where = index == label
             change[where] = filtered[where] - sample.pixels[where]
-        levels = np.where(sample.region, budget_levels(self.epsilon), budget_levels(self.epsilon_bg))[..., None]
+        levels = np.where(sample.region, *self.budget.levels())[..., None]
         return np.clip(change / np.maximum(levels, 1), -1.0, 1.0).astype(np.float32)

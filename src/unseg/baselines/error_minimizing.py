@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from unseg.baselines.sample import NoiseSample, class_index_map
-from unseg.protection.budget import DEFAULT_EPSILON, DEFAULT_EPSILON_BG
+from unseg.budget import DEFAULT_BUDGET, Budget
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ class ErrorMinimizingNoise:
 
     num_classes: int
     seed: int = 0
-    epsilon: float = DEFAULT_EPSILON
-    epsilon_bg: float = DEFAULT_EPSILON_BG
+    budget: Budget = DEFAULT_BUDGET
     schedule: MinMinSchedule = MinMinSchedule()
     device: str = "cpu"
 
@@ -76,7 +75,7 @@ class ErrorMinimizingNoise:
             labels.append(F.interpolate(label, size=size, mode="nearest")[:, 0].long())
             region = torch.from_numpy(sample.region)[None, None].float()
             region = F.interpolate(region, size=size, mode="nearest")
-            budget.append(region * self.epsilon + (1 - region) * self.epsilon_bg)
+            budget.append(region * self.budget.fraction + (1 - region) * self.budget.fraction_bg)
         to = lambda parts: torch.cat(parts).to(self.device)  # noqa: E731
         return to(images), to(labels), to(budget)
 

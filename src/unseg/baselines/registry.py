@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.baselines.autoregressive import AutoregressiveNoise
 from unseg.baselines.cuda_filters import ConvolutionFilters
 from unseg.baselines.error_minimizing import ErrorMinimizingNoise, MinMinSchedule
@@ -14,29 +15,29 @@ from unseg.baselines.synper import SynPer
 BaselineFactory = Callable[..., NoiseMaker]
 
 
-def _random(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **_: object) -> NoiseMaker:
+def _random(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
     return RandomNoise(sign=False)
 
 
-def _sign(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **_: object) -> NoiseMaker:
+def _sign(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
     return RandomNoise(sign=True)
 
 
-def _synper(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **_: object) -> NoiseMaker:
+def _synper(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
     return SynPer(num_classes=num_classes, seed=seed)
 
 
-def _ar(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **_: object) -> NoiseMaker:
+def _ar(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
     return AutoregressiveNoise(num_classes=num_classes, seed=seed)
 
 
-def _cuda(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **_: object) -> NoiseMaker:
-    return ConvolutionFilters(num_classes=num_classes, seed=seed, epsilon=epsilon, epsilon_bg=epsilon_bg)
+def _cuda(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
+    return ConvolutionFilters(num_classes=num_classes, seed=seed, budget=budget)
 
 
-def _em(num_classes: int, seed: int, epsilon: float, epsilon_bg: float, device: str, **options: object) -> NoiseMaker:
+def _em(num_classes: int, seed: int, budget: Budget, device: str, **options: object) -> NoiseMaker:
     schedule = options.get("em_schedule") or MinMinSchedule()
-    return ErrorMinimizingNoise(num_classes, seed, epsilon, epsilon_bg, schedule, device)  # type: ignore[arg-type]
+    return ErrorMinimizingNoise(num_classes, seed, budget, schedule, device)  # type: ignore[arg-type]
 
 
 BASELINES: dict[str, BaselineFactory] = {
@@ -50,9 +51,9 @@ BASELINES: dict[str, BaselineFactory] = {
 
 
 def build_baseline(
-    name: str, num_classes: int, seed: int = 0, epsilon: float = 8 / 255, epsilon_bg: float = 2 / 255, device: str = "cpu", **options: object
+    name: str, num_classes: int, seed: int = 0, budget: Budget = DEFAULT_BUDGET, device: str = "cpu", **options: object
 ) -> NoiseMaker:
     """The noise maker called ``name`` for a dataset with ``num_classes`` classes."""
     if name not in BASELINES:
         raise KeyError(f"unknown baseline {name!r}; choose one of {sorted(BASELINES)}")
-    return BASELINES[name](num_classes=num_classes, seed=seed, epsilon=epsilon, epsilon_bg=epsilon_bg, device=device, **options)
+    return BASELINES[name](num_classes=num_classes, seed=seed, budget=budget, device=device, **options)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+from unseg.cli.common import STORED_BUDGET_HELP, build_source, load_protector, report
 from unseg.cli.main import app
-from unseg.cli.protect import build_source, load_protector, report
 
 # scikit-image's bundled photos (no download) with a hand-picked box (x0, y0, x1, y1) around the subject.
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -75,8 +75,10 @@ def demo_command(
     out_dir: Path = typer.Argument(..., help="Folder for the demo: input/, prompts.json, protected/, side_by_side.png."),
     generator: str = typer.Option("default", "--generator", help="default, a preset (small, vit_b) or a checkpoint."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    epsilon: float = typer.Option(8.0, "--epsilon", help="Budget on the boxed object, in 1/255 units."),
-    epsilon_bg: float = typer.Option(2.0, "--epsilon-bg", help="Budget elsewhere, in 1/255 units."),
+    epsilon: float | None = typer.Option(None, "--epsilon", help="Budget on the boxed object, in 1/255 units. "
+                                         + STORED_BUDGET_HELP),
+    epsilon_bg: float | None = typer.Option(None, "--epsilon-bg", help="Budget elsewhere, in 1/255 units. "
+                                            + STORED_BUDGET_HELP),
     amplify: float = typer.Option(10.0, "--amplify", help="Noise amplification in the side-by-side figure."),
 ) -> None:
     """Protect three sample photos (scikit-image's astronaut, coffee, chelsea) with a box prompt each.

@@ -35,14 +35,15 @@ def evaluate(
     train_fraction: Optional[float] = typer.Option(None, help="Fraction of the training split to use."),
     test_images: Optional[int] = typer.Option(None, min=1, help="At most this many test images."),
     batch_size: Optional[int] = typer.Option(None, min=2, help="Victim training batch size (overrides the preset's)."),
-    epsilon: Optional[float] = typer.Option(None, help="Object budget in 0-255 levels (default 8)."),
-    epsilon_bg: Optional[float] = typer.Option(None, help="Background budget in 0-255 levels (default 2)."),
+    epsilon: Optional[float] = typer.Option(None, help="Object budget in 1/255 units (default 8)."),
+    epsilon_bg: Optional[float] = typer.Option(None, help="Background budget in 1/255 units (default 2)."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for victims."),
     seed: Optional[int] = typer.Option(None, help="Seed of the image picks, the protection methods and the victims' initialisation."),
     device: Optional[str] = typer.Option(None, help="cpu or cuda."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars while protecting and training."),
 ) -> None:
     """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
+    from unseg.budget import DEFAULT_BUDGET, Budget
     from unseg.data.segmentation import SegmentationFolder
     from unseg.evaluation.config import DATA_ENV, EvaluationConfig, preset_config
     from unseg.evaluation.protocol import ResultsStore, run_evaluation
@@ -57,13 +58,15 @@ def evaluate(
         data_root=str(data_root) if data_root else None, datasets=_names(datasets), victims=_names(victims),
         methods=_names(methods), defences=_names(defences), generator=generator, epochs=epochs, image_height=image_height,
         train_images=train_images, train_fraction=train_fraction, test_images=test_images, batch_size=batch_size,
-        epsilon=None if epsilon is None else epsilon / 255, epsilon_bg=None if epsilon_bg is None else epsilon_bg / 255,
         amp=amp, seed=seed, device=device, progress=progress,
     )
     if quick and preset not in (None, "quick"):
         raise typer.BadParameter(f"--quick is --preset quick; it conflicts with --preset {preset}", param_hint="--quick")
     name = "quick" if quick else preset
     try:
+        if epsilon is not None or epsilon_bg is not None:
+            overrides["budget"] = Budget(DEFAULT_BUDGET.epsilon if epsilon is None else epsilon,
+                                         DEFAULT_BUDGET.epsilon_bg if epsilon_bg is None else epsilon_bg)
         if name:
             config = preset_config(name, **overrides)
         else:

@@ -18,7 +18,8 @@ app = typer.Typer(
 def info() -> None:
     """Print the version, the default generator (its weights file, whether it is trained) and the presets."""
     from unseg.models import GENERATOR_PRESETS, read_metadata
-    from unseg.protection.protector import DEFAULT_WEIGHTS, resolve_generator_source
+    from unseg.budget import DEFAULT_BUDGET
+    from unseg.protection.protector import DEFAULT_WEIGHTS, resolve_generator_source, stored_budget
 
     typer.echo(f"unseg {__version__}")
     source = resolve_generator_source("default")
@@ -29,17 +30,15 @@ def info() -> None:
         trained = "trained" if meta.get("trained", True) else "UNTRAINED"
         size = meta["unseg_config"]["sam"]["img_size"]
         typer.echo(f"default generator: {source}")
-        typer.echo(f"  {trained}, input {size}px, recommended ε {_levels(meta.get('recommended_epsilon'))} / "
-                   f"ε_bg {_levels(meta.get('recommended_epsilon_bg'))} (1/255 units)")
+        budget = stored_budget(meta)
+        stored = "stored" if budget is not None else "none stored, default"
+        typer.echo(f"  {trained}, input {size}px, protection budget {budget or DEFAULT_BUDGET} ({stored}; used "
+                   "unless --epsilon / --epsilon-bg)")
         if "data" in meta:
             typer.echo(f"  trained on: {meta['data']}")
     typer.echo("presets (random init, UNTRAINED unless given a checkpoint):")
     for name, config in GENERATOR_PRESETS.items():
         typer.echo(f"  preset {name}: input {config.sam.img_size}px, noise {config.noise_size}px")
-
-
-def _levels(fraction: float | None) -> str:
-    return "?" if fraction is None else f"{fraction * 255:g}"
 
 
 # Sub-commands live one per module; each module registers itself on ``app``.

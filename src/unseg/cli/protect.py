@@ -6,19 +6,24 @@ The library (torch, the generator, the readers) is imported inside the functions
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
+from unseg.cli.common import (
+    MASKS_HELP,
+    STORED_BUDGET_HELP,
+    build_source,
+    class_names_option,
+    classes_option,
+    fail,
+    ignore_index_option,
+    load_protector,
+    parse_ignore_index,
+    report,
+    split_list,
+)
 from unseg.cli.main import app
-from unseg.cli.options import check_budget, fail, parse_ignore_index, split_list
-
-if TYPE_CHECKING:
-    from unseg.data.sources import ProtectItem
-    from unseg.protection.pipeline import ProtectSummary
-    from unseg.protection.protector import Protector
 
 JPEG_WARNING = (
     "WARNING: JPEG output re-quantises the pixels: the exact ε bound no longer holds and the "
@@ -26,100 +31,29 @@ JPEG_WARNING = (
 )
 
 
-def build_source(
-    images_dir: Path,
-    out_dir: Path,
-    masks: Path | None,
-    coco: Path | None,
-    prompts: Path | None,
-    classes: list[str],
-    class_names_file: Path | None,
-    ignore_index: list[int],
-    jpeg: bool,
-) -> list[ProtectItem]:
-    """The items to protect for the chosen prompt source (raises SourceError on bad input)."""
-    from unseg.data.sources import SourceError, coco_source, folder_source, plain_source, prompts_source, read_class_names
-
-    if sum(option is not None for option in (masks, coco, prompts)) > 1:
-        raise SourceError("give at most one of --masks, --coco, --prompts")
-    if classes and masks is None and coco is None:
-        raise SourceError("--classes needs --masks or --coco")
-    if class_names_file is not None and masks is None:
-        raise SourceError("--class-names applies to --masks (COCO files name their categories)")
-    if ignore_index and masks is None:
-        raise SourceError("--ignore-index applies to --masks")
-    exclude = [out_dir]
-    if masks is not None:
-        names = read_class_names(class_names_file) if class_names_file is not None else None
-        return folder_source(images_dir, masks, classes=classes, class_names=names, ignore_index=ignore_index,
-                             jpeg=jpeg, exclude=exclude)
-    if coco is not None:
-        return coco_source(images_dir, coco, classes=classes, jpeg=jpeg, exclude=exclude)
-    if prompts is not None:
-        return prompts_source(images_dir, prompts, jpeg=jpeg, exclude=exclude)
-    typer.echo("note: no --masks/--coco/--prompts: images get the background budget ε_bg only", err=True)
-    return plain_source(images_dir, jpeg=jpeg, exclude=exclude)
-
-
-def load_protector(generator: str, sam_checkpoint: Path | None, device: str, epsilon: float, epsilon_bg: float,
-                   seed: int, batch_size: int, saturate: bool = True) -> Protector:
-    """The protector for CLI options (ε given in /255 units); bad options exit with code 2."""
-    import torch
-
-    from unseg.models import CheckpointError
-    from unseg.protection.protector import Protector
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail("--device cuda asked for, but no CUDA device is available")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            protector = Protector.load(generator, device=device, epsilon=epsilon / 255, epsilon_bg=epsilon_bg / 255,
-                                       seed=seed, sam_checkpoint=sam_checkpoint, batch_size=batch_size,
-                                       saturate=saturate)
-        except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:
-            raise fail(str(error)) from error
-    for warning in caught:
-        typer.echo(f"WARNING: {warning.message}", err=True)
-    return protector
-
-
-def report(summary: ProtectSummary, out_dir: Path) -> None:
-    """Summary line on stdout, each failure on stderr; exit 1 when anything failed."""
-    for description, message in summary.failures:
-        typer.echo(f"failed: {description}: {message}", err=True)
-    typer.echo(f"{summary} -> {out_dir} (manifest: {summary.manifest})")
-    if summary.failed:
-        raise typer.Exit(1)
-
-
 @app.command("protect")
 def protect_command(
     images_dir: Path = typer.Argument(..., help="Folder of images to protect (searched recursively)."),
     out_dir: Path = typer.Argument(..., help="Output folder; mirrors the input layout, plus manifest.jsonl."),
-    masks: Path | None = typer.Option(None, "--masks", help="Folder of masks matched by file stem (mirrored layout). "
-                                      "Binary (0/1, 0/255) or class-index PNGs; region = every non-zero, "
-                                      "non-ignored label unless --classes."),
+    masks: Path | None = typer.Option(None, "--masks", help=MASKS_HELP),
     coco: Path | None = typer.Option(None, "--coco", help="COCO instances JSON (polygons or RLE); region = union "
                                      "of the selected instances."),
     prompts: Path | None = typer.Option(None, "--prompts", help="Boxes/points file. JSON: {\"img.jpg\": {\"boxes\": "
                                         "[[x0,y0,x1,y1]], \"points\": [[x,y]], \"point_labels\": [1]}}. CSV with header "
                                         "image,x0,y0,x1,y1 (one box per row) or image,x,y[,label] (one point per "
                                         "row, label 1 positive / 0 negative). Image pixel coordinates."),
-    classes: str | None = typer.Option(None, "--classes", help="Only these classes: ids or names, comma separated "
-                                       "(e.g. 1,3 or car,person). Names come from COCO categories or --class-names."),
-    class_names: Path | None = typer.Option(None, "--class-names", help="Class names for --masks: text file (one "
-                                            "name per line, line number = id, or 'id name' lines) or JSON "
-                                            "{name: id}."),
-    ignore_index: str | None = typer.Option(None, "--ignore-index", help="Mask values that are never objects, "
-                                            "comma separated (e.g. 255, or 11 for CamVid void)."),
+    classes: str | None = classes_option(),
+    class_names: Path | None = class_names_option(),
+    ignore_index: str | None = ignore_index_option(),
     generator: str = typer.Option("default", "--generator", help="default (shipped weights), a preset (small, "
                                   "vit_b: UNTRAINED, random init) or a generator .safetensors checkpoint."),
     sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="Official SAM weights loaded into a "
                                                "preset generator's SAM part."),
-    epsilon: float = typer.Option(8.0, "--epsilon", help="Budget on the protected objects in 1/255 units of the "
-                                  "intensity range: 8 means |change| <= 8/255 (8 levels for 8-bit images)."),
-    epsilon_bg: float = typer.Option(2.0, "--epsilon-bg", help="Budget outside the objects, in 1/255 units."),
+    epsilon: float | None = typer.Option(None, "--epsilon", help="Budget on the protected objects in 1/255 units of "
+                                         "the intensity range: 8 means |change| <= 8/255 (8 levels for 8-bit "
+                                         "images). " + STORED_BUDGET_HELP),
+    epsilon_bg: float | None = typer.Option(None, "--epsilon-bg", help="Budget outside the objects, in 1/255 units. "
+                                            + STORED_BUDGET_HELP),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generator forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation (preset generators only)."),
@@ -142,7 +76,6 @@ def protect_command(
 
     if not images_dir.is_dir():
         raise fail(f"images folder not found: {images_dir}")
-    check_budget(epsilon, epsilon_bg)
     try:
         source = build_source(images_dir, out_dir, masks, coco, prompts, split_list(classes), class_names,
                               parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None)

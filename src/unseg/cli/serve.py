@@ -6,8 +6,8 @@ import os
 
 import typer
 
+from unseg.cli.common import fail
 from unseg.cli.main import app
-from unseg.cli.options import fail
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import typer
 
+from unseg.budget import DEFAULT_BUDGET
+from unseg.cli.common import (
+    class_names_option,
+    classes_option,
+    fail,
+    ignore_index_option,
+    parse_budget,
+    parse_ignore_index,
+    split_list,
+)
 from unseg.cli.main import app
-from unseg.cli.options import check_budget, fail, parse_ignore_index, split_list
 
 VIOLATION_EXIT = 1
 COLUMNS = ("image", "result", "format", "size", "mode", "L∞ in/out", "budget", "region")
@@ -52,11 +61,12 @@ def verify_command(
     masks: Path | None = typer.Option(None, "--masks", help="Masks matched by file stem, as for unseg protect --masks "
                                       "(binary or class-index PNGs): the exact region for the ε / ε_bg check. "
                                       "Without: the protected folder's manifest.jsonl, else ε everywhere."),
-    classes: str | None = typer.Option(None, "--classes", help="Only these classes form the region (as unseg protect)."),
-    class_names: Path | None = typer.Option(None, "--class-names", help="Class names file for --classes (as unseg protect)."),
-    ignore_index: str | None = typer.Option(None, "--ignore-index", help="Mask values that are never objects (e.g. 255)."),
-    epsilon: float = typer.Option(8.0, "--epsilon", help="Allowed change on the region, in 1/255 units."),
-    epsilon_bg: float = typer.Option(2.0, "--epsilon-bg", help="Allowed change elsewhere, in 1/255 units."),
+    classes: str | None = classes_option(),
+    class_names: Path | None = class_names_option(),
+    ignore_index: str | None = ignore_index_option(),
+    epsilon: float = typer.Option(DEFAULT_BUDGET.epsilon, "--epsilon", help="Allowed change on the region, in 1/255 units."),
+    epsilon_bg: float = typer.Option(DEFAULT_BUDGET.epsilon_bg, "--epsilon-bg",
+                                     help="Allowed change elsewhere, in 1/255 units."),
     probe: bool = typer.Option(False, "--probe", help="Also train a small victim on clean vs protected copies (needs "
                                "--masks; a few minutes on CPU) and report the IoU drop on held-out clean images."),
     probe_victim: str = typer.Option("unet", "--probe-victim", help="Victim of the probe: unet, fpn, deeplabv3plus, ..."),
@@ -74,7 +84,7 @@ def verify_command(
     from unseg.data.sources import SourceError, read_class_names
     from unseg.protection.verify import verify_protected
 
-    check_budget(epsilon, epsilon_bg)
+    budget = parse_budget(epsilon, epsilon_bg)
     if probe and masks is None:
         raise fail("--probe needs --masks (the probe victims learn the masked region)")
     if probe_height % 32:
@@ -84,8 +94,7 @@ def verify_command(
     try:
         options = dict(classes=split_list(classes), ignore_index=parse_ignore_index(ignore_index),
                        class_names=read_class_names(class_names) if class_names is not None else None)
-        report = verify_protected(originals, protected, masks=masks, epsilon=epsilon / 255,
-                                  epsilon_bg=epsilon_bg / 255, **options)
+        report = verify_protected(originals, protected, masks=masks, budget=budget, **options)
     except (SourceError, ValueError) as error:
         raise fail(str(error)) from error
     if not report.checks:

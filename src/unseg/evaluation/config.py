@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from unseg.baselines.error_minimizing import MinMinSchedule
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.evaluation.defences import parse_defence
 from unseg.evaluation.methods import MethodOptions, check_method
 from unseg.evaluation.training import TrainSchedule
@@ -36,7 +37,7 @@ class EvaluationConfig:
         image_height: victim training height in px (multiple of 32); width from the set's aspect.
         train_images / test_images: use at most this many images of the split (seeded pick; None = all).
         train_fraction: use this fraction of the training split (applied before ``train_images``).
-        epsilon, epsilon_bg: protection budget.
+        budget: the protection budget (ε, ε_bg in levels per 255).
         generator: what the plain ``unseg`` method loads ("default", a preset or a checkpoint).
         em_rounds, em_height: error-minimising baseline schedule (rounds; working height, aspect kept).
         max_objects: interactive victim, objects per image.
@@ -56,8 +57,7 @@ class EvaluationConfig:
     train_images: int | None = None
     train_fraction: float = 1.0
     test_images: int | None = None
-    epsilon: float = 8 / 255
-    epsilon_bg: float = 2 / 255
+    budget: Budget = DEFAULT_BUDGET
     generator: str = "default"
     em_rounds: int = 10
     em_height: int = 96
@@ -89,8 +89,8 @@ class EvaluationConfig:
         """Protection settings (the EM working size follows the dataset's aspect)."""
         width = max(32, int(round(self.em_height * aspect / 32)) * 32)
         em = MinMinSchedule(work_size=(self.em_height, width), rounds=self.em_rounds)
-        return MethodOptions(epsilon=self.epsilon, epsilon_bg=self.epsilon_bg, seed=self.seed, device=self.device,
-                             generator=self.generator, em_schedule=em)
+        return MethodOptions(budget=self.budget, seed=self.seed, device=self.device, generator=self.generator,
+                             em_schedule=em)
 
     def train_limit(self, available: int) -> int:
         """How many training images a run uses out of ``available``."""
@@ -99,6 +99,17 @@ class EvaluationConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EvaluationConfig":
+        """Inverse of :meth:`to_dict` (lists become tuples). A results.json written before the
+        budget was one value holds ``epsilon`` / ``epsilon_bg`` fractions instead of ``budget``."""
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if "epsilon" in values:
+            values["budget"] = Budget.from_fractions(values.pop("epsilon"), values.pop("epsilon_bg"))
+        elif isinstance(values.get("budget"), dict):
+            values["budget"] = Budget(**values["budget"])
+        return cls(**values)
 
     def fingerprint(self) -> str:
         """JSON of the fields that must not change when resuming."""

@@ -22,9 +22,10 @@ from tqdm.auto import tqdm
 
 from unseg.baselines import BASELINES, NoiseSample, build_baseline
 from unseg.baselines.error_minimizing import MinMinSchedule
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import atomic_write, read_image, write_image
 from unseg.data.segmentation import SegmentationFolder
-from unseg.protection.budget import apply_budget, budget_levels, measured_linf
+from unseg.protection.budget import apply_budget, measured_linf
 
 CLEAN = "clean"
 UNSEG = "unseg"
@@ -35,8 +36,7 @@ PROTECTION_FILE = "protection.json"
 class MethodOptions:
     """Settings shared by all protection methods in one evaluation."""
 
-    epsilon: float = 8 / 255
-    epsilon_bg: float = 2 / 255
+    budget: Budget = DEFAULT_BUDGET
     seed: int = 0
     device: str = "cpu"
     generator: str = "default"  # what plain "unseg" loads: "default", a preset, or a checkpoint path
@@ -86,7 +86,7 @@ def generator_identity(method: str, generator: str) -> str | None:
 
 def protected_folder(cache: Path, method: str, dataset: str, options: MethodOptions) -> Path:
     """Cache folder of (method, dataset, ε, ε_bg)."""
-    levels = f"eps{budget_levels(options.epsilon)}-{budget_levels(options.epsilon_bg)}"
+    levels = "eps{}-{}".format(*options.budget.levels())
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
@@ -99,8 +99,8 @@ def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[li
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        protector = Protector.load(source, device=options.device, epsilon=options.epsilon, epsilon_bg=options.epsilon_bg,
-                                   seed=options.seed, batch_size=options.batch_size)
+        protector = Protector.load(source, device=options.device, budget=options.budget, seed=options.seed,
+                                   batch_size=options.batch_size)
     info = {"generator": protector.name, "trained": protector.trained, "warnings": [str(w.message) for w in caught]}
 
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
@@ -117,8 +117,8 @@ def class_regions(labels: np.ndarray, region: np.ndarray) -> list[np.ndarray]:
 
 
 def _baseline_maker(name: str, num_classes: int, options: MethodOptions):
-    maker = build_baseline(name, num_classes, seed=options.seed, epsilon=options.epsilon, epsilon_bg=options.epsilon_bg,
-                           device=options.device, em_schedule=options.em_schedule)
+    maker = build_baseline(name, num_classes, seed=options.seed, budget=options.budget, device=options.device,
+                           em_schedule=options.em_schedule)
     return (lambda samples, _: maker(samples)), {}
 
 
@@ -146,7 +146,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
         samples = [_sample(folder, stem, options.seed) for stem in part]
         begun = time.perf_counter()
         noises = make(samples, [])
-        protected = [apply_budget(s.pixels, n, s.region, options.epsilon, options.epsilon_bg) for s, n in zip(samples, noises)]
+        protected = [apply_budget(s.pixels, n, s.region, options.budget) for s, n in zip(samples, noises)]
         seconds += time.perf_counter() - begun
         for stem, sample, pixels in zip(part, samples, protected):
             inside, outside = measured_linf(sample.pixels, pixels, sample.region)
@@ -158,7 +158,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     info.update({
         "method": method, "dataset": folder.spec.name, "images": len(stems), "generated": generated,
         "seconds": total_seconds, "seconds_per_image": total_seconds / max(generated, 1),
-        "epsilon_levels": budget_levels(options.epsilon), "epsilon_bg_levels": budget_levels(options.epsilon_bg),
+        "epsilon_levels": options.budget.levels()[0], "epsilon_bg_levels": options.budget.levels()[1],
         "max_linf_inside": max(worst[0], previous.get("max_linf_inside", 0)),
         "max_linf_outside": max(worst[1], previous.get("max_linf_outside", 0)),
     })

@@ -83,7 +83,7 @@ class ResultsStore:
                            "protection": {}, "cells": {}}
         if self.path.is_file():
             previous = json.loads(self.path.read_text())
-            old = EvaluationConfig(**_tuples(previous["config"]))
+            old = EvaluationConfig.from_dict(previous["config"])
             if old.fingerprint() != config.fingerprint():
                 raise ValueError(f"{self.path} was made with a different schedule/budget; use a new --out folder "
                                  f"(changed: {_changed(old, config)})")
@@ -123,10 +123,6 @@ def _json_default(value):
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _tuples(config: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
 
 
 def _changed(old: EvaluationConfig, new: EvaluationConfig) -> list[str]:

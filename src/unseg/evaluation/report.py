@@ -88,10 +88,11 @@ def write_report(data: dict, out: str | Path) -> Path:
         figures.append(None)
         print(f"image grid skipped: {error}")
     cells = _cells(data)
+    budget = EvaluationConfig.from_dict(config).budget
     lines = ["# UnSeg protection evaluation", "",
              f"Victims train on the protected training split and are tested on the clean test split; "
-             f"lower is better protection. Budget ε = {round(config['epsilon'] * 255)}/255 on objects, "
-             f"ε_bg = {round(config['epsilon_bg'] * 255)}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
+             f"lower is better protection. Budget ε = {budget.epsilon:g}/255 on objects, "
+             f"ε_bg = {budget.epsilon_bg:g}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
              f"victim height {config['image_height']} px, train images ≤ {config['train_images'] or 'all'}, "
              f"test images ≤ {config['test_images'] or 'all'}, seed {config['seed']}, device {config['device']}.",
              "", "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), ""]
@@ -165,7 +166,7 @@ def image_grid(data: dict, out: Path, dataset: str) -> Path:
     prediction of the clean-trained and of the protected-trained first victim."""
     from unseg.evaluation.protocol import pick_stems  # local: protocol imports this module's siblings
 
-    config = EvaluationConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()})
+    config = EvaluationConfig.from_dict(data["config"])
     folder = SegmentationFolder(Path(config.data_root) / dataset)
     spec = folder.spec
     train_stem = pick_stems(folder.stems(spec.train_split), config.train_limit(len(folder.stems(spec.train_split))), config.seed)[0]

@@ -1,33 +1,27 @@
-"""The per-pixel L∞ budget: ε on the protected region, ε_bg elsewhere, exact on integer images."""
+"""The per-pixel L∞ budget (:class:`unseg.budget.Budget`): ε on the protected region, ε_bg
+elsewhere, exact on integer images."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.protection.strips import row_strips
 
-DEFAULT_EPSILON = 8 / 255
-DEFAULT_EPSILON_BG = 2 / 255
 SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
 
 
-def budget_levels(epsilon: float, max_value: int = 255) -> int:
-    """The budget ε in integer intensity levels: ``round(max_value * ε)``."""
-    if not 0 <= epsilon <= 1:
-        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
-    return int(round(max_value * epsilon))
-
-
-def epsilon_map(region: torch.Tensor, epsilon: float, epsilon_bg: float) -> torch.Tensor:
-    """Per-pixel budget: ``epsilon`` where ``region`` is 1, ``epsilon_bg`` where it is 0 (soft values blend)."""
+def epsilon_map(region: torch.Tensor, budget: Budget) -> torch.Tensor:
+    """Per-pixel budget as a fraction of the range: ε where ``region`` is 1, ε_bg where it is 0
+    (soft values blend)."""
     region = region.float()
-    return epsilon * region + epsilon_bg * (1 - region)
+    return budget.fraction * region + budget.fraction_bg * (1 - region)
 
 
-def scale_noise(noise: torch.Tensor, region: torch.Tensor, epsilon: float, epsilon_bg: float) -> torch.Tensor:
+def scale_noise(noise: torch.Tensor, region: torch.Tensor, budget: Budget) -> torch.Tensor:
     """Unit noise in [-1, 1] -> float perturbation bounded by the per-pixel budget (training path)."""
-    return noise * epsilon_map(region, epsilon, epsilon_bg)
+    return noise * epsilon_map(region, budget)
 
 
 def region_channel_sums(noise: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +67,7 @@ def apply_budget(
     image: np.ndarray,
     noise: np.ndarray,
     region: np.ndarray,
-    epsilon: float = DEFAULT_EPSILON,
-    epsilon_bg: float = DEFAULT_EPSILON_BG,
+    budget: Budget = DEFAULT_BUDGET,
 ) -> np.ndarray:
     """Add unit ``noise`` to an integer ``image`` under the per-pixel budget, exactly.
 
@@ -83,11 +76,11 @@ def apply_budget(
         noise: ``H x W x 3`` (or ``H x W x C``) float noise in [-1, 1]; a 1-channel image gets
             the channel mean.
         region: ``H x W`` bool, True on the protected object(s).
-        epsilon, epsilon_bg: budgets in [0, 1] units of the full intensity range.
+        budget: ε and ε_bg.
 
     Returns:
-        The protected image, same dtype and shape, with ``|out - in| <= round(max * ε)`` on
-        ``region`` and ``<= round(max * ε_bg)`` elsewhere, on every pixel and channel.
+        The protected image, same dtype and shape, with ``|out - in|`` at most ε's levels
+        (:meth:`Budget.levels`) on ``region`` and ε_bg's elsewhere, on every pixel and channel.
     """
     if image.dtype not in (np.uint8, np.uint16):
         raise TypeError(f"image must be uint8 or uint16, got {image.dtype}")
@@ -98,7 +91,7 @@ def apply_budget(
     max_value = int(np.iinfo(image.dtype).max)
     if image.shape[2] != noise.shape[2]:
         noise = noise.mean(axis=2, keepdims=True)
-    levels = np.where(region, budget_levels(epsilon, max_value), budget_levels(epsilon_bg, max_value))[..., None]
+    levels = np.where(region, *budget.levels(max_value))[..., None]
     delta = np.clip(noise, -1.0, 1.0).astype(np.float64)  # float64: the product below is exact
     delta *= levels
     np.rint(delta, out=delta)

@@ -31,11 +31,9 @@ from unseg.data.images import LoadedImage, loaded_from_pil, read_image
 from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.protection.budget import (
-    DEFAULT_EPSILON,
-    DEFAULT_EPSILON_BG,
     apply_budget,
-    budget_levels,
     measured_linf,
     region_channel_means,
     region_channel_sums,
@@ -240,14 +238,12 @@ class Protector:
         trained: bool,
         metadata: dict[str, Any] | None = None,
         device: str | torch.device = "cpu",
-        epsilon: float = DEFAULT_EPSILON,
-        epsilon_bg: float = DEFAULT_EPSILON_BG,
+        budget: Budget = DEFAULT_BUDGET,
         batch_size: int = 4,
         saturate: bool = True,
     ) -> None:
-        budget_levels(epsilon), budget_levels(epsilon_bg)  # range checks with a clear message
-        if epsilon_bg > epsilon:
-            raise ValueError(f"epsilon_bg ({epsilon_bg}) must not exceed epsilon ({epsilon})")
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a unseg.budget.Budget, got {budget!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
@@ -255,8 +251,7 @@ class Protector:
         self.name = name
         self.trained = trained
         self.metadata = metadata or {}
-        self.epsilon = epsilon
-        self.epsilon_bg = epsilon_bg
+        self.budget = budget
         self.batch_size = batch_size
         self.saturate = saturate
 
@@ -265,8 +260,7 @@ class Protector:
         cls,
         path_or_preset: str | Path = "default",
         device: str | torch.device = "cpu",
-        epsilon: float = DEFAULT_EPSILON,
-        epsilon_bg: float = DEFAULT_EPSILON_BG,
+        budget: Budget | None = None,
         seed: int = 0,
         sam_checkpoint: str | Path | None = None,
         batch_size: int = 4,
@@ -278,7 +272,9 @@ class Protector:
         and for any preset name ("small", "vit_b"), the generator is randomly initialised from
         ``seed`` and ``trained`` is False (with a warning). ``sam_checkpoint`` loads official SAM
         weights into a preset's SAM part. Checkpoints saved with metadata ``trained: false``
-        count as untrained. ``saturate`` (default) applies
+        count as untrained. ``budget`` None: the checkpoint's stored protection budget (a trained
+        run's ``epsilon.protect`` / ``epsilon.protect_bg``, :func:`stored_budget`), else
+        :data:`~unseg.budget.DEFAULT_BUDGET`. ``saturate`` (default) applies
         :func:`~unseg.protection.budget.saturate_noise` to the generator's noise; False keeps the
         raw generator output.
         """
@@ -302,8 +298,15 @@ class Protector:
             trained = bool(metadata.get("trained", True))
         if not trained:
             warnings.warn(UNTRAINED_MESSAGE, stacklevel=2)
+        if budget is None:
+            budget = stored_budget(metadata) or DEFAULT_BUDGET
         return cls(generator, name=source, trained=trained, metadata=metadata, device=device,
-                   epsilon=epsilon, epsilon_bg=epsilon_bg, batch_size=batch_size, saturate=saturate)
+                   budget=budget, batch_size=batch_size, saturate=saturate)
+
+    def with_budget(self, budget: Budget) -> "Protector":
+        """The same generator (shared, not copied) with another budget."""
+        return Protector(self.generator, name=self.name, trained=self.trained, metadata=self.metadata,
+                         device=self.device, budget=budget, batch_size=self.batch_size, saturate=self.saturate)
 
     @property
     def input_size(self) -> int:
@@ -408,14 +411,14 @@ class Protector:
         pixels = np.empty_like(loaded.pixels)
         for start, stop in row_strips(box.height, box.width):
             pixels[start:stop] = apply_budget(loaded.pixels[start:stop], native.rows(start, stop), region[start:stop],
-                                              self.epsilon, self.epsilon_bg)
+                                              self.budget)
         inside, outside = measured_linf(loaded.pixels, pixels, region)
-        max_value = int(np.iinfo(loaded.pixels.dtype).max)
+        levels = self.budget.levels(int(np.iinfo(loaded.pixels.dtype).max))
         stats: dict[str, Any] = {
             "linf_inside": inside,
             "linf_outside": outside,
-            "epsilon_levels": budget_levels(self.epsilon, max_value),
-            "epsilon_bg_levels": budget_levels(self.epsilon_bg, max_value),
+            "epsilon_levels": levels[0],
+            "epsilon_bg_levels": levels[1],
             **image_quality(loaded.pixels, pixels),
             "num_objects": _count_objects(prompt),
             "prompt": prompt.kind,
@@ -424,6 +427,16 @@ class Protector:
             "region_fraction": float(region.mean()),
         }
         return ProtectionResult(pixels=pixels, alpha=loaded.alpha, region=region, stats=stats, native=native)
+
+
+def stored_budget(metadata: dict[str, Any]) -> Budget | None:
+    """The protection budget a generator checkpoint recommends (``unseg train`` stores the run's
+    ``epsilon.protect`` / ``epsilon.protect_bg`` as ``recommended_epsilon`` / ``_bg`` fractions),
+    or None when it records none."""
+    if "recommended_epsilon" not in metadata:
+        return None
+    epsilon = float(metadata["recommended_epsilon"])
+    return Budget.from_fractions(epsilon, float(metadata.get("recommended_epsilon_bg", 0.0)))
 
 
 def resolve_generator_source(path_or_preset: str | Path, sam_checkpoint: str | Path | None = None) -> str:

@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, LoadedImage, read_image
-from unseg.protection.budget import DEFAULT_EPSILON, DEFAULT_EPSILON_BG, budget_levels
+from unseg.budget import DEFAULT_BUDGET, Budget
 
 LOSSLESS_FORMATS = ("PNG", "TIFF", "BMP", "WEBP")  # TIFF and WebP only without lossy compression
 LOSSY_TIFF_COMPRESSIONS = ("jpeg", "tiff_jpeg", "webp")
@@ -103,8 +103,7 @@ class VerifyReport:
 
     originals: Path
     protected: Path
-    epsilon: float
-    epsilon_bg: float
+    budget: Budget
     checks: list[FileCheck]
 
     @property
@@ -126,25 +125,21 @@ def verify_protected(
     protected: str | Path,
     *,
     masks: str | Path | None = None,
-    epsilon: float = DEFAULT_EPSILON,
-    epsilon_bg: float = DEFAULT_EPSILON_BG,
+    budget: Budget = DEFAULT_BUDGET,
     classes: Sequence[str | int] | None = None,
     class_names: dict[str, int] | None = None,
     ignore_index: Iterable[int] = (),
 ) -> VerifyReport:
     """Check every image under ``originals`` against its protected copy under ``protected``.
 
-    ``epsilon`` / ``epsilon_bg`` are fractions of the intensity range (8/255, 2/255 by default);
-    ``masks``, ``classes``, ``class_names`` and ``ignore_index`` select the region exactly as
-    ``unseg protect --masks`` does. The protected copy of ``sub/a.jpg`` is the manifest's output
-    for that source, else ``sub/a.png``, else any image file ``sub/a.*``.
+    ``budget``: the ε / ε_bg to check (8/255, 2/255 by default); ``masks``, ``classes``,
+    ``class_names`` and ``ignore_index`` select the region exactly as ``unseg protect --masks`` does.
+    The protected copy of ``sub/a.jpg`` is the manifest's output for that source, else
+    ``sub/a.png``, else any image file ``sub/a.*``.
     """
     from unseg.data.sources import SourceError, folder_source, plain_source
 
     originals, protected = Path(originals), Path(protected)
-    budget_levels(epsilon), budget_levels(epsilon_bg)  # range checks with a clear message
-    if epsilon_bg > epsilon:
-        raise ValueError(f"epsilon_bg ({epsilon_bg}) must not exceed epsilon ({epsilon})")
     if not protected.is_dir():
         raise SourceError(f"protected folder not found: {protected}")
     exclude = [protected] + ([Path(masks)] if masks is not None else [])
@@ -163,9 +158,9 @@ def verify_protected(
             check.add("missing", "no protected file")
         else:
             check.output = path.relative_to(protected).as_posix()
-            _check_file(check, item, path, record, masks is not None, epsilon, epsilon_bg)
+            _check_file(check, item, path, record, masks is not None, budget)
         checks.append(check)
-    return VerifyReport(originals, protected, epsilon, epsilon_bg, checks)
+    return VerifyReport(originals, protected, budget, checks)
 
 
 def _manifest_records(protected: Path) -> dict[str, dict[str, Any]]:
@@ -234,7 +229,7 @@ def describe_layout(loaded: LoadedImage) -> str:
 
 
 def _check_file(check: FileCheck, item, path: Path, record: dict[str, Any] | None, have_masks: bool,
-                epsilon: float, epsilon_bg: float) -> None:
+                budget: Budget) -> None:
     """Fill ``check`` for one (original, protected) pair."""
     from unseg.data.sources import ItemError
 
@@ -263,8 +258,7 @@ def _check_file(check: FileCheck, item, path: Path, record: dict[str, Any] | Non
     if original.alpha is not None and not np.array_equal(original.alpha, copy.alpha):
         check.add("alpha", "alpha channel differs from the original's")
     max_value = int(np.iinfo(original.pixels.dtype).max)
-    check.budget_inside = budget_levels(epsilon, max_value)
-    check.budget_outside = budget_levels(epsilon_bg, max_value)
+    check.budget_inside, check.budget_outside = budget.levels(max_value)
     change = np.abs(copy.pixels.astype(np.int64) - original.pixels.astype(np.int64)).max(axis=2)
     check.changed_fraction = float((change > 0).mean())
     region = None

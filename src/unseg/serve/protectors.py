@@ -49,11 +49,6 @@ class ProtectorPool:
         return [{"name": name, "trained": protector.trained, "notes": self.notes.get(name, [])}
                 for name, protector in self.protectors.items()]
 
-    def get(self, name: str, epsilon: float, epsilon_bg: float):
-        """A Protector of generator ``name`` with budget ``epsilon`` / ``epsilon_bg`` (fractions)."""
-        from unseg.protection import Protector
-
-        base = self.protectors[name]
-        return Protector(base.generator, name=base.name, trained=base.trained, metadata=base.metadata,
-                         device=base.device, epsilon=epsilon, epsilon_bg=epsilon_bg, batch_size=base.batch_size,
-                         saturate=base.saturate)
+    def get(self, name: str, budget):
+        """A Protector of generator ``name`` with ``budget`` (a :class:`~unseg.budget.Budget`)."""
+        return self.protectors[name].with_budget(budget)

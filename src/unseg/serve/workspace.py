@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from unseg.budget import DEFAULT_BUDGET, Budget
+
 ZIP_NAME = "unseg-protected.zip"
 NOISE_AMPLIFY = 10
 ZOOM_SIDE = 96  # crop side in image pixels (smaller images: their short side)
@@ -86,13 +88,13 @@ class Upload:
                 "preview": f"/api/uploads/{self.id}/preview.png"}
 
 
-ProtectorFactory = Callable[[str, float, float], Any]  # (generator choice, ε, ε_bg as fractions) -> Protector
+ProtectorFactory = Callable[[str, Budget], Any]  # (generator choice, budget) -> Protector
 
 
 class Workspace:
     """Uploads and jobs of one server, all under ``root``; safe to call from several threads.
 
-    ``protector_factory(choice, epsilon, epsilon_bg)`` returns the
+    ``protector_factory(choice, budget)`` returns the
     :class:`~unseg.protection.Protector` for a generator choice (one of ``generators``) and a
     budget; see :class:`unseg.serve.protectors.ProtectorPool`.
     """
@@ -112,7 +114,8 @@ class Workspace:
 
     def info(self) -> dict[str, Any]:
         """What the page needs to set itself up."""
-        return {"generators": self.generators, "defaults": {"epsilon": 8, "epsilon_bg": 2},
+        return {"generators": self.generators, "defaults": {"epsilon": DEFAULT_BUDGET.epsilon,
+                                                                  "epsilon_bg": DEFAULT_BUDGET.epsilon_bg},
                 "max_epsilon": MAX_EPSILON, "views": {"noise_amplify": NOISE_AMPLIFY, "zoom_scale": ZOOM_SCALE},
                 "limits": {"max_upload_bytes": self.limits.max_upload_bytes, "max_pixels": self.limits.max_pixels,
                            "max_images": self.limits.max_images, "text": self.limits.describe()}}
@@ -228,9 +231,7 @@ class Workspace:
 
         if not isinstance(request, dict):
             raise ServeError("the request must be a JSON object")
-        epsilon, epsilon_bg = _budget(request.get("epsilon", 8), "ε"), _budget(request.get("epsilon_bg", 2), "ε_bg")
-        if epsilon_bg > epsilon:
-            raise ServeError(f"ε_bg ({epsilon_bg:g}) must not exceed ε ({epsilon:g})")
+        budget = _budget(request)
         choice = request.get("generator", self.generators[0]["name"])
         if choice not in {generator["name"] for generator in self.generators}:
             raise ServeError(f"unknown generator {choice!r}")
@@ -247,7 +248,7 @@ class Workspace:
                                      lambda size, p=prompt: p))
         job_id = uuid.uuid4().hex
         job = self.root / "jobs" / job_id
-        protector = self.protector_factory(choice, epsilon / 255, epsilon_bg / 255)
+        protector = self.protector_factory(choice, budget)
         with self._protect_lock:
             summary = protect_dataset(items, job / "protected", protector, resume=False, progress=False)
         records = {record["output"]: record for record in read_manifest(job / "protected" / MANIFEST_NAME)
@@ -339,14 +340,21 @@ def _unique(stem: str, taken: set[str]) -> str:
     return candidate
 
 
-def _budget(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ServeError(f"{what} must be a number (1/255 units), got {value!r}") from None
-    if not 0 <= number <= MAX_EPSILON:
-        raise ServeError(f"{what} must be between 0 and {MAX_EPSILON} (1/255 units), got {number:g}")
-    return number
+def _budget(request: dict[str, Any]) -> Budget:
+    """The request's ε / ε_bg (1/255 units, the sliders' range; defaults :data:`DEFAULT_BUDGET`)."""
+    numbers = []
+    for key, what, default in (("epsilon", "ε", DEFAULT_BUDGET.epsilon), ("epsilon_bg", "ε_bg", DEFAULT_BUDGET.epsilon_bg)):
+        value = request.get(key, default)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ServeError(f"{what} must be a number (1/255 units), got {value!r}") from None
+        if not 0 <= number <= MAX_EPSILON:
+            raise ServeError(f"{what} must be between 0 and {MAX_EPSILON} (1/255 units), got {number:g}")
+        numbers.append(number)
+    if numbers[1] > numbers[0]:
+        raise ServeError(f"ε_bg ({numbers[1]:g}) must not exceed ε ({numbers[0]:g})")
+    return Budget(*numbers)
 
 
 def _without_path(message: str, path: Path) -> str:

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unseg.budget import Budget
 from unseg.models import NoiseGenerator, PromptBatch
 from unseg.protection.budget import saturate_noise, scale_noise
 from unseg.training.config import TrainConfig
@@ -87,7 +88,7 @@ def saturated(noise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 
 
 def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,
-            prompts: PromptBatch, epsilon: float, epsilon_bg: float, saturate: bool = False):
+            prompts: PromptBatch, budget: Budget, saturate: bool = False):
     """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere;
     ``saturate``: the noise as protection applies it (see :func:`saturated`)."""
     output = generator(images, prompts)
@@ -96,7 +97,7 @@ def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, val
         noise = F.interpolate(noise, size=images.shape[-2:], mode="bilinear", align_corners=False)
     if saturate:
         noise = saturated(noise, masks)
-    delta = scale_noise(noise, masks, epsilon, epsilon_bg) * valid
+    delta = scale_noise(noise, masks, budget) * valid
     return (images + delta).clamp(0, 1), output
 
 
@@ -240,7 +241,7 @@ class BilevelTrainer:
         self.surrogate.train()
         with torch.no_grad(), self.autocast():
             adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
-                             self.config.epsilon.train, self.config.epsilon.train_bg)
+                             self.config.epsilon.train_budget)
         adv = adv.float()
         surrogate_input = self.surrogate_input(adv, step)
         with self.autocast():
@@ -267,7 +268,7 @@ class BilevelTrainer:
             self.generator.train()
             with self.autocast():
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
-                                      self.config.epsilon.train, self.config.epsilon.train_bg)
+                                      self.config.epsilon.train_budget)
                 logits = surrogate(self.surrogate_input(adv, step), prompts.surrogate)
                 target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
                 noise_loss = self.loss(logits, target, valid)
@@ -289,8 +290,8 @@ class BilevelTrainer:
 
     # --- measurement ------------------------------------------------------------------------
     @torch.no_grad()
-    def surrogate_iou(self, surrogate: nn.Module, batches: list[Batch], epsilon: float, epsilon_bg: float,
-                      seed: int, semantic: nn.Module | None = None, saturate: bool = False) -> dict[str, float]:
+    def surrogate_iou(self, surrogate: nn.Module, batches: list[Batch], budget: Budget, seed: int,
+                      semantic: nn.Module | None = None, saturate: bool = False) -> dict[str, float]:
         """Mean IoU of ``surrogate`` (and of a ``semantic`` surrogate, if given) on protected (ε;
         ``saturate``: noise as protection applies it) and clean versions of ``batches``.
 
@@ -306,8 +307,7 @@ class BilevelTrainer:
             prompts = self.measurement_prompts(batch["mask"], rng)
             images, masks, valid = self._to_device(batch)
             with self.autocast():
-                adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator, epsilon,
-                                 epsilon_bg, saturate)
+                adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator, budget, saturate)
                 for name, source in (("protected", adv.float()), ("clean", images)):
                     logits = surrogate(resize_images(source, self.surrogate_size), prompts.surrogate)
                     ious.setdefault(f"iou_{name}", []).append(mask_iou(logits.float(), masks, valid))
@@ -319,8 +319,7 @@ class BilevelTrainer:
     def evaluate(self, batches: list[Batch]) -> dict[str, float]:
         """Current surrogate's (and semantic surrogate's) IoU on validation objects, protected at the
         training ε vs clean."""
-        eps = self.config.epsilon
-        result = self.surrogate_iou(self.surrogate_module, batches, eps.train, eps.train_bg, self.config.runtime.seed,
-                                    self.semantic_module)
+        result = self.surrogate_iou(self.surrogate_module, batches, self.config.epsilon.train_budget,
+                                    self.config.runtime.seed, self.semantic_module)
         self.surrogate.train()
         return result

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.models.semantic import parse_semantic
 
 
@@ -104,12 +105,25 @@ class EpsilonConfig:
     ``configs/paper.toml``, for a long GPU schedule). The CPU default trains at the protection
     budget (8/255, bg 2/255): at 4/255 the from-scratch surrogate did not pick up the noise within
     200 rounds in any of four runs (``unseg/weights/README.md``).
+
+    Values are fractions of the intensity range (TOML may write them as ``"8/255"``); the code
+    uses them as :class:`~unseg.budget.Budget` values, :attr:`train_budget` and
+    :attr:`protect_budget`. The protection budget is stored in ``generator.safetensors`` and is
+    what :meth:`unseg.protection.Protector.load` (and ``unseg protect``) uses unless told otherwise.
     """
 
-    train: float = 8 / 255
-    train_bg: float = 2 / 255
-    protect: float = 8 / 255
-    protect_bg: float = 2 / 255
+    train: float = DEFAULT_BUDGET.fraction
+    train_bg: float = DEFAULT_BUDGET.fraction_bg
+    protect: float = DEFAULT_BUDGET.fraction
+    protect_bg: float = DEFAULT_BUDGET.fraction_bg
+
+    @property
+    def train_budget(self) -> Budget:
+        return Budget.from_fractions(self.train, self.train_bg)
+
+    @property
+    def protect_budget(self) -> Budget:
+        return Budget.from_fractions(self.protect, self.protect_bg)
 
 
 @dataclass(frozen=True)
@@ -215,6 +229,11 @@ def validate(config: TrainConfig) -> None:
     for key in ("epsilon.train", "epsilon.train_bg", "epsilon.protect", "epsilon.protect_bg"):
         if not 0 <= flat[key] <= 1:
             raise ConfigError(f"{key} must be in [0, 1], got {flat[key]}")
+    for name in ("train", "protect"):
+        try:
+            getattr(config.epsilon, f"{name}_budget")
+        except ValueError as error:
+            raise ConfigError(f"epsilon.{name} / epsilon.{name}_bg: {error}") from None
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

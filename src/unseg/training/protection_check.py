@@ -39,7 +39,7 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         networks.append(semantic)
     optimiser = torch.optim.Adam([p for n in networks for p in n.parameters()], lr=config.optimiser.surrogate_lr)
     scaler = torch.amp.GradScaler(trainer.device.type, enabled=config.runtime.amp == "fp16")
-    eps = config.epsilon
+    budget = config.epsilon.protect_budget
     loss_value = float("nan")
     done = 0
     for step, batch in zip(range(steps), train_batches):
@@ -47,8 +47,7 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         prompts = trainer.measurement_prompts(batch["mask"], rng)
         images, masks, valid = (batch[k].to(trainer.device) for k in ("image", "mask", "valid"))
         with torch.no_grad(), trainer.autocast():
-            adv, _ = perturb(trainer.generator_module, images, masks, valid, prompts.generator, eps.protect,
-                             eps.protect_bg, saturate=True)
+            adv, _ = perturb(trainer.generator_module, images, masks, valid, prompts.generator, budget, saturate=True)
         adv = adv.float()
         for network in networks:
             network.train()
@@ -62,6 +61,6 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
         scaler.update()
         loss_value = loss.item()
         done = step + 1
-    ious = trainer.surrogate_iou(surrogate, eval_batches, eps.protect, eps.protect_bg, seed, semantic, saturate=True)
+    ious = trainer.surrogate_iou(surrogate, eval_batches, budget, seed, semantic, saturate=True)
     return {**{f"check_{key}": value for key, value in ious.items()}, "check_steps": done,
             "check_final_loss": loss_value}
