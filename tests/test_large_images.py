@@ -127,13 +127,13 @@ def test_batches_end_at_the_pixel_limit(tmp_path, tiny_path, monkeypatch):
         Image.fromarray(_image(height, width, seed=index)).save(images / f"{index}.png")
     protector = _load(tiny_path, batch_size=4)
     sizes = []
-    real = Protector.protect_batch
+    real = Protector.protect_fitted
 
     def counting(self, loaded, prompts):
         sizes.append(len(loaded))
         return real(self, loaded, prompts)
 
-    monkeypatch.setattr(Protector, "protect_batch", counting)
+    monkeypatch.setattr(Protector, "protect_fitted", counting)
     reference = protect_dataset(plain_source(images), tmp_path / "whole", protector, progress=False)
     assert sizes == [4, 1] and reference.protected == 5
     sizes.clear()

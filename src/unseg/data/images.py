@@ -49,24 +49,53 @@ class LoadedImage:
         return np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels
 
 
-def _open(path: Path) -> Image.Image:
-    if not path.is_file():
-        raise ImageReadError(f"file not found: {path}")
-    try:
-        image = Image.open(path)
-        image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise ImageReadError(f"cannot read {path}: corrupt or unsupported image ({error})") from error
-    return ImageOps.exif_transpose(image)
+def _upright(source: Path | Image.Image) -> Image.Image:
+    """A decoded image (read from ``source`` if it is a path) turned as its EXIF orientation says:
+    the one place unseg applies EXIF rotation, for files, masks and PIL images passed in."""
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise ImageReadError(f"file not found: {source}")
+        try:
+            image = Image.open(source)
+            image.load()
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise ImageReadError(f"cannot read {source}: corrupt or unsupported image ({error})") from error
+        source = image
+    return ImageOps.exif_transpose(source)
 
 
 def read_image(path: str | Path) -> LoadedImage:
     """Read an image file upright; see the module docstring for the returned layout."""
-    return loaded_from_pil(_open(Path(path)))
+    return loaded_from_pil(Path(path))
 
 
-def loaded_from_pil(image: Image.Image) -> LoadedImage:
-    """Pixels of an (already upright) PIL image in the layout of :func:`read_image`."""
+def as_loaded(image: np.ndarray | Image.Image | str | Path | LoadedImage) -> tuple[LoadedImage, bool]:
+    """Any image input of the Python API -> (LoadedImage, whether the input was a 2-D array).
+
+    A path is read (:func:`read_image`), a PIL image turned upright, an array must be uint8 or
+    uint16, ``H x W`` or ``H x W x C`` with C = 1, 3 or 4 (the 4th channel is alpha).
+    """
+    if isinstance(image, (str, Path)):
+        return read_image(image), False
+    if isinstance(image, Image.Image):
+        return loaded_from_pil(image), False
+    if isinstance(image, LoadedImage):
+        return image, False
+    array = np.asarray(image)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise TypeError(f"image array must be uint8 or uint16, got {array.dtype}")
+    if array.ndim == 2:
+        return LoadedImage(array[..., None]), True
+    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image array must be H x W, H x W x 1, H x W x 3 or H x W x 4, got {array.shape}")
+    if array.shape[2] == 4:
+        return LoadedImage(array[..., :3].copy(), array[..., 3].copy()), False
+    return LoadedImage(array), False
+
+
+def loaded_from_pil(source: Image.Image | Path) -> LoadedImage:
+    """Pixels of a PIL image (or image file), turned upright, in the layout of :func:`read_image`."""
+    image = _upright(source)
     alpha = None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image)
@@ -100,7 +129,7 @@ def read_mask(path: str | Path, dtype: type | None = np.int64) -> np.ndarray:
     ``dtype``: the array's type; None keeps the file's own (uint8 for an 8-bit PNG: 1 byte per
     pixel instead of int64's 8, for large images).
     """
-    image = _open(Path(path))
+    image = _upright(Path(path))
     array = np.asarray(image)
     if array.ndim == 3:
         if array.shape[2] >= 3 and (array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all():

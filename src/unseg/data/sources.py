@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, read_mask
-from unseg.protection.protector import ImagePrompt
+from unseg.data.prompts import ImagePrompt
 
 
 class SourceError(ValueError):
@@ -40,7 +40,7 @@ class ItemError(ValueError):
     """One item cannot be protected (missing or mismatched mask, ...); the others continue."""
 
 
-PromptBuilder = Callable[[tuple[int, int]], ImagePrompt]
+PromptBuilder = Callable[[], ImagePrompt]
 
 
 @dataclass
@@ -52,8 +52,8 @@ class ProtectItem:
         output_path: where its protected version goes, relative to the output folder (mirrors the
             input folder layout; suffix .png, or .jpg for JPEG output).
         description: short human-readable origin (relative input path), used in reports.
-        build_prompt: called with the image (height, width); returns its :class:`ImagePrompt` or
-            raises :class:`ItemError`.
+        build_prompt: returns the image's :class:`ImagePrompt` (read lazily) or raises
+            :class:`ItemError`.
     """
 
     image_path: Path
@@ -62,16 +62,22 @@ class ProtectItem:
     build_prompt: PromptBuilder
 
     def prompt(self, size: tuple[int, int]) -> ImagePrompt:
-        """The prompt for an image of ``size`` = (height, width)."""
-        return self.build_prompt(size)
+        """The prompt for the item's image of ``size`` = (height, width), checked against it
+        (:meth:`ImagePrompt.check_fits`); a mismatch raises :class:`ItemError`."""
+        prompt = self.build_prompt()
+        try:
+            prompt.check_fits(*size)
+        except ValueError as error:
+            raise ItemError(str(error)) from None
+        return prompt
 
 
-def _no_prompt(size: tuple[int, int]) -> ImagePrompt:
+def _no_prompt() -> ImagePrompt:
     return ImagePrompt()
 
 
 def _failing(message: str) -> PromptBuilder:
-    def build(size: tuple[int, int]) -> ImagePrompt:
+    def build() -> ImagePrompt:
         raise ItemError(message)
 
     return build
@@ -181,18 +187,17 @@ def _mask_file(masks_dir: Path, relative: Path) -> Path | None:
 
 
 def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int]) -> PromptBuilder:
-    def build(size: tuple[int, int]) -> ImagePrompt:
+    def build() -> ImagePrompt:
         if mask_path is None:
             raise ItemError(f"no mask for {stem}")
         try:
             labels = read_mask(mask_path, dtype=None)  # the file's own integer type: large masks stay small
         except ImageReadError as error:
             raise ItemError(str(error)) from error
-        if labels.shape != size:
-            raise ItemError(f"mask {labels.shape[1]}x{labels.shape[0]} does not match image {size[1]}x{size[0]}")
         present = set(_labels_present(labels).tolist()) - ignore
         selected = (present - {0}) if classes is None else (present & classes)
-        return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected))
+        return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected),
+                           image_size=labels.shape)
 
     return build
 
@@ -276,12 +281,10 @@ def coco_source(
 
 
 def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path) -> PromptBuilder:
-    def build(size: tuple[int, int]) -> ImagePrompt:
-        expected = (int(info["height"]), int(info["width"]))
-        if expected != size:
-            raise ItemError(f"COCO size {expected[1]}x{expected[0]} does not match image {size[1]}x{size[0]}")
+    def build() -> ImagePrompt:
         objects = [coco.annToMask(annotation).astype(bool) for annotation in annotations]
-        return ImagePrompt(objects=objects, num_objects=len(annotations))
+        return ImagePrompt(objects=objects, num_objects=len(annotations),
+                           image_size=(int(info["height"]), int(info["width"])))
 
     return build
 
@@ -303,7 +306,7 @@ def prompts_source(
 
 
 def _fixed(prompt: ImagePrompt) -> PromptBuilder:
-    return lambda size: prompt
+    return lambda: prompt
 
 
 def read_prompts_file(path: Path) -> dict[str, ImagePrompt]:

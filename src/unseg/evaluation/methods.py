@@ -95,7 +95,8 @@ def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[li
     noise, with each labelled class region of the object region as its own mask prompt (as
     ``unseg protect --masks`` does for class-index masks); info names the generator."""
     from unseg.data.images import LoadedImage
-    from unseg.protection.protector import ImagePrompt, Protector
+    from unseg.data.prompts import ImagePrompt
+    from unseg.protection.protector import Protector
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -3,7 +3,8 @@
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.protection.budget import apply_budget, epsilon_map, measured_linf, scale_noise
 from unseg.protection.pipeline import ProtectSummary, protect_dataset
-from unseg.protection.protector import ImagePrompt, ProtectionResult, Protector
+from unseg.data.prompts import ImagePrompt
+from unseg.protection.protector import ProtectionResult, Protector
 
 __all__ = [
     "Budget",

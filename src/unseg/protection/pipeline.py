@@ -24,16 +24,15 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from unseg.data.images import ImageReadError, LoadedImage, atomic_write, read_image, remove_partial_files, write_image
-from unseg.protection.protector import ImagePrompt, ProtectionResult, Protector
-
-if TYPE_CHECKING:  # sources imports the protector; a runtime import here would be circular
-    from unseg.data.sources import ProtectItem
+from unseg.data.prompts import ImagePrompt
+from unseg.data.sources import ProtectItem
+from unseg.protection.protector import ProtectionResult, Protector
 
 MANIFEST_NAME = "manifest.jsonl"
 BATCH_PIXELS = 16_000_000  # a batch takes no further image once it holds this many pixels
@@ -136,7 +135,7 @@ def _write_synced(path: Path, text: str) -> None:
 
 
 def protect_dataset(
-    source: Sequence["ProtectItem"],
+    source: Sequence[ProtectItem],
     out_dir: str | Path,
     protector: Protector,
     jpeg_quality: int | None = None,
@@ -174,10 +173,10 @@ def protect_dataset(
     return summary
 
 
-Loaded = tuple["ProtectItem", LoadedImage, ImagePrompt]
+Loaded = tuple[ProtectItem, LoadedImage, ImagePrompt]
 
 
-def _batches(items: list["ProtectItem"], size: int, jpeg_quality: int | None, writer: ManifestWriter,
+def _batches(items: list[ProtectItem], size: int, jpeg_quality: int | None, writer: ManifestWriter,
              summary: ProtectSummary) -> Iterator[list[Loaded]]:
     """Load items and group them: a batch ends at ``size`` images or once it holds ``BATCH_PIXELS``
     pixels. Items that cannot be loaded are recorded as failed here."""
@@ -197,16 +196,14 @@ def _batches(items: list["ProtectItem"], size: int, jpeg_quality: int | None, wr
         yield batch
 
 
-def _load(item: "ProtectItem", jpeg_quality: int | None, writer: ManifestWriter, summary: ProtectSummary
+def _load(item: ProtectItem, jpeg_quality: int | None, writer: ManifestWriter, summary: ProtectSummary
           ) -> Loaded | None:
     """An item's image and prompt, or None (failure recorded) when either is unusable."""
     try:
         loaded = read_image(item.image_path)
         if jpeg_quality is not None and loaded.pixels.dtype != np.uint8:
             raise ValueError("16-bit image cannot be written as JPEG without losing depth; use PNG output")
-        prompt = item.prompt(loaded.size)
-        prompt.check_fits(*loaded.size)
-        return item, loaded, prompt
+        return item, loaded, item.prompt(loaded.size)  # checked against the image (ItemError)
     except (ImageReadError, ValueError) as error:  # ItemError is a ValueError
         _record_failure(item, error, writer, summary)
         return None
@@ -222,7 +219,7 @@ def _protect_batch(
 ) -> None:
     """Protect and write one batch of loaded items; per-item failures are recorded, not raised."""
     try:
-        results = protector.protect_batch([loaded for _, loaded, _ in batch], [prompt for _, _, prompt in batch])
+        results = protector.protect_fitted([loaded for _, loaded, _ in batch], [prompt for _, _, prompt in batch])
     except (RuntimeError, ValueError) as error:  # e.g. out of memory: report every image of the batch
         for item, _, _ in batch:
             _record_failure(item, error, writer, summary)
@@ -240,14 +237,14 @@ def _protect_batch(
         summary.protected += 1
 
 
-def _record_failure(item: "ProtectItem", error: Exception, writer: ManifestWriter, summary: ProtectSummary) -> None:
+def _record_failure(item: ProtectItem, error: Exception, writer: ManifestWriter, summary: ProtectSummary) -> None:
     message = str(error) or type(error).__name__
     writer.write({"source": item.description, "output": item.output_path.as_posix(), "error": message})
     summary.failures.append((item.description, message))
 
 
 def _success_record(
-    item: "ProtectItem", result: ProtectionResult, protector: Protector, jpeg_quality: int | None
+    item: ProtectItem, result: ProtectionResult, protector: Protector, jpeg_quality: int | None
 ) -> dict[str, Any]:
     stats = result.stats
     return {

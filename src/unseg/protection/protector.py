@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from skimage.draw import disk
 
 import unseg
-from unseg.data.images import LoadedImage, loaded_from_pil, read_image
+from unseg.data.images import LoadedImage, as_loaded
+from unseg.data.prompts import ImagePrompt
 from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
@@ -45,108 +46,6 @@ from unseg.protection.strips import row_strips
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
 FALLBACK_PRESET = "small"
 UNTRAINED_MESSAGE = "UNTRAINED generator: noise is not optimised, protection will be weak"
-
-
-@dataclass
-class ImagePrompt:
-    """What to protect in one image, in image pixel coordinates.
-
-    Attributes:
-        mask: ``H x W`` bool region of the object(s), or None.
-        boxes: ``K x 4`` boxes (x0, y0, x1, y1), or None.
-        points: ``K x 2`` points (x, y), or None.
-        point_labels: ``K`` labels, 1 positive / 0 negative; None means all positive.
-        num_objects: how many objects the prompt covers, when the source knows (instances or
-            labelled regions in a mask); else derived (1 per mask, box or positive point).
-        objects: optional list of ``H x W`` bool masks, one per object (instances, class regions).
-            Each object then gets the noise the generator makes for its own mask prompt (one
-            decoder pass per object, the image is encoded once); the rest of the image keeps the
-            noise of the whole prompt. ``mask`` defaults to their union.
-
-    An empty prompt (all None) means the image has no object: only ε_bg applies.
-    """
-
-    mask: np.ndarray | None = None
-    boxes: np.ndarray | None = None
-    points: np.ndarray | None = None
-    point_labels: np.ndarray | None = None
-    num_objects: int | None = None
-    objects: list[np.ndarray] | None = None
-
-    def __post_init__(self) -> None:
-        if self.objects is not None:
-            objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
-            if any(mask.ndim != 2 or mask.shape != objects[0].shape for mask in objects):
-                raise ValueError("objects must be H x W masks of one size")
-            self.objects = objects or None  # no non-empty object: as if none were given
-        if self.objects is not None:
-            if self.mask is None:
-                self.mask = np.logical_or.reduce(self.objects)
-            if self.num_objects is None:
-                self.num_objects = len(self.objects)
-        if self.mask is not None:
-            self.mask = np.asarray(self.mask).astype(bool)
-            if self.mask.ndim != 2:
-                raise ValueError(f"mask must be H x W, got shape {self.mask.shape}")
-            if not self.mask.any():
-                self.mask = None  # an empty mask selects nothing
-        if self.boxes is not None:
-            self.boxes = _finite(np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4), "boxes")
-            bad = (self.boxes[:, 2] <= self.boxes[:, 0]) | (self.boxes[:, 3] <= self.boxes[:, 1])
-            if bad.any():
-                raise ValueError(f"boxes need x1 > x0 and y1 > y0, got {self.boxes[bad][0].tolist()}")
-            if not len(self.boxes):
-                self.boxes = None
-        if self.points is not None:
-            self.points = _finite(np.asarray(self.points, dtype=np.float64).reshape(-1, 2), "points")
-            labels = np.ones(len(self.points), np.int64) if self.point_labels is None else self.point_labels
-            labels = np.asarray(labels).reshape(-1)
-            if labels.shape != (len(self.points),) or not np.isin(labels, (0, 1)).all():
-                raise ValueError(f"point_labels must be one 0/1 label per point, got {labels.tolist()}")
-            self.point_labels = labels.astype(np.int64)
-            if not len(self.points):
-                self.points, self.point_labels = None, None
-        elif self.point_labels is not None:
-            raise ValueError("point_labels given without points")
-
-    @property
-    def kind(self) -> str:
-        """"mask", "box", "points", combinations joined by "+", or "none"."""
-        parts = [name for name, value in (("mask", self.mask), ("box", self.boxes), ("points", self.points))
-                 if value is not None]
-        return "+".join(parts) or "none"
-
-    @property
-    def num_boxes(self) -> int:
-        return 0 if self.boxes is None else len(self.boxes)
-
-    @property
-    def num_points(self) -> int:
-        return 0 if self.points is None else len(self.points)
-
-    def check_fits(self, height: int, width: int) -> None:
-        """Raise ValueError if the mask size differs from the image or a box/point lies outside it."""
-        if self.mask is not None and self.mask.shape != (height, width):
-            raise ValueError(f"mask {self.mask.shape[1]}x{self.mask.shape[0]} does not match image {width}x{height}")
-        if self.objects is not None and self.objects[0].shape != (height, width):
-            raise ValueError(f"object masks {self.objects[0].shape[1]}x{self.objects[0].shape[0]} do not match "
-                             f"image {width}x{height}")
-        if self.boxes is not None:
-            outside = (self.boxes[:, 2] <= 0) | (self.boxes[:, 3] <= 0) | (self.boxes[:, 0] >= width) | (
-                self.boxes[:, 1] >= height)
-            if outside.any():
-                raise ValueError(f"box {self.boxes[outside][0].tolist()} lies outside the {width}x{height} image")
-        if self.points is not None:
-            x, y = self.points[:, 0], self.points[:, 1]
-            outside = (x < 0) | (y < 0) | (x >= width) | (y >= height)
-            if outside.any():
-                raise ValueError(f"point {self.points[outside][0].tolist()} lies outside the {width}x{height} image")
-
-
-def _finite(array: np.ndarray, what: str) -> np.ndarray:
-    if not np.isfinite(array).all():
-        raise ValueError(f"{what} must be finite numbers")
-    return array
 
 
 @dataclass
@@ -332,7 +231,7 @@ class Protector:
         ``objects`` is a list of per-object masks (see :class:`ImagePrompt`).
         The result's pixels have the input's dtype and shape.
         """
-        loaded, squeeze = _as_loaded(image)
+        loaded, squeeze = as_loaded(image)
         prompt = ImagePrompt(mask=mask, boxes=box, points=points, point_labels=point_labels, objects=objects)
         result = self.protect_batch([loaded], [prompt])[0]
         if squeeze:
@@ -340,11 +239,17 @@ class Protector:
         return result
 
     def protect_batch(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[ProtectionResult]:
-        """Protect several images; prompts pair with images by position."""
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
+        """Protect several images; prompts pair with images by position (each checked against its
+        image first, :meth:`ImagePrompt.check_fits`)."""
         for loaded, prompt in zip(images, prompts):
             prompt.check_fits(*loaded.size)
+        return self.protect_fitted(images, prompts)
+
+    def protect_fitted(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[ProtectionResult]:
+        """:meth:`protect_batch` for prompts already checked against their images (as
+        :meth:`unseg.data.sources.ProtectItem.prompt` returns them): the same output."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         if not images:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
@@ -420,7 +325,7 @@ class Protector:
             "epsilon_levels": levels[0],
             "epsilon_bg_levels": levels[1],
             **image_quality(loaded.pixels, pixels),
-            "num_objects": _count_objects(prompt),
+            "num_objects": prompt.object_count,
             "prompt": prompt.kind,
             "num_boxes": prompt.num_boxes,
             "num_points": prompt.num_points,
@@ -453,26 +358,6 @@ def _seeded_generator(preset: str, seed: int) -> NoiseGenerator:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_generator(preset)
-
-
-def _as_loaded(image: np.ndarray | Image.Image | str | Path) -> tuple[LoadedImage, bool]:
-    """Any supported image input -> (LoadedImage, whether the input was a 2-D array)."""
-    if isinstance(image, (str, Path)):
-        return read_image(image), False
-    if isinstance(image, Image.Image):
-        return loaded_from_pil(ImageOps.exif_transpose(image)), False
-    if isinstance(image, LoadedImage):
-        return image, False
-    array = np.asarray(image)
-    if array.dtype not in (np.uint8, np.uint16):
-        raise TypeError(f"image array must be uint8 or uint16, got {array.dtype}")
-    if array.ndim == 2:
-        return LoadedImage(array[..., None]), True
-    if array.ndim != 3 or array.shape[2] not in (1, 3, 4):
-        raise ValueError(f"image array must be H x W, H x W x 1, H x W x 3 or H x W x 4, got {array.shape}")
-    if array.shape[2] == 4:
-        return LoadedImage(array[..., :3].copy(), array[..., 3].copy()), False
-    return LoadedImage(array), False
 
 
 def _prompt_tokens(prompt: ImagePrompt, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
@@ -540,19 +425,3 @@ def _region(prompt: ImagePrompt, box: Letterbox, logits: torch.Tensor) -> np.nda
                 rows, cols = disk((y, x), radius, shape=(height, width))
                 region[rows, cols] = True
     return region
-
-
-def _count_objects(prompt: ImagePrompt) -> int:
-    """Objects the prompt names: the source's count, else 1 for a mask, one per box, else one per
-    positive point; 0 for an empty prompt."""
-    if prompt.kind == "none":
-        return 0
-    if prompt.num_objects is not None:
-        return prompt.num_objects
-    if prompt.mask is not None:
-        return 1
-    if prompt.boxes is not None:
-        return prompt.num_boxes
-    if prompt.points is not None:
-        return int((prompt.point_labels == 1).sum())
-    return 0

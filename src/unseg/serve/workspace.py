@@ -245,7 +245,7 @@ class Workspace:
             upload, prompt = self._prompt(entry)
             stem = _unique(Path(upload.name).stem, names)  # two uploads of one name stay apart
             items.append(ProtectItem(upload.original, Path(f"{stem}.png"), stem + Path(upload.name).suffix,
-                                     lambda size, p=prompt: p))
+                                     lambda p=prompt: p))
         job_id = uuid.uuid4().hex
         job = self.root / "jobs" / job_id
         protector = self.protector_factory(choice, budget)
@@ -289,7 +289,7 @@ class Workspace:
     def _prompt(self, entry: Any):
         """(upload, ImagePrompt) of one request entry; bad marks raise ServeError naming the image."""
         from unseg.data.images import read_mask
-        from unseg.protection.protector import ImagePrompt
+        from unseg.data.prompts import ImagePrompt
 
         if not isinstance(entry, dict) or "id" not in entry:
             raise ServeError("each image entry needs the id of an upload")

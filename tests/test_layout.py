@@ -1,0 +1,55 @@
+"""The package's shape: imports run one way (lower layers never import upper ones)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "unseg"
+# Each layer and the layers above it that it must never import (at module level or inside a function).
+FORBIDDEN = {
+    "budget": ("data", "models", "protection", "training", "evaluation", "baselines", "cli", "serve"),
+    "data": ("protection", "training", "evaluation", "baselines", "cli", "serve"),
+    "models": ("protection", "training", "evaluation", "baselines", "cli", "serve"),
+    "protection": ("training", "evaluation", "cli", "serve"),
+}
+
+
+def imported_modules(source: str, package: str) -> set[str]:
+    """Every ``unseg.*`` module that ``source`` (a module of ``package``) imports, anywhere in it,
+    relative imports resolved."""
+    tree = ast.parse(source)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            found.add(base)
+    return {name for name in found if name == "unseg" or name.startswith("unseg.")}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_lower_layers_never_import_upper_ones():
+    offences = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        layer = relative.parts[0].removesuffix(".py")
+        package = ".".join(path.relative_to(PACKAGE.parent).parts[:-1])
+        for module in imported_modules(path.read_text(encoding="utf-8"), package):
+            if layer_of(module) in FORBIDDEN.get(layer, ()):
+                offences.append(f"{relative} imports {module}")
+    assert not offences, offences
+
+
+def test_the_import_check_sees_function_level_and_relative_imports():
+    source = "import os\ndef f():\n    from unseg.protection import Protector\n    from ..training import config\n"
+    assert imported_modules(source, "unseg.data") == {"unseg.protection", "unseg.training"}
+    assert layer_of("unseg.protection.protector") == "protection" and layer_of("unseg") == ""
