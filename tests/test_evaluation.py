@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from evaluation_helpers import TOY_SPEC, write_tiny_generator, write_toy_folder
 from unseg.budget import Budget
 from unseg.cli.main import app
-from unseg.data.images import read_image
+from unseg.data.images import LoadedImage, read_image
+from unseg.data.prompts import ImagePrompt
 from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
 from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, run_evaluation, write_report
 from unseg.evaluation import protocol
@@ -318,3 +319,25 @@ def test_benchmark_dry_run_writes_report_and_header(tmp_path):
     assert "| epochs | `1` |" in header
     saved = json.loads((results / "results.json").read_text())
     assert len(saved["cells"]) == 3 and (results / "report.md").read_text() == (out / "report.md").read_text()
+
+
+def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_once(tmp_path):
+    """The evaluation takes the protector's noise (``noise_batch``: no budget, no statistics) and
+    bounds it once: the cached PNGs equal ``Protector.protect`` with each class region as an object."""
+    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.protection import Protector
+
+    folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=3, test=1))
+    generator = str(write_tiny_generator(tmp_path / "tiny.safetensors"))
+    options = MethodOptions(budget=Budget(6, 1), generator=generator, batch_size=2)
+    target, info = protect_split("unseg", folder, folder.stems("train"), tmp_path / "cache", options, progress=False)
+    assert (info["epsilon_levels"], info["epsilon_bg_levels"]) == (6, 1)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        protector = Protector.load(generator, budget=Budget(6, 1))
+    for stem in folder.stems("train"):
+        pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
+        region = folder.spec.object_region(mask)
+        expected = protector.protect(pixels, objects=class_regions(mask, region))
+        assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels), stem
+        natives = protector.noise_batch([LoadedImage(pixels)], [ImagePrompt(objects=class_regions(mask, region))])
+        assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)

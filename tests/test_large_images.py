@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -17,6 +18,7 @@ from unseg.data.images import read_image
 from unseg.data.transforms import Letterbox, image_to_model_input, to_float_tensor
 from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.protection import Protector, pipeline, protect_dataset, strips
+from unseg.protection.perturb import map_to_native
 from unseg.protection.quality import psnr, ssim
 
 TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
@@ -46,14 +48,20 @@ def test_rows_mapped_alone_do_not_depend_on_the_split_and_follow_bilinear():
     grid = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     for height, width in [(37, 53), (300, 17), (1, 7), (513, 1025)]:
         box = Letterbox(height, width, size=256)
-        whole = box.map_rows_to_image(grid.numpy(), 0, height)
-        assert whole.shape == (height, width, 3) and whole.dtype == np.float32
+        whole = map_to_native(grid, box)
+        assert whole.shape == (3, height, width) and whole.dtype == torch.float32
         cuts = sorted({0, height, *np.random.default_rng(height).integers(0, height, 5).tolist()})
-        pieces = np.concatenate([box.map_rows_to_image(grid.numpy(), a, b) for a, b in zip(cuts, cuts[1:])])
-        assert np.array_equal(pieces, whole)  # identical, not just close: strips never change a result
-        reference = box.map_to_image(grid[None])[0].permute(1, 2, 0).numpy()
-        np.testing.assert_allclose(whole, reference, atol=1e-5)
+        pieces = torch.cat([map_to_native(grid, box, a, b) for a, b in zip(cuts, cuts[1:])], dim=1)
+        assert torch.equal(pieces, whole)  # identical, not just close: strips never change a result
+        crop_h, crop_w = box.noise_crop(32)
+        reference = F.interpolate(grid[None, :, :crop_h, :crop_w], size=(height, width), mode="bilinear",
+                                  align_corners=False)[0]
+        torch.testing.assert_close(whole, reference, atol=1e-5, rtol=0)
         assert whole.min() >= grid.min() and whole.max() <= grid.max()  # convex combinations
+    batch = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    square = Letterbox(64, 64, 64)  # training: a square input, no padding to cut
+    torch.testing.assert_close(map_to_native(batch, square), F.interpolate(batch, size=(64, 64), mode="bilinear",
+                                                                           align_corners=False), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("channels,dtype", [(3, np.uint8), (1, np.uint8), (1, np.uint16)])

@@ -139,6 +139,29 @@ def test_saturated_perturbation_spends_the_whole_budget_as_protection_does(tmp_p
     assert torch.equal(saturated(output.noise[:1], masks[:1])[0], torch.from_numpy(expected).permute(2, 0, 1))
 
 
+def test_saturation_in_training_is_straight_through(tmp_path):
+    """``epsilon.saturate``: generator steps see the saturated noise protection applies (forward: the
+    sign) and still get a gradient (backward: identity through the centred noise)."""
+    trainer, batch = _trainer_and_batch(tmp_path, epsilon={"saturate": True})
+    every = torch.ones(batch["mask"].shape[0], 3, dtype=torch.bool)
+    prompts = prompt_batch(batch["mask"], every, trainer.sampling, torch.Generator().manual_seed(0))
+    images, masks, valid = batch["image"], batch["mask"], batch["valid"]
+    generator = trainer.generator_module
+    with torch.no_grad():
+        hard, _ = perturb(generator, images, masks, valid, prompts, Budget(8, 2), saturate=True)
+    soft, _ = perturb(generator, images, masks, valid, prompts, Budget(8, 2), saturate=True)
+    assert torch.equal(soft.detach(), hard)
+    generator.zero_grad(set_to_none=True)
+    soft.sum().backward()
+    grads = [p.grad for p in generator.noise_head.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+    plain, _ = _trainer_and_batch(tmp_path)  # the same initial networks, raw noise
+    assert _same(_weights(plain.generator_module), _weights(generator))
+    trainer.generator_step(batch, 0)
+    plain.generator_step(batch, 0)
+    assert not _same(_weights(plain.generator_module), _weights(generator))  # the switch reaches the step
+
+
 def test_rescale_through_keeps_coarse_texture_and_erases_pixel_texture():
     y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     fine = ((x + y) % 2 * 2 - 1).expand(1, 3, 64, 64)  # period 2 px

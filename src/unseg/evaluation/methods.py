@@ -1,8 +1,9 @@
 """Protecting a dataset's training split with one method (UnSeg or a baseline), cached on disk.
 
-Every method ends the same way: unit noise ``H x W x 3`` in [-1, 1] at native resolution,
-bounded exactly by :func:`unseg.protection.budget.apply_budget` (ε on the object region of the
-set's ``objects`` rule, ε_bg elsewhere) and written as lossless PNG. Protected images of
+Every method ends the same way: unit noise ``H x W x 3`` in [-1, 1] at native resolution (for
+UnSeg :meth:`unseg.protection.Protector.noise_batch`: the protector's noise, without its budget or
+quality statistics), bounded exactly once by :func:`unseg.protection.budget.apply_budget` (ε on
+the object region of the set's ``objects`` rule, ε_bg elsewhere) and written as lossless PNG. Protected images of
 (method, dataset, ε, ε_bg) live in one folder with a ``protection.json`` holding the timing, so
 a rerun reuses them. Timings cover noise generation + budget (not file reading or writing).
 """
@@ -107,7 +108,7 @@ def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[li
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
         images = [LoadedImage(sample.pixels) for sample in samples]
         prompts = [ImagePrompt(objects=class_regions(sample.mask, sample.region)) for sample in samples]
-        return [result.noise for result in protector.protect_batch(images, prompts)]
+        return [native.full() for native in protector.noise_batch(images, prompts)]  # the budget: once, below
 
     return make, info
 

@@ -1,16 +1,17 @@
 """The protection API: image + prompt in, exactly bounded protected image out.
 
 ``Protector`` wraps a noise generator. For each image it letterboxes the pixels and the prompt
-into the square model input, runs the generator (batched), maps the noise back to the image's
-native resolution, saturates it (:func:`unseg.protection.budget.saturate_noise`, unless
-``saturate=False``) and adds it under the per-pixel budget (ε on the protected region, ε_bg
-elsewhere) with :func:`unseg.protection.budget.apply_budget`, so the bound holds exactly on every
-output pixel for any size or aspect ratio.
+into the square model input, runs the generator (batched), then takes the noise to pixels through
+:mod:`unseg.protection.perturb` (the path training and evaluation share): mapped back to the
+image's native resolution, saturated (unless ``saturate=False``) and added under the per-pixel
+budget (ε on the protected region, ε_bg elsewhere), so the bound holds exactly on every output
+pixel for any size or aspect ratio. These stages run in torch on the generator's device.
 
 The native-size stages run one strip of rows at a time (:mod:`unseg.protection.strips`): the
-noise is mapped up per strip (:class:`NativeNoise`), saturation takes its per-region channel
-means from a first pass over the strips, and the budget, L∞, PSNR and SSIM are computed per
-strip. An image then costs its integer input, output and region mask plus bounded temporaries.
+noise is mapped up per strip (:class:`~unseg.protection.perturb.NativeNoise`), saturation takes
+its per-region channel means from a first pass over the strips, and the budget, L∞, PSNR and SSIM
+are computed per strip. An image then costs its integer input, output and region mask plus
+bounded temporaries.
 """
 
 from __future__ import annotations
@@ -33,67 +34,13 @@ from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.budget import DEFAULT_BUDGET, Budget
-from unseg.protection.budget import (
-    apply_budget,
-    measured_linf,
-    region_channel_means,
-    region_channel_sums,
-    saturate_noise,
-)
+from unseg.protection.perturb import NativeNoise, map_to_native
 from unseg.protection.quality import image_quality
 from unseg.protection.strips import row_strips
 
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
 FALLBACK_PRESET = "small"
 UNTRAINED_MESSAGE = "UNTRAINED generator: noise is not optimised, protection will be weak"
-
-
-@dataclass
-class NativeNoise:
-    """One image's unit noise at its native resolution, made one strip of rows at a time.
-
-    Attributes:
-        box: the image's letterbox (native size and model input size).
-        grid: ``3 x N x N`` noise over the model input, for the whole prompt.
-        objects: per object, its ``H x W`` bool mask and the ``3 x N x N`` noise made with its
-            own mask prompt, which replaces ``grid``'s on the mask (where objects overlap, the
-            later one wins).
-        region: ``H x W`` bool, where ε applies.
-        means: ``2 x 3`` channel means on / off ``region`` removed before the sign when the noise
-            is saturated (:meth:`saturated`); None for the generator's raw noise.
-    """
-
-    box: Letterbox
-    grid: np.ndarray
-    objects: list[tuple[np.ndarray, np.ndarray]]
-    region: np.ndarray
-    means: np.ndarray | None = None
-
-    def raw_rows(self, start: int, stop: int) -> np.ndarray:
-        """``(stop - start) x W x 3`` float32 generator noise of those rows, objects composed in."""
-        noise = self.box.map_rows_to_image(self.grid, start, stop)
-        for mask, grid in self.objects:
-            part = mask[start:stop]
-            if part.any():
-                noise[part] = self.box.map_rows_to_image(grid, start, stop)[part]
-        return noise
-
-    def rows(self, start: int, stop: int) -> np.ndarray:
-        """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
-        noise = self.raw_rows(start, stop)
-        return noise if self.means is None else saturate_noise(noise, self.region[start:stop], self.means)
-
-    def saturated(self) -> "NativeNoise":
-        """This noise with the per-region channel means of the whole image (a pass over the strips)."""
-        sums, counts = np.zeros((2, 3)), np.zeros(2, np.int64)
-        for start, stop in row_strips(self.box.height, self.box.width):
-            strip_sums, strip_counts = region_channel_sums(self.raw_rows(start, stop), self.region[start:stop])
-            sums, counts = sums + strip_sums, counts + strip_counts
-        return replace(self, means=region_channel_means(sums, counts))
-
-    def full(self) -> np.ndarray:
-        """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel)."""
-        return self.rows(0, self.box.height)
 
 
 @dataclass
@@ -174,7 +121,7 @@ class Protector:
         count as untrained. ``budget`` None: the checkpoint's stored protection budget (a trained
         run's ``epsilon.protect`` / ``epsilon.protect_bg``, :func:`stored_budget`), else
         :data:`~unseg.budget.DEFAULT_BUDGET`. ``saturate`` (default) applies
-        :func:`~unseg.protection.budget.saturate_noise` to the generator's noise; False keeps the
+        :func:`~unseg.protection.perturb.saturate` to the generator's noise; False keeps the
         raw generator output.
         """
         source = resolve_generator_source(path_or_preset, sam_checkpoint)
@@ -248,16 +195,33 @@ class Protector:
     def protect_fitted(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[ProtectionResult]:
         """:meth:`protect_batch` for prompts already checked against their images (as
         :meth:`unseg.data.sources.ProtectItem.prompt` returns them): the same output."""
+        natives = self._native_noise(images, prompts)
+        return [self._finish(loaded, prompt, native) for loaded, prompt, native in zip(images, prompts, natives)]
+
+    def noise_batch(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[NativeNoise]:
+        """The noise :meth:`protect_batch` adds, without adding it: per image its unit noise at
+        native size (saturated unless ``saturate=False``; ``.full()`` makes the ``H x W x 3``
+        array) and its region (``.region``). No budget, no statistics, nothing written: for
+        callers that apply the budget themselves (the evaluation)."""
+        for loaded, prompt in zip(images, prompts):
+            prompt.check_fits(*loaded.size)
+        return self._native_noise(images, prompts)
+
+    def _native_noise(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[NativeNoise]:
+        """Generator passes for a batch, then each image's noise mapped to native size (per strip,
+        on the generator's device), with its region, saturated unless ``saturate=False``."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         if not images:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
         noise, logits, object_noise = self._forward(images, prompts, boxes)
-        return [
-            self._finish(loaded, prompt, box, noise[i : i + 1], logits[i : i + 1], object_noise[i])
-            for i, (loaded, prompt, box) in enumerate(zip(images, prompts, boxes))
-        ]
+        natives = []
+        for i, (prompt, box) in enumerate(zip(prompts, boxes)):
+            objects = [] if object_noise[i] is None else list(zip(prompt.objects, object_noise[i]))
+            native = NativeNoise(box, noise[i], objects, _region(prompt, box, logits[i]))
+            natives.append(native.saturated() if self.saturate else native)
+        return natives
 
     @torch.no_grad()
     def _forward(
@@ -281,7 +245,7 @@ class Protector:
             batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
             out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device))
             for row, index in enumerate(group):
-                noise[index], logits[index] = out.noise[row].float().cpu(), out.mask_logits[row].float().cpu()
+                noise[index], logits[index] = out.noise[row].float(), out.mask_logits[row].float()
         return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
 
     def _object_noise(self, features: ImageFeatures, prompts: list[ImagePrompt],
@@ -300,24 +264,13 @@ class Protector:
             batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask in part], self.input_size)
             out = self.generator.decode(features.select(rows), batch.to(self.device))
             for row, (index, _) in enumerate(part):
-                found.setdefault(index, []).append(out.noise[row].float().cpu())
+                found.setdefault(index, []).append(out.noise[row].float())
         return [torch.stack(found[i]) if i in found else None for i in range(len(prompts))]
 
-    def _finish(
-        self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor,
-        object_noise: torch.Tensor | None,
-    ) -> ProtectionResult:
-        """Noise to native size, saturation, budget and statistics, strip by strip (bounded memory)."""
-        region = _region(prompt, box, logits)
-        objects = [] if object_noise is None else list(zip(prompt.objects, object_noise.numpy()))
-        native = NativeNoise(box, noise[0].numpy(), objects, region)
-        if self.saturate:
-            native = native.saturated()
-        pixels = np.empty_like(loaded.pixels)
-        for start, stop in row_strips(box.height, box.width):
-            pixels[start:stop] = apply_budget(loaded.pixels[start:stop], native.rows(start, stop), region[start:stop],
-                                              self.budget)
-        inside, outside = measured_linf(loaded.pixels, pixels, region)
+    def _finish(self, loaded: LoadedImage, prompt: ImagePrompt, native: NativeNoise) -> ProtectionResult:
+        """Budget and statistics, strip by strip (bounded memory)."""
+        pixels, (inside, outside) = native.protect(loaded.pixels, self.budget)
+        region = native.region
         levels = self.budget.levels(int(np.iinfo(loaded.pixels.dtype).max))
         stats: dict[str, Any] = {
             "linf_inside": inside,
@@ -405,7 +358,8 @@ def _point_disc_radius(height: int, width: int) -> int:
 
 
 def _region(prompt: ImagePrompt, box: Letterbox, logits: torch.Tensor) -> np.ndarray:
-    """Where ε applies: the mask; else the union of boxes; else the predicted mask plus point discs."""
+    """Where ε applies (``H x W`` bool): the mask; else the union of boxes; else the predicted mask
+    (``logits``: ``1 x M x M`` over the model input) plus point discs."""
     height, width = box.height, box.width
     if prompt.mask is not None:
         return prompt.mask.copy()
@@ -418,7 +372,7 @@ def _region(prompt: ImagePrompt, box: Letterbox, logits: torch.Tensor) -> np.nda
         return region
     if prompt.points is not None:
         for start, stop in row_strips(height, width):
-            region[start:stop] = box.map_rows_to_image(logits[0].numpy(), start, stop)[..., 0] > 0
+            region[start:stop] = (map_to_native(logits, box, start, stop)[0] > 0).cpu().numpy()
         radius = _point_disc_radius(height, width)
         for (x, y), label in zip(prompt.points, prompt.point_labels):
             if label == 1:

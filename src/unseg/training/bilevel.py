@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from unseg.budget import Budget
+from unseg.data.transforms import Letterbox
 from unseg.models import NoiseGenerator, PromptBatch
-from unseg.protection.budget import saturate_noise, scale_noise
+from unseg.protection import perturb as noise_to_pixels
 from unseg.training.config import TrainConfig
 from unseg.training.losses import bce_dice_loss, mask_iou
 from unseg.training.prompts import (
@@ -79,25 +80,30 @@ def rescale_through(images: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(resize_images(images, small), size=(size, size), mode="bilinear", align_corners=False)
 
 
-def saturated(noise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """``B x 3 x S x S`` noise through :func:`~unseg.protection.budget.saturate_noise`, as protection
-    applies it (no gradient: for measurements only)."""
-    out = [saturate_noise(n.permute(1, 2, 0).detach().cpu().numpy(), m[0].cpu().numpy() > 0.5)
-           for n, m in zip(noise, masks)]
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(noise.device)
+def saturated(noise: torch.Tensor, masks: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+    """``B x 3 x S x S`` noise through :func:`unseg.protection.perturb.saturate`, as protection applies
+    it (per image: channel means on / off ``masks > 0.5`` removed, then the sign);
+    ``straight_through``: with the identity gradient, for generator steps."""
+    channels_last = noise.permute(0, 2, 3, 1)
+    return noise_to_pixels.saturate(channels_last, masks[:, 0] > 0.5, straight_through=straight_through).permute(0, 3, 1, 2)
 
 
 def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,
             prompts: PromptBatch, budget: Budget, saturate: bool = False):
-    """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere;
-    ``saturate``: the noise as protection applies it (see :func:`saturated`)."""
+    """(x + δ clamped to [0, 1], generator output) with δ bounded by ε on ``masks``, ε_bg elsewhere.
+
+    The noise goes through the protection path (:mod:`unseg.protection.perturb`): mapped from the
+    generator's noise map to the input size (``map_to_native`` of the square input) and, with
+    ``saturate``, saturated as protection saturates it (straight-through gradient when the
+    generator is being trained, see ``epsilon.saturate``)."""
     output = generator(images, prompts)
     noise = output.noise.float()
-    if noise.shape[-1] != images.shape[-1]:
-        noise = F.interpolate(noise, size=images.shape[-2:], mode="bilinear", align_corners=False)
+    size = images.shape[-1]
+    if noise.shape[-1] != size:
+        noise = noise_to_pixels.map_to_native(noise, Letterbox(size, size, size))
     if saturate:
-        noise = saturated(noise, masks)
-    delta = scale_noise(noise, masks, budget) * valid
+        noise = saturated(noise, masks, straight_through=torch.is_grad_enabled())
+    delta = noise_to_pixels.scale_noise(noise, masks, budget) * valid
     return (images + delta).clamp(0, 1), output
 
 
@@ -241,7 +247,7 @@ class BilevelTrainer:
         self.surrogate.train()
         with torch.no_grad(), self.autocast():
             adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
-                             self.config.epsilon.train_budget)
+                             self.config.epsilon.train_budget, self.config.epsilon.saturate)
         adv = adv.float()
         surrogate_input = self.surrogate_input(adv, step)
         with self.autocast():
@@ -268,7 +274,7 @@ class BilevelTrainer:
             self.generator.train()
             with self.autocast():
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
-                                      self.config.epsilon.train_budget)
+                                      self.config.epsilon.train_budget, self.config.epsilon.saturate)
                 logits = surrogate(self.surrogate_input(adv, step), prompts.surrogate)
                 target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
                 noise_loss = self.loss(logits, target, valid)
@@ -319,7 +325,8 @@ class BilevelTrainer:
     def evaluate(self, batches: list[Batch]) -> dict[str, float]:
         """Current surrogate's (and semantic surrogate's) IoU on validation objects, protected at the
         training ε vs clean."""
-        result = self.surrogate_iou(self.surrogate_module, batches, self.config.epsilon.train_budget,
-                                    self.config.runtime.seed, self.semantic_module)
+        eps = self.config.epsilon
+        result = self.surrogate_iou(self.surrogate_module, batches, eps.train_budget, self.config.runtime.seed,
+                                    self.semantic_module, saturate=eps.saturate)
         self.surrogate.train()
         return result

@@ -110,12 +110,17 @@ class EpsilonConfig:
     uses them as :class:`~unseg.budget.Budget` values, :attr:`train_budget` and
     :attr:`protect_budget`. The protection budget is stored in ``generator.safetensors`` and is
     what :meth:`unseg.protection.Protector.load` (and ``unseg protect``) uses unless told otherwise.
+
+    ``saturate``: train on the noise as protection applies it (saturated,
+    :func:`unseg.protection.perturb.saturate`; generator steps get the straight-through gradient)
+    instead of the generator's raw tanh output (the default, as the shipped weights were trained).
     """
 
     train: float = DEFAULT_BUDGET.fraction
     train_bg: float = DEFAULT_BUDGET.fraction_bg
     protect: float = DEFAULT_BUDGET.fraction
     protect_bg: float = DEFAULT_BUDGET.fraction_bg
+    saturate: bool = False
 
     @property
     def train_budget(self) -> Budget:

@@ -1,0 +1,260 @@
+"""From the generator's unit noise to protected pixels: the one path that protection, training and
+evaluation share (torch, on the tensors' device).
+
+Three stages, each usable alone:
+
+1. :func:`map_to_native`: a noise map over the square model input (``(..., N, N)``) to the
+   image's own rows (``(..., rows, W)``): the letterbox's padding cut off, the rest resized
+   bilinearly (``align_corners=False`` geometry). Any range of rows can be made alone, with the
+   same values whatever the split (bounded memory on large images, :mod:`unseg.protection.strips`).
+2. :func:`saturate`: each channel's mean removed separately on the protected region and off it,
+   then the sign: the whole budget spent on every pixel in the generator's pattern.
+   ``straight_through=True`` keeps a gradient (forward: the sign; backward: identity through the
+   centred noise), so training can optimise the noise protection applies.
+3. :func:`apply_budget`: unit noise onto an integer image under the per-pixel budget, exactly.
+
+The float arithmetic that decides a pixel is float64 (saturation's means and signs, the budget's
+products), so the bound is exact and the result does not depend on the device or on the strips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from unseg.budget import Budget
+from unseg.data.transforms import Letterbox
+from unseg.protection.strips import row_strips
+
+SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
+
+
+def _linear_taps(size_in: int, size_out: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps (align_corners=False) of output positions ``start:stop``: the two source
+    indices and the float32 weight of the second one (sample points ``(i + 0.5) * in / out - 0.5``,
+    clamped at the edges, as ``F.interpolate`` places them)."""
+    source = np.maximum((np.arange(start, stop, dtype=np.float64) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    first = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
+    weight = np.clip(source - first, 0.0, 1.0).astype(np.float32)
+    return first, np.minimum(first + 1, size_in - 1), weight
+
+
+def map_to_native(grid: torch.Tensor, box: Letterbox, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` (default: all) of a map over the model input, at the image's native size.
+
+    Args:
+        grid: ``(..., N, N)`` map over the square model input (noise ``B x 3 x N x N``, mask logits,
+            ...), any float dtype; leading axes are kept.
+        box: the image's letterbox (native ``height x width``, model input ``size``).
+
+    Returns:
+        ``(..., stop - start, width)`` float32 on ``grid``'s device. Each value is a convex
+        combination of at most four grid values (columns first, then rows), computed the same way
+        for any strip or thread count; it matches ``F.interpolate(..., mode="bilinear")`` of the
+        cropped grid to ~1e-6. Differentiable in ``grid`` (training maps its noise with it).
+    """
+    stop = box.height if stop is None else stop
+    crop_h, crop_w = box.noise_crop(grid.shape[-1])
+    row0, row1, row_weight = _linear_taps(crop_h, box.height, start, stop)
+    col0, col1, col_weight = _linear_taps(crop_w, box.width, 0, box.width)
+    low, high = int(row0.min(initial=0)), int(row1.max(initial=0)) + 1
+    device = grid.device
+
+    def on_device(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
+    rows = grid[..., low:high, :crop_w].float()
+    col_w = on_device(col_weight)
+    cols = rows[..., on_device(col0)] * (1 - col_w) + rows[..., on_device(col1)] * col_w  # (..., r, width)
+    row_w = on_device(row_weight)[:, None]
+    return cols[..., on_device(row0 - low), :] * (1 - row_w) + cols[..., on_device(row1 - low), :] * row_w
+
+
+def region_channel_sums(noise: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel sums of channels-last noise on ``region`` and off it.
+
+    Args:
+        noise: ``(..., H, W, C)`` float noise.
+        region: ``(..., H, W)`` bool.
+
+    Returns:
+        ``(..., 2, C)`` float64 sums (index 0: on the region) and ``(..., 2)`` int64 pixel counts.
+        Sums of an image's strips add up to the image's; :func:`region_channel_means` divides.
+    """
+    values = noise.double()
+    inside = region[..., None]
+    sums = torch.stack([torch.where(inside, values, 0.0).sum((-3, -2)), torch.where(inside, 0.0, values).sum((-3, -2))],
+                       dim=-2)
+    count = region.sum((-2, -1))
+    return sums, torch.stack([count, region.shape[-2] * region.shape[-1] - count], dim=-1)
+
+
+def region_channel_means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``(..., 2, C)`` means from :func:`region_channel_sums` (0 for an empty part)."""
+    return sums / counts.clamp(min=1)[..., None]
+
+
+def saturate(noise: torch.Tensor, region: torch.Tensor, means: torch.Tensor | None = None,
+             straight_through: bool = False) -> torch.Tensor:
+    """Unit noise pushed to the corners of the budget (see the module docstring).
+
+    Args:
+        noise: ``(..., H, W, C)`` channels-last unit noise (a strip of one image's rows, or a
+            batch ``B x H x W x C``).
+        region: ``(..., H, W)`` bool, the protected region.
+        means: ``(..., 2, C)`` channel means on / off the region to remove (those of the whole
+            image when ``noise`` is one strip of it); default: this noise's own.
+        straight_through: keep a gradient: the forward value is the sign, the gradient is that
+            of the centred noise (identity).
+
+    Returns:
+        float32 noise of ``noise``'s shape in {-1, 0, 1} (0 where the centred noise is within
+        ``SATURATE_DEAD_ZONE``, e.g. flat noise up to rounding).
+
+    Why: this keeps the noise's pattern, drops its colour cast, and spends the whole budget on
+    every pixel. Measured (``src/unseg/weights/README.md``): a victim learns the generator's coarse
+    pattern as a shortcut only at full amplitude; the raw tanh output (mean ≈ 0.5 colour shift plus
+    a ±0.4 pattern) barely changed the victim.
+    """
+    if noise.shape[:-1] != region.shape:
+        raise ValueError(f"noise {tuple(noise.shape)} and region {tuple(region.shape)} differ in size")
+    if means is None:
+        means = region_channel_means(*region_channel_sums(noise, region))
+    means = means.to(noise.device, torch.float64)
+    centred = noise.double() - torch.where(region[..., None], means[..., None, None, 0, :], means[..., None, None, 1, :])
+    hard = torch.where(centred.abs() < SATURATE_DEAD_ZONE, 0.0, torch.sign(centred.detach())).float()
+    if straight_through:
+        return hard + (centred - centred.detach()).float()
+    return hard
+
+
+def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor, budget: Budget,
+                 max_value: int) -> torch.Tensor:
+    """Add unit ``noise`` to an integer ``image`` under the per-pixel budget, exactly.
+
+    Args:
+        image: ``(..., H, W, C)`` integer image (uint8, uint16 or a wider integer type holding
+            such values), C = 1 or 3 (alpha is not passed here).
+        noise: ``(..., H, W, 3)`` (or ``C``) float noise, clipped to [-1, 1]; a 1-channel image
+            gets the channel mean.
+        region: ``(..., H, W)`` bool, True on the protected object(s).
+        budget: ε and ε_bg.
+        max_value: the image type's largest value (255 for 8-bit, 65535 for 16-bit).
+
+    Returns:
+        The protected image, ``image``'s dtype and shape, with ``|out - in|`` at most ε's levels
+        (:meth:`Budget.levels`) on ``region`` and ε_bg's elsewhere, on every pixel and channel.
+    """
+    if noise.shape[:-1] != image.shape[:-1] or region.shape != image.shape[:-1]:
+        raise ValueError(f"noise {tuple(noise.shape)} / region {tuple(region.shape)} do not match image "
+                         f"{tuple(image.shape)}")
+    if image.shape[-1] != noise.shape[-1]:
+        noise = noise.mean(dim=-1, keepdim=True)
+    inside, outside = budget.levels(max_value)
+    levels = torch.where(region, float(inside), float(outside))[..., None].to(torch.float64)
+    delta = noise.clamp(-1.0, 1.0).double() * levels  # float64: the product is exact
+    delta = torch.minimum(torch.maximum(delta.round(), -levels), levels)
+    out = image.to(torch.int32) + delta.to(torch.int32)  # |delta| <= max_value <= 65535: no overflow
+    return out.clamp(0, max_value).to(image.dtype)
+
+
+def linf_change(image: torch.Tensor, protected: torch.Tensor, region: torch.Tensor) -> tuple[int, int]:
+    """Largest change in intensity levels ``(on region, off region)`` of ``(..., H, W, C)`` integer
+    images; 0 for an empty part."""
+    change = (protected.to(torch.int32) - image.to(torch.int32)).abs().amax(dim=-1)
+    inside = int(torch.where(region, change, 0).max()) if region.numel() else 0
+    outside = int(torch.where(region, 0, change).max()) if region.numel() else 0
+    return inside, outside
+
+
+def epsilon_map(region: torch.Tensor, budget: Budget) -> torch.Tensor:
+    """Per-pixel budget as a fraction of the range for images in [0, 1]: ε where ``region`` is 1,
+    ε_bg where it is 0 (soft values blend)."""
+    region = region.float()
+    return budget.fraction * region + budget.fraction_bg * (1 - region)
+
+
+def scale_noise(noise: torch.Tensor, region: torch.Tensor, budget: Budget) -> torch.Tensor:
+    """Unit noise in [-1, 1] -> float perturbation of images in [0, 1] bounded by the per-pixel
+    budget (training; integer images go through :func:`apply_budget`)."""
+    return noise * epsilon_map(region, budget)
+
+
+@dataclass
+class NativeNoise:
+    """One image's unit noise at its native resolution, made one strip of rows at a time.
+
+    The generator's outputs stay on their device; a strip of noise costs ``12 * W * rows`` bytes
+    there, whatever the image size.
+
+    Attributes:
+        box: the image's letterbox (native size and model input size).
+        grid: ``3 x N x N`` noise over the model input, for the whole prompt.
+        objects: per object, its ``H x W`` bool mask and the ``3 x N x N`` noise made with its
+            own mask prompt, which replaces ``grid``'s on the mask (where objects overlap, the
+            later one wins).
+        region: ``H x W`` bool (host memory), where ε applies.
+        means: ``2 x 3`` float64 channel means on / off ``region`` removed before the sign when
+            the noise is saturated (:meth:`saturated`); None for the generator's raw noise.
+    """
+
+    box: Letterbox
+    grid: torch.Tensor
+    objects: list[tuple[np.ndarray, torch.Tensor]]
+    region: np.ndarray
+    means: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.grid.device
+
+    def _on_device(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+
+    def region_rows(self, start: int, stop: int) -> torch.Tensor:
+        """``(stop - start) x W`` bool region of those rows, on the noise's device."""
+        return self._on_device(self.region[start:stop])
+
+    def raw_rows(self, start: int, stop: int) -> torch.Tensor:
+        """``(stop - start) x W x 3`` float32 generator noise of those rows, objects composed in."""
+        noise = map_to_native(self.grid, self.box, start, stop).permute(1, 2, 0)
+        for mask, grid in self.objects:
+            part = mask[start:stop]
+            if part.any():
+                own = map_to_native(grid, self.box, start, stop).permute(1, 2, 0)
+                noise = torch.where(self._on_device(part)[..., None], own, noise)
+        return noise
+
+    def rows(self, start: int, stop: int) -> torch.Tensor:
+        """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
+        noise = self.raw_rows(start, stop)
+        return noise if self.means is None else saturate(noise, self.region_rows(start, stop), self.means)
+
+    def saturated(self) -> "NativeNoise":
+        """This noise with the per-region channel means of the whole image (a pass over the strips)."""
+        sums = torch.zeros(2, self.grid.shape[0], dtype=torch.float64, device=self.device)
+        counts = torch.zeros(2, dtype=torch.int64, device=self.device)
+        for start, stop in row_strips(self.box.height, self.box.width):
+            strip_sums, strip_counts = region_channel_sums(self.raw_rows(start, stop), self.region_rows(start, stop))
+            sums, counts = sums + strip_sums, counts + strip_counts
+        return replace(self, means=region_channel_means(sums, counts))
+
+    def full(self) -> np.ndarray:
+        """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel), in host memory."""
+        return self.rows(0, self.box.height).cpu().numpy()
+
+    def protect(self, pixels: np.ndarray, budget: Budget) -> tuple[np.ndarray, tuple[int, int]]:
+        """``pixels`` (``H x W x C`` uint8 / uint16) with this noise added under ``budget``, strip
+        by strip; returns (protected pixels, measured L∞ in levels on / off the region)."""
+        out = np.empty_like(pixels)
+        max_value = int(np.iinfo(pixels.dtype).max)
+        inside = outside = 0
+        for start, stop in row_strips(self.box.height, self.box.width):
+            image, region = self._on_device(pixels[start:stop]), self.region_rows(start, stop)
+            protected = apply_budget(image, self.rows(start, stop), region, budget, max_value)
+            strip_in, strip_out = linf_change(image, protected, region)
+            inside, outside = max(inside, strip_in), max(outside, strip_out)
+            out[start:stop] = protected.cpu().numpy()
+        return out, (inside, outside)
