@@ -17,7 +17,7 @@ bounded temporaries.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -28,12 +28,20 @@ from PIL import Image
 from skimage.draw import disk
 
 import unseg
+from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import LoadedImage, as_loaded
 from unseg.data.prompts import ImagePrompt
 from unseg.data.transforms import Letterbox, image_to_model_input
-from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
+from unseg.models import (
+    GENERATOR_PRESETS,
+    ImageFeatures,
+    NoiseGenerator,
+    PromptBatch,
+    build_generator,
+    load_model,
+    load_sam_weights,
+)
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
-from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.protection.perturb import NativeNoise, map_to_native
 from unseg.protection.quality import image_quality
 from unseg.protection.strips import row_strips
