@@ -296,7 +296,7 @@ def test_benchmark_preset_finds_its_real_data(shared_data):
         train, test = folder.stems(folder.spec.train_split), folder.stems(folder.spec.test_split)
         assert config.train_limit(len(train)) == config.train_images <= len(train)
         assert config.test_images <= len(test)
-        assert folder.image_path(train[0]).is_file() and folder.image_path(test[-1]).is_file()
+        assert folder.files.image_path(train[0]).is_file() and folder.files.image_path(test[-1]).is_file()
 
 
 def test_benchmark_script_help(capsys):

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from training_helpers import write_png
+from unseg.data.folders import read_split
 from unseg.data.interactive import (
     WHOLE_REGION,
     Augmentation,
     InteractiveDataset,
     class_objects,
     object_mask,
-    read_split,
 )
 
 HEIGHT, WIDTH = 20, 30

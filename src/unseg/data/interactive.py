@@ -2,11 +2,13 @@
 
 Two sources:
 
-* a folder of images + class-index masks matched by stem (camvid layout: ``images/``,
-  ``masks/``, optional split file of stems): every class region of an image is one object, and
-  so is every connected component of it, when its area is at least ``min_area`` (a fraction of
-  the image area); ``ignore_index`` (e.g. camvid's void 11) is never an object;
-* a COCO instances json (pycocotools): every non-crowd instance is one object.
+* a folder of images + class-index masks matched by stem (read by
+  :class:`unseg.data.folders.MaskFolder`, as ``unseg protect --masks`` reads it; camvid layout:
+  ``images/``, ``masks/``, optional split file of stems): every class region of an image is one
+  object, and so is every connected component of it, when its area is at least ``min_area`` (a
+  fraction of the image area); ``ignore_index`` (e.g. camvid's void 11) is never an object;
+* a COCO instances json (:class:`unseg.data.coco.CocoInstances`, as ``unseg protect --coco``
+  reads it): every non-crowd instance is one object.
 
 Objects are indexed once; decoded images and masks are cached in memory. Each item is
 letterboxed to the generator input size (``unseg.data.transforms.Letterbox``) with optional
@@ -25,7 +27,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch.utils.data import Dataset
 
-from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
+from unseg.data.coco import CocoInstances
+from unseg.data.folders import MaskFolder, check_pair_size
+from unseg.data.images import ImageReadError, read_image, read_mask
 from unseg.data.transforms import Letterbox
 
 WHOLE_REGION = 0  # component id meaning "the whole class region"
@@ -55,41 +59,6 @@ class Augmentation:
 
 
 NO_AUGMENTATION = Augmentation(flip_probability=0.0, scale_min=1.0, scale_max=1.0)
-
-
-def read_split(split_file: str | Path) -> list[str]:
-    """Stems listed in a split file (one per line; blank lines and ``#`` comments skipped)."""
-    path = Path(split_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"split file not found: {path}")
-    stems = [line.strip() for line in path.read_text().splitlines()]
-    return [s for s in stems if s and not s.startswith("#")]
-
-
-def _find_image(images_dir: Path, stem: str) -> Path:
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (images_dir / f"{stem}{suffix}", images_dir / f"{stem}{suffix.upper()}"):
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(f"no image for stem {stem!r} in {images_dir}")
-
-
-def _folder_pairs(images_dir: Path, masks_dir: Path, split_file: str | Path | None) -> list[tuple[Path, Path]]:
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {images_dir}")
-    if not masks_dir.is_dir():
-        raise FileNotFoundError(f"mask folder not found: {masks_dir}")
-    if split_file:
-        stems = read_split(split_file)
-    else:
-        stems = sorted(p.stem for p in masks_dir.iterdir() if p.suffix.lower() == ".png")
-    pairs = [(_find_image(images_dir, stem), masks_dir / f"{stem}.png") for stem in stems]
-    missing = [str(m) for _, m in pairs if not m.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} masks missing, e.g. {missing[:3]}")
-    if not pairs:
-        raise ValueError(f"no image/mask pairs found in {images_dir} / {masks_dir}")
-    return pairs
 
 
 def class_objects(mask: np.ndarray, image_index: int, ignore_index: int | None, min_area: int) -> list[ObjectRef]:
@@ -161,7 +130,10 @@ class InteractiveDataset(Dataset):
         seed: int = 0,
     ) -> "InteractiveDataset":
         """Objects of a folder of images + class-index masks (``min_area``: fraction of image area)."""
-        pairs = _folder_pairs(Path(images_dir), Path(masks_dir), split_file)
+        folder = MaskFolder(images_dir, masks_dir).check()
+        pairs = folder.pairs(folder.stems(split_file))
+        if not pairs:
+            raise ValueError(f"no image/mask pairs found in {images_dir} / {masks_dir}")
         masks: dict[int, np.ndarray] = {}
         objects: list[ObjectRef] = []
         for index, (_, mask_path) in enumerate(pairs):
@@ -184,17 +156,10 @@ class InteractiveDataset(Dataset):
         seed: int = 0,
     ) -> "InteractiveDataset":
         """Objects of a COCO instances json: every non-crowd instance large enough is one object."""
-        from pycocotools.coco import COCO
-
-        if not Path(annotation_file).is_file():
-            raise FileNotFoundError(f"COCO annotation file not found: {annotation_file}")
-        coco = COCO(str(annotation_file))
-        image_ids = sorted(coco.getImgIds())
+        coco = CocoInstances.read(annotation_file)
         paths, objects, annotations = [], [], {}
-        for image_id in image_ids:
-            info = coco.loadImgs(image_id)[0]
-            threshold = min_area * info["height"] * info["width"]
-            anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=False)) if a["area"] >= threshold]
+        for info in sorted(coco.images(), key=lambda entry: entry["id"]):
+            anns = coco.annotations(info["id"], crowd=False, min_area=min_area * info["height"] * info["width"])
             if not anns:
                 continue
             index = len(paths)
@@ -202,7 +167,7 @@ class InteractiveDataset(Dataset):
             for ann in anns:
                 annotations[ann["id"]] = ann
                 objects.append(ObjectRef(index, int(ann["category_id"]), int(ann["id"]), int(ann["area"])))
-        return cls(paths, objects, lambda i, ref: coco.annToMask(annotations[ref.component]).astype(bool), size,
+        return cls(paths, objects, lambda i, ref: coco.mask(annotations[ref.component]), size,
                    augmentation, seed, f"coco {annotation_file} ({len(paths)} images)")
 
     # --- items ----------------------------------------------------------------------------
@@ -227,8 +192,7 @@ class InteractiveDataset(Dataset):
         ref = self.objects[index]
         pixels = self.image(ref.image_index)
         binary = self._mask_source(ref.image_index, ref)
-        if binary.shape != pixels.shape[:2]:
-            raise ValueError(f"mask {binary.shape} and image {pixels.shape[:2]} sizes differ ({self.image_paths[ref.image_index]})")
+        check_pair_size(pixels.shape[:2], binary, str(self.image_paths[ref.image_index]))
         rng = np.random.default_rng([self.seed, self.epoch, index])
         image = torch.from_numpy(pixels).permute(2, 0, 1).unsqueeze(0).float() / 255.0
         mask = torch.from_numpy(binary).float()[None, None]

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, LoadedImage, read_image, read_mask
+from unseg.data.folders import MaskFolder, read_split
+from unseg.data.images import LoadedImage, read_image
 
 OBJECT_RULES = ("all_labelled", "foreground")
 
@@ -97,7 +98,9 @@ def spec_from_file(path: Path, name: str) -> DatasetSpec:
 
 @dataclass
 class SegmentationFolder:
-    """One dataset folder on disk. ``spec`` defaults to the known set of that name or ``dataset.json``."""
+    """One dataset folder on disk: ``images/`` + ``masks/`` (read by
+    :class:`unseg.data.folders.MaskFolder`) + ``splits/<split>.txt``. ``spec`` defaults to the known
+    set of that name or ``dataset.json``."""
 
     root: Path
     spec: DatasetSpec = field(default=None)  # type: ignore[assignment]
@@ -106,6 +109,7 @@ class SegmentationFolder:
         self.root = Path(self.root)
         if not (self.root / "images").is_dir() or not (self.root / "masks").is_dir():
             raise FileNotFoundError(f"{self.root} is not a segmentation folder (needs images/ and masks/)")
+        self.files = MaskFolder(self.root / "images", self.root / "masks")
         if self.spec is None:
             self.spec = self._default_spec()
 
@@ -117,25 +121,18 @@ class SegmentationFolder:
         raise ValueError(f"unknown dataset {self.root.name!r}: add a dataset.json or use one of {sorted(KNOWN_DATASETS)}")
 
     def stems(self, split: str) -> list[str]:
-        """Stems listed in ``splits/<split>.txt`` (blank lines skipped)."""
-        path = self.root / "splits" / f"{split}.txt"
-        if not path.is_file():
-            raise FileNotFoundError(f"split file missing: {path}")
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-
-    def image_path(self, stem: str) -> Path:
-        """The image file of ``stem`` (any supported suffix)."""
-        for suffix in IMAGE_SUFFIXES:
-            candidate = self.root / "images" / f"{stem}{suffix}"
-            if candidate.is_file():
-                return candidate
-        raise ImageReadError(f"no image for {stem!r} in {self.root / 'images'}")
+        """Stems listed in ``splits/<split>.txt``."""
+        return read_split(self.root / "splits" / f"{split}.txt")
 
     def read_image(self, stem: str) -> LoadedImage:
-        return read_image(self.image_path(stem))
+        return read_image(self.files.image_path(stem))
 
     def read_mask(self, stem: str) -> np.ndarray:
-        return read_mask(self.root / "masks" / f"{stem}.png")
+        return self.files.read_mask(stem)
+
+    def read_pair(self, stem: str) -> tuple[LoadedImage, np.ndarray]:
+        """Image and mask of ``stem``, checked to be of one size."""
+        return self.files.read_pair(stem)
 
 
 def victim_size(spec: DatasetSpec, height: int) -> tuple[int, int]:

@@ -17,7 +17,6 @@ Prompts files (``--prompts``):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -28,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, read_mask
+from unseg.data.coco import CocoInstances
+from unseg.data.folders import MaskFolder, list_images
+from unseg.data.images import ImageReadError, read_mask
 from unseg.data.prompts import ImagePrompt
 
 
@@ -83,21 +84,12 @@ def _failing(message: str) -> PromptBuilder:
     return build
 
 
-def list_images(folder: Path, exclude: Iterable[Path] = ()) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden files skipped), minus ``exclude`` trees."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SourceError(f"images folder not found: {folder}")
-    excluded = [Path(path).resolve() for path in exclude]
-    found = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if any(part.startswith(".") for part in relative.parts) or path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if not path.is_file() or any(path.resolve().is_relative_to(root) for root in excluded):
-            continue
-        found.append(path)
-    return found
+def _relatives(images_dir: Path, exclude: Iterable[Path]) -> list[Path]:
+    """Image paths under ``images_dir`` relative to it (:func:`unseg.data.folders.list_images`)."""
+    try:
+        return [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
+    except FileNotFoundError as error:
+        raise SourceError(str(error)) from None
 
 
 def output_path_for(relative: Path, jpeg: bool) -> Path:
@@ -176,16 +168,6 @@ def resolve_classes(classes: Sequence[str | int] | None, class_names: dict[str, 
     return chosen
 
 
-def _mask_file(masks_dir: Path, relative: Path) -> Path | None:
-    """The mask for ``relative``: same relative folder and stem (PNG preferred), else same stem at top level."""
-    for folder in (masks_dir / relative.parent, masks_dir):
-        candidates = [folder / f"{relative.stem}{suffix}" for suffix in (".png", *IMAGE_SUFFIXES)]
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-    return None
-
-
 def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int]) -> PromptBuilder:
     def build() -> ImagePrompt:
         if mask_path is None:
@@ -229,18 +211,18 @@ def folder_source(
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     if not masks_dir.is_dir():
         raise SourceError(f"masks folder not found: {masks_dir}")
+    folder = MaskFolder(images_dir, masks_dir)
     chosen = resolve_classes(classes, class_names)
     ignore = {int(value) for value in ignore_index}
-    relatives = [path.relative_to(images_dir) for path in list_images(images_dir, [masks_dir, *exclude])]
-    builders = {rel: _mask_prompt(_mask_file(masks_dir, rel), rel.stem, chosen, ignore) for rel in relatives}
+    relatives = _relatives(images_dir, [masks_dir, *exclude])
+    builders = {rel: _mask_prompt(folder.mask_path(rel), rel.stem, chosen, ignore) for rel in relatives}
     return _items(images_dir, relatives, builders, jpeg)
 
 
 def plain_source(images_dir: Path, *, jpeg: bool = False, exclude: Iterable[Path] = ()) -> list[ProtectItem]:
     """Images without prompts: each gets the background budget only."""
     images_dir = Path(images_dir)
-    relatives = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
-    return _items(images_dir, relatives, {}, jpeg)
+    return _items(images_dir, _relatives(images_dir, exclude), {}, jpeg)
 
 
 def coco_source(
@@ -257,34 +239,26 @@ def coco_source(
     that the file does not list get the background budget only; images the file lists but the
     folder lacks are item errors.
     """
-    from pycocotools.coco import COCO
-
     images_dir, coco_file = Path(images_dir), Path(coco_file)
-    if not coco_file.is_file():
-        raise SourceError(f"COCO file not found: {coco_file}")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(coco_file))
-    except (json.JSONDecodeError, KeyError, TypeError, AssertionError, UnicodeDecodeError) as error:
-        raise SourceError(f"{coco_file} is not a COCO instances file: {error!r}") from error
-    names = {category["name"]: int(category["id"]) for category in coco.loadCats(coco.getCatIds())}
+        coco = CocoInstances.read(coco_file)
+    except (FileNotFoundError, ValueError) as error:
+        raise SourceError(str(error)) from None
+    names = coco.category_ids()
     chosen = resolve_classes(classes, names)
     chosen_ids = set(names.values()) if chosen is None else chosen
     builders: dict[Path, PromptBuilder] = {}
-    for image_id, info in coco.imgs.items():
+    for info in coco.images():
         relative = Path(info["file_name"])
-        annotations = [ann for ann in coco.imgToAnns.get(image_id, []) if ann["category_id"] in chosen_ids]
-        builders[relative] = _coco_prompt(coco, info, annotations, images_dir / relative)
-    on_disk = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
-    relatives = sorted(set(on_disk) | set(builders))
+        builders[relative] = _coco_prompt(coco, info, coco.annotations(info["id"], chosen_ids))
+    relatives = sorted(set(_relatives(images_dir, exclude)) | set(builders))
     return _items(images_dir, relatives, builders, jpeg)
 
 
-def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path) -> PromptBuilder:
+def _coco_prompt(coco: CocoInstances, info: dict, annotations: list[dict]) -> PromptBuilder:
     def build() -> ImagePrompt:
-        objects = [coco.annToMask(annotation).astype(bool) for annotation in annotations]
-        return ImagePrompt(objects=objects, num_objects=len(annotations),
-                           image_size=(int(info["height"]), int(info["width"])))
+        return ImagePrompt(objects=[coco.mask(annotation) for annotation in annotations],
+                           num_objects=len(annotations), image_size=(int(info["height"]), int(info["width"])))
 
     return build
 
@@ -300,7 +274,7 @@ def prompts_source(
     images_dir, prompts_file = Path(images_dir), Path(prompts_file)
     entries = read_prompts_file(prompts_file)
     builders: dict[Path, PromptBuilder] = {Path(name): _fixed(prompt) for name, prompt in entries.items()}
-    on_disk = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
+    on_disk = _relatives(images_dir, exclude)
     relatives = sorted(set(on_disk) | set(builders))
     return _items(images_dir, relatives, builders, jpeg)
 

@@ -169,10 +169,8 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
 
 
 def _sample(folder: SegmentationFolder, stem: str, seed: int) -> NoiseSample:
-    pixels = folder.read_image(stem).rgb8()
-    mask = folder.read_mask(stem)
-    if mask.shape != pixels.shape[:2]:
-        raise ValueError(f"{stem}: mask {mask.shape} and image {pixels.shape[:2]} differ in size")
+    image, mask = folder.read_pair(stem)
+    pixels = image.rgb8()
     per_image_seed = int.from_bytes(hashlib.sha1(f"{seed}:{stem}".encode()).digest()[:4], "little")
     return NoiseSample(pixels=pixels, mask=mask, region=folder.spec.object_region(mask), seed=per_image_seed)
 

@@ -29,7 +29,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from unseg.data.images import IMAGE_SUFFIXES, ImageReadError, LoadedImage, read_image
+from unseg.data.folders import find_by_stem
+from unseg.data.images import ImageReadError, LoadedImage, read_image
 from unseg.budget import DEFAULT_BUDGET, Budget
 
 LOSSLESS_FORMATS = ("PNG", "TIFF", "BMP", "WEBP")  # TIFF and WebP only without lossy compression
@@ -180,12 +181,7 @@ def _protected_file(protected: Path, relative: Path, record: dict[str, Any] | No
         candidate = protected / record["output"]
         if candidate.resolve().is_relative_to(protected.resolve()) and candidate.is_file():
             return candidate
-    folder = protected / relative.parent
-    for suffix in (".png", *IMAGE_SUFFIXES):
-        for name in (f"{relative.stem}{suffix}", f"{relative.stem}{suffix.upper()}"):
-            if (folder / name).is_file():
-                return folder / name
-    return None
+    return find_by_stem(protected / relative.parent, relative.stem, (".png",))
 
 
 def file_format(path: Path) -> tuple[str, bool]:
