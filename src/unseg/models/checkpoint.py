@@ -18,8 +18,9 @@ from torch import nn
 
 from unseg.data.images import atomic_write
 from unseg.models.config import GeneratorConfig, SurrogateConfig, config_from_dict, config_to_dict
-from unseg.models.generator import SAM_PREFIXES, NoiseGenerator
+from unseg.models.generator import NoiseGenerator
 from unseg.models.surrogate import InteractiveSegmenter
+from unseg.models.trunk import SAM_PREFIXES
 
 KINDS: dict[str, tuple[type, type]] = {
     "generator": (GeneratorConfig, NoiseGenerator),

@@ -8,13 +8,9 @@ import torch
 from torch import nn
 
 from unseg.models.config import GeneratorConfig
-from unseg.models.image_encoder import ImageEncoder
-from unseg.models.mask_decoder import PromptableMaskDecoder
 from unseg.models.noise_head import NoiseHead
-from unseg.models.prompts import PromptBatch, build_prompt_encoder, embed_prompts
-
-# Parameter-name prefixes of the SAM part (loadable from an official checkpoint, frozen then).
-SAM_PREFIXES = ("image_encoder.", "prompt_encoder.", "mask_decoder.")
+from unseg.models.prompts import PromptBatch
+from unseg.models.trunk import SamTrunk
 
 
 @dataclass
@@ -37,20 +33,19 @@ class GeneratorOutput:
     mask_logits: torch.Tensor
 
 
-class NoiseGenerator(nn.Module):
+class NoiseGenerator(SamTrunk):
     """Given square images in [0, 1] and prompts, one forward pass gives unit-bounded noise.
 
-    The noise covers the whole (padded) model input; scaling by the per-pixel budget
-    (ε on the object, ε_bg elsewhere) happens outside the network (``unseg.protection.budget``).
+    The SAM trunk (:class:`~unseg.models.trunk.SamTrunk`: SAM's 3 mask outputs and IoU head) plus
+    noise tokens and the noise head. The noise covers the whole (padded) model input; scaling by
+    the per-pixel budget (ε on the object, ε_bg elsewhere) happens outside the network
+    (:mod:`unseg.protection.perturb`).
     """
 
     def __init__(self, config: GeneratorConfig) -> None:
-        super().__init__()
         sam = config.sam
+        super().__init__(sam, num_multimask_outputs=3, with_iou_head=True)
         self.config = config
-        self.image_encoder = ImageEncoder(sam)
-        self.prompt_encoder = build_prompt_encoder(sam.prompt_dim, sam.embedding_size, sam.img_size, sam.mask_in_chans)
-        self.mask_decoder = PromptableMaskDecoder(sam, num_multimask_outputs=3, with_iou_head=True)
         self.noise_tokens = nn.Embedding(config.num_noise_tokens, sam.prompt_dim)
         self.noise_head = NoiseHead(
             encoder_dim=sam.encoder_dim,
@@ -66,22 +61,15 @@ class NoiseGenerator(nn.Module):
 
     def encode(self, images: torch.Tensor) -> ImageFeatures:
         """The prompt-independent part: image embedding and early feature (reusable across prompts)."""
-        embedding, early = self.image_encoder(images)
+        embedding, early = self.embed_images(images)
         return ImageFeatures(embedding=embedding, early=early)
 
     def decode(self, features: ImageFeatures, prompts: PromptBatch) -> GeneratorOutput:
         """Noise and mask logits for ``prompts`` (one per row of ``features``)."""
         embedding, early = features.embedding, features.early
-        sparse, dense = embed_prompts(self.prompt_encoder, prompts)
-        decoded = self.mask_decoder(
-            embedding, self.prompt_encoder.get_dense_pe(), sparse, dense, extra_tokens=self.noise_tokens.weight
-        )
+        decoded = self.decode_masks(embedding, prompts, extra_tokens=self.noise_tokens.weight)
         noise = self.noise_head(decoded.extra_tokens, early, embedding, decoded.upscaled)
         return GeneratorOutput(noise=noise, mask_logits=decoded.masks[:, :1])
-
-    def sam_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the SAM part (image encoder, prompt encoder, mask decoder)."""
-        return [p for name, p in self.named_parameters() if name.startswith(SAM_PREFIXES)]
 
     def freeze_sam(self) -> None:
         """Freeze the SAM part; only the noise tokens and noise head stay trainable."""
