@@ -44,7 +44,7 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
 def print_probe(result) -> None:
     settings = result.settings
     height, width = result.size
-    typer.echo(f"probe: {settings.victim}, {settings.epochs} epochs at {width}x{height} px, {result.train_images} "
+    typer.echo(f"probe: {settings.victim}, {settings.schedule.epochs} epochs at {width}x{height} px, {result.train_images} "
                f"training / {result.test_images} held-out images, {result.seconds:.0f} s")
     typer.echo(f"  clean-trained victim      IoU {result.clean:5.1f}")
     typer.echo(f"  protected-trained victim  IoU {result.protected:5.1f}")
@@ -104,10 +104,12 @@ def verify_command(
         typer.echo(f"FAIL {source}: {violation.kind}: {violation.message}")
     typer.echo(str(report))
     if probe:
-        from unseg.evaluation.probe import ProbeSettings, probe_learnability
+        from dataclasses import replace
 
-        settings = ProbeSettings(victim=probe_victim, epochs=probe_epochs, image_height=probe_height,
-                                 max_images=probe_images, device=device)
+        from unseg.evaluation.probe import PROBE_SCHEDULE, ProbeSettings, probe_learnability
+
+        settings = ProbeSettings(victim=probe_victim, schedule=replace(PROBE_SCHEDULE, epochs=probe_epochs),
+                                 image_height=probe_height, max_images=probe_images, device=device)
         try:
             print_probe(probe_learnability(report, masks, settings, progress=True, **options))
         except ValueError as error:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unseg.evaluation.training import TrainSchedule
 from unseg.protection.verify import REGION_MASKS, VerifyReport
 
 PROBE_SPEC_NAME = "probe"
@@ -26,13 +27,16 @@ MIN_MEANINGFUL_TRAIN = 64
 WEAK_CLEAN_IOU = 20.0
 
 
+PROBE_SCHEDULE = TrainSchedule(epochs=30, amp=True)  # 30 epochs: 8 left the clean victim too weak on Kvasir
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     """How the probe trains its two victims (defaults: ~5 minutes on one CPU core for 128 images).
 
     Attributes:
         victim: a victim name of :mod:`unseg.evaluation.victims` (``unet``, ``fpn@resnet18``, ...).
-        epochs, batch_size, lr, amp: the victim schedule (:class:`~unseg.evaluation.training.TrainSchedule`).
+        schedule: the victim schedule (epochs, batch size, lr, bf16), as the evaluation's.
         image_height: victim input height (multiple of 32); width from the images' median aspect.
         holdout: fraction of the images held out for testing (at least one).
         max_images: use at most this many images (seeded pick).
@@ -40,10 +44,7 @@ class ProbeSettings:
     """
 
     victim: str = "unet"
-    epochs: int = 30
-    batch_size: int = 8
-    lr: float = 1e-3
-    amp: bool = True
+    schedule: TrainSchedule = PROBE_SCHEDULE
     image_height: int = 96
     holdout: float = 0.25
     max_images: int = 128
@@ -104,7 +105,7 @@ def probe_learnability(
     from unseg.data.segmentation import DatasetSpec, victim_size
     from unseg.data.sources import folder_source
     from unseg.evaluation.protocol import load_split, pick_stems
-    from unseg.evaluation.training import TrainSchedule, train_victim
+    from unseg.evaluation.training import train_victim
     from unseg.evaluation.victims import parse_victim
 
     masks = Path(masks)
@@ -137,7 +138,7 @@ def probe_learnability(
                        objects="foreground", aspect=float(np.median(aspects)), primary_metric="iou")
     size = victim_size(spec, settings.image_height)
     test = load_split([clean[n] for n in test_names], [labels[n] for n in test_names], size)
-    schedule = TrainSchedule(epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, amp=settings.amp)
+    schedule = settings.schedule
     device = torch.device(settings.device)
     started = time.perf_counter()
     scores = {}
@@ -158,7 +159,7 @@ def probe_caveats(result: ProbeResult) -> list[str]:
     settings = result.settings
     height, width = result.size
     caveats = [
-        f"small CPU run: one {settings.victim} trained from scratch for {settings.epochs} epochs at {width}x{height} "
+        f"small CPU run: one {settings.victim} trained from scratch for {settings.schedule.epochs} epochs at {width}x{height} "
         f"px, one seed; a scraper with more data, time or a pretrained model may learn more from the protected copies",
         "task: the protected region vs the rest (binary), scored on the clean held-out images",
     ]

@@ -8,7 +8,9 @@ augmentation (flip, scale-crop, cutout) and PGD adversarial training (Madry et a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -138,23 +140,36 @@ def evaluate_semantic(model: nn.Module, test: SplitTensors, spec: DatasetSpec, d
     return score.summary(), torch.cat(predictions)
 
 
-def train_semantic(
-    victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
-    device: torch.device, seed: int, progress: str | None = "",
-) -> VictimResult:
-    """Train an smp victim on ``train`` and score it on ``test`` after every epoch."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = build_victim(victim, spec.num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
-    steps = schedule.epochs * max(1, -(-len(train) // schedule.batch_size))
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=schedule.lr * 0.01)
+@dataclass
+class VictimLoop:
+    """What one kind of victim does differently inside the shared training loop of :func:`train_victim`.
+
+    Attributes:
+        lr: Adam learning rate.
+        cosine: cosine decay to 1 % over the run (else a constant rate).
+        epoch_batches: one epoch of batches on the device, drawn with the run's generator.
+        loss: the training loss of a batch (run under autocast).
+        attack: the batch with PGD-perturbed images (adversarial training).
+        evaluate: (metrics, sample predictions or None) on the clean test split.
+        metric: the metric of each epoch's history entry.
+    """
+
+    lr: float
+    cosine: bool
+    epoch_batches: Callable[[torch.Generator], Iterator[Any]]
+    loss: Callable[[Any], torch.Tensor]
+    attack: Callable[[Any, torch.Generator], Any]
+    evaluate: Callable[[], tuple[dict, np.ndarray | None]]
+    metric: str
+
+
+def semantic_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, test: SplitTensors,
+                  schedule: TrainSchedule, device: torch.device) -> VictimLoop:
+    """An smp victim: (image) -> class logits on ``train``; scored on ``test`` (``spec.primary_metric``)."""
     ignore = spec.ignore_index if spec.ignore_index is not None else -100
-    history, started = [], time.perf_counter()
-    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
-        model.train()
+
+    def batches(generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = torch.randperm(len(train), generator=generator)
-        losses = []
         for start in range(0, len(train), schedule.batch_size):
             index = order[start : start + schedule.batch_size]
             if len(index) < 2 and len(train) >= 2:
@@ -162,62 +177,81 @@ def train_semantic(
             images, masks = train.images[index].float() / 255, train.masks[index]
             if schedule.augment:
                 images, masks = augment_batch(images, masks, generator, ignore)
-            images, masks = images.to(device), masks.to(device)
-            if schedule.adversarial_epsilon > 0:
-                images = pgd_attack(model, model, images, lambda logits: segmentation_loss(logits, masks, spec),
-                                    schedule.adversarial_epsilon, schedule.adversarial_steps, generator)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, schedule.amp):
-                loss = segmentation_loss(model(images), masks, spec)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            losses.append(float(loss.detach()))
-        summary, _ = evaluate_semantic(model, test, spec, device, schedule.batch_size * 2, schedule.amp)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
-                        spec.primary_metric: summary[spec.primary_metric]})
-    final, predictions = evaluate_semantic(model, test, spec, device, schedule.batch_size * 2, schedule.amp)
-    return VictimResult(history, final, time.perf_counter() - started, predictions[:4].numpy())
+            yield images.to(device), masks.to(device)
+
+    def attack(batch, generator):
+        images, masks = batch
+        return pgd_attack(model, model, images, lambda logits: segmentation_loss(logits, masks, spec),
+                          schedule.adversarial_epsilon, schedule.adversarial_steps, generator), masks
+
+    def evaluate():
+        summary, predictions = evaluate_semantic(model, test, spec, device, schedule.batch_size * 2, schedule.amp)
+        return summary, predictions[:4].numpy()
+
+    return VictimLoop(lr=schedule.lr, cosine=True, epoch_batches=batches,
+                      loss=lambda batch: segmentation_loss(model(batch[0]), batch[1], spec), attack=attack,
+                      evaluate=evaluate, metric=spec.primary_metric)
 
 
-def train_interactive(
-    victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
-    device: torch.device, seed: int, progress: str | None = "",
-) -> VictimResult:
-    """Train the SAM-layout victim on (image, object box) -> object mask; score pooled IoU on clean test objects."""
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = build_victim(victim, spec.num_classes).to(device)
+def interactive_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, test: SplitTensors,
+                     schedule: TrainSchedule, device: torch.device, seed: int) -> VictimLoop:
+    """The SAM-layout victim: (image, object box) -> object mask; scored by pooled IoU on clean test objects."""
     size = model.config.sam.img_size
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr * 0.5)
-    test_objects = object_samples(test, spec, size, max_objects=schedule.max_objects, generator=torch.Generator().manual_seed(seed + 1))
-    history, started = [], time.perf_counter()
-    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
-        model.train()
-        objects: ObjectSamples = object_samples(train, spec, size, max_objects=schedule.max_objects, generator=generator)
+    test_objects = object_samples(test, spec, size, max_objects=schedule.max_objects,
+                                  generator=torch.Generator().manual_seed(seed + 1))
+
+    def batches(generator: torch.Generator) -> Iterator[ObjectSamples]:
+        objects = object_samples(train, spec, size, max_objects=schedule.max_objects, generator=generator)
         order = torch.randperm(len(objects), generator=generator)
-        losses = []
         for start in range(0, len(objects), schedule.batch_size):
-            batch = objects.subset(order[start : start + schedule.batch_size]).to(device)
-            if schedule.adversarial_epsilon > 0:
-                batch.images = pgd_attack(model, lambda x, b=batch: model(x, b.prompts), batch.images,
-                                          lambda logits, b=batch: interactive_loss(logits.float(), b.targets),
-                                          schedule.adversarial_epsilon, schedule.adversarial_steps, generator)
-            optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, schedule.amp):
-                logits = model(batch.images, batch.prompts)
-            loss = interactive_loss(logits.float(), batch.targets)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        summary = score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"), "iou": summary["iou"]})
-    final = score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp)
-    return VictimResult(history, final, time.perf_counter() - started, None)
+            yield objects.subset(order[start : start + schedule.batch_size]).to(device)
+
+    def attack(batch, generator):
+        batch.images = pgd_attack(model, lambda x: model(x, batch.prompts), batch.images,
+                                  lambda logits: interactive_loss(logits.float(), batch.targets),
+                                  schedule.adversarial_epsilon, schedule.adversarial_steps, generator)
+        return batch
+
+    def evaluate():
+        return score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp), None
+
+    return VictimLoop(lr=schedule.lr * 0.5, cosine=False, epoch_batches=batches,
+                      loss=lambda batch: interactive_loss(model(batch.images, batch.prompts).float(), batch.targets),
+                      attack=attack, evaluate=evaluate, metric="iou")
 
 
 def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
                  device: torch.device, seed: int, progress: str | None = "") -> VictimResult:
-    """Dispatch to the semantic or interactive training loop."""
-    trainer = train_interactive if victim.interactive else train_semantic
-    return trainer(victim, spec, train, test, schedule, device, seed, progress)
+    """Train ``victim`` from scratch on ``train`` and score it on the clean ``test`` split after every
+    epoch: one loop for every victim (same seed, data order and schedule), the victim's own parts
+    from :func:`semantic_loop` or :func:`interactive_loop`."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_victim(victim, spec.num_classes).to(device)
+    loop = (interactive_loop(model, spec, train, test, schedule, device, seed) if victim.interactive
+            else semantic_loop(model, spec, train, test, schedule, device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr)
+    scheduler = None
+    if loop.cosine:
+        steps = schedule.epochs * max(1, -(-len(train) // schedule.batch_size))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=schedule.lr * 0.01)
+    history, started = [], time.perf_counter()
+    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
+        model.train()
+        losses = []
+        for batch in loop.epoch_batches(generator):
+            if schedule.adversarial_epsilon > 0:
+                batch = loop.attack(batch, generator)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device, schedule.amp):
+                loss = loop.loss(batch)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            losses.append(float(loss.detach()))
+        summary, _ = loop.evaluate()
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
+                        loop.metric: summary[loop.metric]})
+    final, predictions = loop.evaluate()
+    return VictimResult(history, final, time.perf_counter() - started, predictions)
