@@ -5,6 +5,7 @@ Everything runs on a generated folder of eight 48x64 images with the tiny 32 px 
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,10 +24,20 @@ from unseg.protection.budget import saturate_noise
 from unseg.training.bilevel import BilevelTrainer, perturb, rescale_through, resize_images, saturated
 from unseg.training.prompts import prompt_batch
 from unseg.training.checkpointing import read_training_metadata
-from unseg.training.config import ConfigError, apply_overrides, load_config
+from unseg.data.interactive import Augmentation
+from unseg.training.config import (
+    ConfigError,
+    PromptSampling,
+    TrainConfig,
+    apply_overrides,
+    default_config_path,
+    load_config,
+    valid_keys,
+)
 from unseg.training.metrics_log import COLUMNS, read_metrics
 
 RUNNER = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 
 
@@ -310,6 +321,9 @@ OVERRIDE_ERRORS = [
     ("model.semantic_surrogate=segformer", "model.semantic_surrogate: unknown segmenter 'segformer'"),
     ("model.semantic_size=100", "model.semantic_size must be a multiple of 32"),
     ("loss.semantic_weight=-1", "loss.semantic_weight must be >= 0"),
+    ("prompts.surrogate_unprompted=2", "prompts: surrogate_unprompted must be in [0, 1]"),
+    ("augmentation.scale_min=2", "augmentation: scale range must satisfy 0 < min <= max"),
+    ("epsilon.train_bg=0.5", "epsilon.train / epsilon.train_bg: epsilon_bg"),
     ("schedule.rounds", "is not of the form section.key=value"),
 ]
 RUN_ERRORS = [
@@ -361,6 +375,29 @@ def test_config_file_and_model_file_errors(tmp_path):
 
     result = RUNNER.invoke(app, ["train", "--config", str(tmp_path / "none.toml")])
     assert result.exit_code == 2 and "config file not found" in result.stderr
+
+
+def test_shipped_default_toml_is_the_dataclasses_defaults_key_for_key():
+    """default.toml (with its comments) is checked against the config dataclasses: every key once,
+    every value the built-in default, so neither can drift from the other."""
+    import tomllib
+
+    path = default_config_path()
+    raw = tomllib.loads(path.read_text())
+    keys = {f"{section}.{key}" for section, values in raw.items() for key in values}
+    assert keys == set(valid_keys())
+    assert load_config(path) == TrainConfig() == load_config(None)
+    paper = tomllib.loads((path.parent / "paper.toml").read_text())
+    assert {f"{section}.{key}" for section, values in paper.items() for key in values} <= set(valid_keys())
+    assert isinstance(TrainConfig().augmentation, Augmentation) and isinstance(TrainConfig().prompts, PromptSampling)
+
+
+def test_configs_written_before_the_augmentation_section_still_load(tmp_path):
+    old = tmp_path / "old.toml"
+    old.write_text("[data]\nflip_probability = 0.0\nscale_min = 0.5\nscale_max = 2.0\nmin_area = 0.01\n")
+    loaded = load_config(old)
+    assert loaded.augmentation == Augmentation(0.0, 0.5, 2.0) and loaded.data.min_area == 0.01
+    assert load_config(REPO / "benchmarks" / "results" / "default_generator" / "config.toml").augmentation == Augmentation()
 
 
 def test_resume_refuses_the_wrong_file_or_network(tmp_path):

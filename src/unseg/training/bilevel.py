@@ -33,7 +33,6 @@ from unseg.protection import perturb as noise_to_pixels
 from unseg.training.config import TrainConfig
 from unseg.training.losses import bce_dice_loss, mask_iou
 from unseg.training.prompts import (
-    PromptSampling,
     generator_prompt_types,
     prompt_batch,
     rescale_prompts,
@@ -149,8 +148,7 @@ class BilevelTrainer:
                                                        weight_decay=opt.weight_decay)
         self.amp_dtype = AMP_DTYPES.get(config.runtime.amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.runtime.amp == "fp16")
-        self.sampling = PromptSampling(config.prompts.num_points, config.prompts.box_jitter,
-                                       config.prompts.mask_max_radius)
+        self.sampling = config.prompts
         sam_params = unwrap(generator).sam_parameters()
         self.train_generator_mask = config.loss.generator_mask_weight > 0 and any(p.requires_grad for p in sam_params)
 

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from unseg.budget import DEFAULT_BUDGET, Budget
+from unseg.data.interactive import Augmentation
 from unseg.models.semantic import parse_semantic
 
 
@@ -29,6 +30,8 @@ class DataConfig:
     ``min_area``: smallest object as a fraction of the image area. ``ignore_index`` < 0: none.
     ``surrogate_rescale_min`` < 1: each step the surrogate sees x + δ shrunk by a random factor
     in [min, 1] and resized back, so the noise must survive the downscaling victims do (1 = off).
+    The training objects' flip and scale jitter are the ``[augmentation]`` section
+    (:class:`unseg.data.interactive.Augmentation`).
     """
 
     root: str = ""
@@ -41,9 +44,6 @@ class DataConfig:
     val_json: str = ""
     ignore_index: int = 11
     min_area: float = 0.002
-    flip_probability: float = 0.5
-    scale_min: float = 0.75
-    scale_max: float = 1.25
     surrogate_rescale_min: float = 0.5
     val_objects: int = 64
     num_workers: int = 0
@@ -145,18 +145,27 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
-class PromptConfig:
-    """Training-prompt sampling (see ``unseg.training.prompts.PromptSampling``).
+class PromptSampling:
+    """How training prompts are drawn (:mod:`unseg.training.prompts`), the ``[prompts]`` section.
 
-    ``surrogate_unprompted``: share of training samples the surrogate gets with no prompt. It must
-    then find the object from the image alone, as a semantic-segmentation victim does, so noise
-    that marks the object (from the generator's prompt) pays off directly (0 = the paper's setup).
+    ``num_points`` random positive points per object; ``box_jitter`` is the largest box-corner
+    shift as a fraction of the box side; ``mask_max_radius`` the largest dilation/erosion radius
+    of the noisy mask prompt as a fraction of the input side. ``surrogate_unprompted``: share of
+    training samples the surrogate gets with no prompt. It must then find the object from the
+    image alone, as a semantic-segmentation victim does, so noise that marks the object (from the
+    generator's prompt) pays off directly (0 = the paper's setup).
     """
 
     num_points: int = 10
     box_jitter: float = 0.1
     mask_max_radius: float = 0.03
     surrogate_unprompted: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.num_points < 1:
+            raise ValueError("num_points must be at least 1")
+        if not 0 <= self.surrogate_unprompted <= 1:
+            raise ValueError(f"surrogate_unprompted must be in [0, 1], got {self.surrogate_unprompted}")
 
 
 @dataclass(frozen=True)
@@ -183,12 +192,13 @@ class TrainConfig:
     """Everything ``unseg train`` needs."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    augmentation: Augmentation = field(default_factory=Augmentation)
     model: ModelConfig = field(default_factory=ModelConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
     epsilon: EpsilonConfig = field(default_factory=EpsilonConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    prompts: PromptConfig = field(default_factory=PromptConfig)
+    prompts: PromptSampling = field(default_factory=PromptSampling)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -218,8 +228,6 @@ def validate(config: TrainConfig) -> None:
         raise ConfigError("schedule.surrogate_steps and generator_steps must be >= 0")
     if config.schedule.surrogate_steps + config.schedule.generator_steps == 0:
         raise ConfigError("a round needs at least one surrogate or generator step")
-    if not 0 <= config.prompts.surrogate_unprompted <= 1:
-        raise ConfigError(f"prompts.surrogate_unprompted must be in [0, 1], got {config.prompts.surrogate_unprompted}")
     if not 0 < config.data.surrogate_rescale_min <= 1:
         raise ConfigError(f"data.surrogate_rescale_min must be in (0, 1], got {config.data.surrogate_rescale_min}")
     if config.model.semantic_size % 32:
@@ -310,12 +318,30 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
             kwargs[name] = _build(kind, value, f"{prefix}{name}.")
         else:
             kwargs[name] = _convert(value, kind, prefix + name)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as error:  # a section's own validation (Augmentation, PromptSampling)
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: {error}") from None
+
+
+# Keys that moved, old -> new section; configs written before (stored in checkpoints) still load.
+MOVED_KEYS = {("data", key): "augmentation" for key in ("flip_probability", "scale_min", "scale_max")}
+
+
+def _move_legacy_keys(data: dict[str, Any]) -> dict[str, Any]:
+    data = {name: dict(values) if isinstance(values, dict) else values for name, values in data.items()}
+    for (old, key), new in MOVED_KEYS.items():
+        if isinstance(data.get(old), dict) and key in data[old]:
+            data.setdefault(new, {}).setdefault(key, data[old].pop(key))
+    return data
 
 
 def config_from_mapping(data: dict[str, Any]) -> TrainConfig:
-    """Config from a nested mapping (missing keys take defaults)."""
-    return _build(TrainConfig, data, "")
+    """Config from a nested mapping (missing keys take defaults; keys of :data:`MOVED_KEYS` are
+    read from their old place too)."""
+    return _build(TrainConfig, _move_legacy_keys(data), "")
 
 
 def load_config(path: str | Path | None) -> TrainConfig:

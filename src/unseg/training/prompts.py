@@ -10,32 +10,14 @@ so a batch can mix prompt types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import kornia
 import torch
 import torch.nn.functional as F
 
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING, POSITIVE, PromptBatch
+from unseg.training.config import PromptSampling  # the [prompts] section: how prompts are drawn
 
 BOX, POINTS, MASK = 0, 1, 2
-
-
-@dataclass(frozen=True)
-class PromptSampling:
-    """How prompts are drawn: number of points, box jitter and noisy-mask strength.
-
-    ``box_jitter`` is the largest corner shift as a fraction of the box side;
-    ``mask_max_radius`` the largest dilation/erosion radius as a fraction of the input side.
-    """
-
-    num_points: int = 10
-    box_jitter: float = 0.1
-    mask_max_radius: float = 0.03
-
-    def __post_init__(self) -> None:
-        if self.num_points < 1:
-            raise ValueError("num_points must be at least 1")
 
 
 def mask_boxes(masks: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 import unseg
-from unseg.data.interactive import NO_AUGMENTATION, Augmentation, InteractiveDataset
+from unseg.data.interactive import NO_AUGMENTATION, InteractiveDataset
 from unseg.models import (
     GeneratorConfig,
     SurrogateConfig,
@@ -84,7 +84,7 @@ def build_dataset(config: TrainConfig, size: int, split: str, augment: bool) -> 
     root = Path(data.root)
     if not root.is_dir():
         raise ConfigError(f"data folder not found: {root}")
-    augmentation = Augmentation(data.flip_probability, data.scale_min, data.scale_max) if augment else NO_AUGMENTATION
+    augmentation = config.augmentation if augment else NO_AUGMENTATION
     seed = config.runtime.seed
     if data.format == "coco":
         json_path = data.train_json if split == "train" else data.val_json
