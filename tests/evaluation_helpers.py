@@ -1,4 +1,5 @@
-"""Tiny generated segmentation folders and a tiny generator checkpoint for the evaluation tests.
+"""Tiny generated segmentation folders for the evaluation tests (the tiny generator checkpoint is
+the ``tiny_generator_path`` fixture of ``conftest.py``).
 
 A folder has the layout of ``../shared/data/camvid``: ``images/<stem>.png``, ``masks/<stem>.png``
 (class ids, ``VOID`` = ignore) and ``splits/{train,test}.txt``, plus a ``dataset.json`` (the
@@ -12,17 +13,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 
 VOID = 255
 NUM_CLASSES = 3
 TOY_SPEC = {"num_classes": NUM_CLASSES, "ignore_index": VOID, "class_names": ["bg", "red", "blue"],
             "train_split": "train", "test_split": "test", "objects": "all_labelled", "aspect": 1.5}
-TINY_SAM = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                     global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 
 
 def toy_pair(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,10 +53,3 @@ def write_toy_folder(root: Path, name: str = "toy", train: int = 4, test: int = 
     if spec is not None:
         (folder / "dataset.json").write_text(json.dumps(spec))
     return folder
-
-
-def write_tiny_generator(path: Path) -> Path:
-    """An (untrained) generator checkpoint small enough for a few-millisecond forward pass."""
-    torch.manual_seed(0)
-    save_model(path, build_generator(GeneratorConfig(sam=TINY_SAM)), {"trained": False})
-    return path

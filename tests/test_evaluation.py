@@ -18,7 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file, safe_open, save_file
 from typer.testing import CliRunner
 
-from evaluation_helpers import TOY_SPEC, write_tiny_generator, write_toy_folder
+from evaluation_helpers import TOY_SPEC, write_toy_folder
 from unseg.budget import Budget
 from unseg.cli.main import app
 from unseg.data.images import LoadedImage, read_image
@@ -36,11 +36,11 @@ METHODS = ("clean", "unseg", "random")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, tiny_generator_path):
     """(config, out folder, results) of one finished tiny evaluation with its report written."""
     root = tmp_path_factory.mktemp("evaluation")
     write_toy_folder(root / "data", train=5, test=2, spec=TOY_SPEC)
-    generator = write_tiny_generator(root / "generator.safetensors")
+    generator = tiny_generator_path
     config = EvaluationConfig(data_root=str(root / "data"), datasets=("toy",), victims=("unet",), methods=METHODS,
                               defences=("none",), epochs=1, batch_size=2, image_height=32, train_images=4,
                               test_images=2, generator=str(generator), progress=False)
@@ -321,14 +321,14 @@ def test_benchmark_dry_run_writes_report_and_header(tmp_path):
     assert len(saved["cells"]) == 3 and (results / "report.md").read_text() == (out / "report.md").read_text()
 
 
-def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_once(tmp_path):
+def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_once(tmp_path, tiny_generator_path):
     """The evaluation takes the protector's noise (``noise_batch``: no budget, no statistics) and
     bounds it once: the cached PNGs equal ``Protector.protect`` with each class region as an object."""
     from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
     from unseg.protection import Protector
 
     folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=3, test=1))
-    generator = str(write_tiny_generator(tmp_path / "tiny.safetensors"))
+    generator = str(tiny_generator_path)
     options = MethodOptions(budget=Budget(6, 1), generator=generator, batch_size=2)
     target, info = protect_split("unseg", folder, folder.stems("train"), tmp_path / "cache", options, progress=False)
     assert (info["epsilon_levels"], info["epsilon_bg_levels"]) == (6, 1)

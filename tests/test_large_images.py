@@ -16,22 +16,16 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from unseg.data.images import read_image
 from unseg.data.transforms import Letterbox, image_to_model_input, to_float_tensor
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.protection import Protector, pipeline, protect_dataset, strips
 from unseg.protection.perturb import map_to_native
 from unseg.protection.quality import psnr, ssim
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 PEAK_RSS_LIMIT_MB = 1536  # README, "Large images": the documented ceiling for a 50 MP image
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
-    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
-    return path
+def tiny_path(tiny_generator_path):
+    return tiny_generator_path
 
 
 def _load(path, **options) -> Protector:

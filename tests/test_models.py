@@ -8,7 +8,6 @@ from unseg.models import (
     CheckpointError,
     GeneratorConfig,
     PromptBatch,
-    SamConfig,
     build_generator,
     build_surrogate,
     load_model,
@@ -18,8 +17,6 @@ from unseg.models import (
 )
 from unseg.models.prompts import embed_prompts
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 
 
 def _prompts(batch: int, size: int) -> PromptBatch:
@@ -29,9 +26,9 @@ def _prompts(batch: int, size: int) -> PromptBatch:
 
 
 @pytest.mark.parametrize(("upscale", "side"), [(1, 64), (0, 32), (-1, 16)])
-def test_generator_noise_is_unit_bounded_with_expected_shape(upscale, side):
+def test_generator_noise_is_unit_bounded_with_expected_shape(upscale, side, tiny_sam):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorConfig(sam=TINY, noise_upscale=upscale))
+    generator = build_generator(GeneratorConfig(sam=tiny_sam, noise_upscale=upscale))
     out = generator(torch.rand(2, 3, 64, 64), _prompts(2, 64))
     assert generator.config.noise_size == side
     assert out.noise.shape == (2, 3, side, side)  # embedding 8 -> mask 32 -> 2x stage / none / 2x pool
@@ -39,25 +36,25 @@ def test_generator_noise_is_unit_bounded_with_expected_shape(upscale, side):
     assert out.noise.abs().max() <= 1.0
 
 
-def test_highpass_noise_cannot_be_a_flat_colour_shift():
+def test_highpass_noise_cannot_be_a_flat_colour_shift(tiny_sam):
     """With ``noise_highpass`` the noise ignores any constant added to its pre-activation map (so a
     region-wide colour shift is not expressible); without it, it does not."""
     shifted = torch.randn(1, 3, 32, 32)
     constant = torch.tensor([2.0, -1.0, 0.5]).view(1, 3, 1, 1)
-    with_highpass = build_generator(GeneratorConfig(sam=TINY, noise_upscale=0, noise_highpass=0.25))
+    with_highpass = build_generator(GeneratorConfig(sam=tiny_sam, noise_upscale=0, noise_highpass=0.25))
     assert with_highpass.config.highpass_window == 9 and with_highpass.noise_head.highpass_window == 9
     head = with_highpass.noise_head
     assert torch.allclose(head.to_noise(shifted + constant), head.to_noise(shifted), atol=1e-5)
-    plain = build_generator(GeneratorConfig(sam=TINY, noise_upscale=0)).noise_head
+    plain = build_generator(GeneratorConfig(sam=tiny_sam, noise_upscale=0)).noise_head
     assert plain.highpass_window == 0
     assert not torch.allclose(plain.to_noise(shifted + constant), plain.to_noise(shifted), atol=1e-2)
     out = with_highpass(torch.rand(2, 3, 64, 64), _prompts(2, 64))
     assert out.noise.shape == (2, 3, 32, 32) and out.noise.abs().max() <= 1.0
 
 
-def test_prompt_types_change_the_noise_and_mix_in_one_batch():
+def test_prompt_types_change_the_noise_and_mix_in_one_batch(tiny_sam):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorConfig(sam=TINY)).eval()
+    generator = build_generator(GeneratorConfig(sam=tiny_sam)).eval()
     images = torch.rand(1, 3, 64, 64).expand(3, -1, -1, -1)
     masks = torch.zeros(3, 1, 64, 64)
     masks[0, :, 10:30, 10:30] = 1
@@ -72,9 +69,9 @@ def test_prompt_types_change_the_noise_and_mix_in_one_batch():
     assert not torch.allclose(noise[0], noise[1]) and not torch.allclose(noise[1], noise[2])
 
 
-def test_padding_tokens_equal_sam_not_a_point():
+def test_padding_tokens_equal_sam_not_a_point(tiny_sam):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorConfig(sam=TINY))
+    generator = build_generator(GeneratorConfig(sam=tiny_sam))
     encoder = generator.prompt_encoder
     coords = torch.tensor([[[3.0, 4.0], [10.0, 12.0]]])
     labels = torch.tensor([[1, 0]])
@@ -94,9 +91,9 @@ def test_surrogate_single_mask_without_iou_head():
     assert logits.shape == (2, 1, 64, 64)
 
 
-def test_checkpoint_round_trip_and_errors(tmp_path):
+def test_checkpoint_round_trip_and_errors(tmp_path, tiny_sam):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorConfig(sam=TINY))
+    generator = build_generator(GeneratorConfig(sam=tiny_sam))
     path = save_model(tmp_path / "g.safetensors", generator, {"epsilon_train": 1 / 255})
     loaded, meta = load_model(path, kind="generator")
     assert meta["epsilon_train"] == pytest.approx(1 / 255)
@@ -112,7 +109,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_model(tmp_path / "bad.safetensors")
 
 
-def test_official_sam_state_dict_loads_into_generator_and_freezes(tmp_path):
+def test_official_sam_state_dict_loads_into_generator_and_freezes(tmp_path, tiny_sam):
     """A state dict in segment_anything's own layout (same shapes) loads key for key."""
     torch.manual_seed(1)
     sam = Sam(
@@ -125,7 +122,7 @@ def test_official_sam_state_dict_loads_into_generator_and_freezes(tmp_path):
                                  transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2)),
     )
     torch.save(sam.state_dict(), tmp_path / "sam.pth")
-    generator = build_generator(GeneratorConfig(sam=TINY))
+    generator = build_generator(GeneratorConfig(sam=tiny_sam))
     missing = load_sam_weights(generator, tmp_path / "sam.pth")
     assert missing == []
     assert torch.equal(generator.image_encoder.blocks[0].attn.qkv.weight, sam.image_encoder.blocks[0].attn.qkv.weight)

@@ -11,26 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from unseg.cli.main import app
 from unseg.data.images import read_image, write_image
-from unseg.models import GeneratorConfig, SamConfig, build_generator, load_model, save_model
+from unseg.models import GeneratorConfig, build_generator, load_model, save_model
 from unseg.protection import Protector
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 RUNNER = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
-    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
-    return str(path)
+def tiny(tiny_generator_path) -> str:
+    return str(tiny_generator_path)
 
 
 def _rgb(height, width, seed=0):
@@ -173,13 +167,13 @@ def test_kill_mid_write_leaves_no_png_and_the_rerun_removes_the_leftover(tmp_pat
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])
-def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, tiny, umask):
+def test_outputs_get_the_usual_mode_under_the_umask(tmp_path, tiny, tiny_sam, umask):
     images, masks = _dataset(tmp_path)
     out = tmp_path / "out"
     previous = os.umask(umask)
     try:
         result = _run(images, out, "--masks", masks, "--generator", tiny)
-        checkpoint = save_model(tmp_path / "ckpt" / "g.safetensors", build_generator(GeneratorConfig(sam=TINY)))
+        checkpoint = save_model(tmp_path / "ckpt" / "g.safetensors", build_generator(GeneratorConfig(sam=tiny_sam)))
         with open(tmp_path / "plain.txt", "w") as handle:  # what open() gives: the reference
             handle.write("x")
     finally:

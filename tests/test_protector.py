@@ -9,20 +9,15 @@ from PIL import Image
 
 from unseg.budget import Budget
 from unseg.data.images import LoadedImage
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
+from unseg.models import save_model
 from unseg.protection import ImagePrompt, Protector, measured_linf
 from unseg.protection.budget import saturate_noise
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 
 
 @pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
-    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
-    return path
+def tiny_path(tiny_generator_path):
+    return tiny_generator_path
 
 
 @pytest.fixture(scope="module")

@@ -8,25 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from unseg.budget import Budget
 from unseg.data.images import read_image
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.serve.protectors import ProtectorPool
 from unseg.serve.workspace import ServeError, ServeLimits, Workspace, display_name
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 
 
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory) -> ProtectorPool:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gen") / "tiny.safetensors"
-    save_model(path, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
-    return ProtectorPool.load([str(path)])
+def pool(tiny_generator_path) -> ProtectorPool:
+    return ProtectorPool.load([str(tiny_generator_path)])
 
 
 def _workspace(root: Path, pool: ProtectorPool, **limits) -> Workspace:

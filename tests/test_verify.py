@@ -7,16 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
 from unseg.cli.main import app
-from unseg.models import GeneratorConfig, SamConfig, build_generator, save_model
 from unseg.protection.verify import file_format, verify_protected
 
-TINY = SamConfig(img_size=64, patch_size=8, encoder_dim=32, encoder_depth=2, encoder_heads=2,
-                 global_attn_indexes=(1,), window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2)
 RUNNER = CliRunner()
 
 
@@ -25,13 +21,11 @@ def _rgb(height, width, seed):
 
 
 @pytest.fixture(scope="module")
-def protected_set(tmp_path_factory) -> tuple[Path, Path, Path]:
+def protected_set(tmp_path_factory, tiny_generator_path) -> tuple[Path, Path, Path]:
     """(images, masks, protected): three images (one in a sub-folder, one without objects)
     protected by ``unseg protect --masks`` with a tiny random generator."""
     root = tmp_path_factory.mktemp("verify")
-    torch.manual_seed(0)
-    generator = root / "tiny.safetensors"
-    save_model(generator, build_generator(GeneratorConfig(sam=TINY)), {"trained": False})
+    generator = tiny_generator_path
     images, masks = root / "images", root / "masks"
     (images / "sub").mkdir(parents=True)
     (masks / "sub").mkdir(parents=True)
