@@ -53,3 +53,14 @@ def test_the_import_check_sees_function_level_and_relative_imports():
     source = "import os\ndef f():\n    from unseg.protection import Protector\n    from ..training import config\n"
     assert imported_modules(source, "unseg.data") == {"unseg.protection", "unseg.training"}
     assert layer_of("unseg.protection.protector") == "protection" and layer_of("unseg") == ""
+
+
+def test_no_file_cites_a_document_that_is_not_in_the_repository():
+    """The paper is cited as arXiv:2410.09909; PAPER.md lived beside the repository, not in it."""
+    repo = PACKAGE.parents[1]
+    assert not (repo / "PAPER.md").exists()
+    citing = [str(path.relative_to(repo)) for folder in ("src", "benchmarks", "tests") for path in (repo / folder).rglob("*")
+              if path.suffix in (".py", ".toml", ".md") and path != Path(__file__)
+              and "PAPER.md" in path.read_text(encoding="utf-8")]
+    citing += [name for name in ("README.md",) if "PAPER.md" in (repo / name).read_text(encoding="utf-8")]
+    assert not citing, citing

@@ -74,7 +74,7 @@ def object_samples(split, spec: DatasetSpec, size: int, max_objects: int, genera
 
 
 def interactive_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """BCE + soft Dice on mask logits (the surrogate's loss in PAPER.md)."""
+    """BCE + soft Dice on mask logits (the surrogate's loss of the UnSeg paper, arXiv:2410.09909)."""
     if logits.shape[-1] != targets.shape[-1]:
         logits = F.interpolate(logits, size=targets.shape[-2:], mode="bilinear", align_corners=False)
     bce = F.binary_cross_entropy_with_logits(logits, targets)

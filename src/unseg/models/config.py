@@ -51,7 +51,7 @@ class SamConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """The UnSeg noise generator: a SAM network plus the noise head (PAPER.md, "Generator").
+    """The UnSeg noise generator: a SAM network plus the noise head (the UnSeg paper, arXiv:2410.09909).
 
     ``noise_upscale`` extra 2x transposed-conv stages raise the noise resolution above the
     decoder's 4x mask resolution (0 keeps the paper's 256 px noise for a 1024 px input); a

@@ -10,7 +10,7 @@ from torch import nn
 
 
 def _upsample4x(in_chans: int, out_chans: int) -> nn.Sequential:
-    """Two 2x transposed convolutions (PAPER.md: early/final features upsampled 4x to 32 channels)."""
+    """Two 2x transposed convolutions (the UnSeg paper, arXiv:2410.09909: early/final features upsampled 4x to 32 channels)."""
     return nn.Sequential(
         nn.ConvTranspose2d(in_chans, out_chans, kernel_size=2, stride=2),
         LayerNorm2d(out_chans),

@@ -27,7 +27,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
     # high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
     "small": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8),
-    # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (PAPER.md); frozen SAM part loads
+    # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (the UnSeg paper, arXiv:2410.09909); frozen SAM part loads
     # from an official checkpoint file given by the user.
     "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),
 }

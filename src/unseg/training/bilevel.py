@@ -1,4 +1,4 @@
-"""Bilevel min-min optimisation of the generator against a surrogate (PAPER.md).
+"""Bilevel min-min optimisation of the generator against a surrogate (UnSeg, arXiv:2410.09909).
 
 Surrogate step:  min_θs  L(f_s(x + δ.detach(), p_s), y)   [+ min_θc  L(f_c(x + δ.detach()), y)]
 Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogates frozen)

@@ -72,7 +72,7 @@ class ScheduleConfig:
     """Rounds of (``surrogate_steps`` surrogate steps, then ``generator_steps`` generator steps).
 
     The learning rates drop by ``decay_factor`` once ``decay_at`` of the rounds are done
-    (PAPER.md: x0.1 at epoch 20 of 27, i.e. ~0.75). ``eval_every`` / ``checkpoint_every`` count rounds.
+    (the UnSeg paper, arXiv:2410.09909: x0.1 at epoch 20 of 27, i.e. ~0.75). ``eval_every`` / ``checkpoint_every`` count rounds.
     """
 
     rounds: int = 500

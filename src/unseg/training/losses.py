@@ -1,4 +1,5 @@
-"""BCE + Dice mask loss (PAPER.md, "Loss") and IoU, restricted to the valid (non-padding) area."""
+"""BCE + Dice mask loss (the UnSeg paper's, arXiv:2410.09909) and IoU, restricted to the valid
+(non-padding) area."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training prompts sampled from the true object mask (PAPER.md, "Prompts").
+"""Training prompts sampled from the true object mask (as the UnSeg paper, arXiv:2410.09909, trains).
 
 Three prompt types: a tight box with a small jitter, ``k`` random positive points, and a
 "noisy mask" (the true mask randomly dilated or eroded, its boundary band perturbed by smooth
