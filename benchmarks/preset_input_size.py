@@ -1,18 +1,37 @@
-"""Why the CPU preset uses a 256 px input: generator step time at 256 / 384 / 512 px.
+"""Why the CPU preset uses a 256 px input: the ``small`` generator's cost at 256 / 384 / 512 px.
 
-Usage: python benchmarks/preset_input_size.py  (prints one line per input size)
+The ``small`` preset (its noise head as shipped: 1/8-size noise map, high-pass) with only the input
+size changed; a batch of 4 with a box prompt. Timed: one generator forward + backward (not a whole
+training step, which also runs the surrogate(s): see ``seconds`` in
+``benchmarks/results/default_generator/metrics.csv``) and one forward without gradients.
+
+Usage: python benchmarks/preset_input_size.py [--threads 2] [--repeats 2] [--note TEXT] [--out FILE]
 """
 
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
 import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
 
 import torch
 
-from unseg.models import GeneratorConfig, PromptBatch, SamConfig, build_generator
+from unseg.models import GENERATOR_PRESETS, PromptBatch, build_generator
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (256, 384, 512)
 
 
-def time_generator(size: int, batch: int = 4, repeats: int = 2) -> tuple[float, float]:
-    """Seconds for forward+backward and for forward only of one batch at ``size`` px."""
-    generator = build_generator(GeneratorConfig(sam=SamConfig(img_size=size)))
+def time_generator(size: int, batch: int = 4, repeats: int = 2) -> tuple[float, float, int]:
+    """(seconds for forward+backward, seconds for a forward, noise side) of one batch at ``size`` px."""
+    small = GENERATOR_PRESETS["small"]
+    config = replace(small, sam=replace(small.sam, img_size=size))
+    generator = build_generator(config)
     images = torch.rand(batch, 3, size, size)
     prompts = PromptBatch(coords=torch.tensor([[[10.0, 20.0], [100.0, 120.0]]] * batch),
                           labels=torch.tensor([[2, 3]] * batch))
@@ -26,12 +45,32 @@ def time_generator(size: int, batch: int = 4, repeats: int = 2) -> tuple[float, 
         start = time.perf_counter()
         generator(images, prompts)
         forward = time.perf_counter() - start
-    return train_step, forward
+    return train_step, forward, config.noise_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--note", default="", help="a line about the machine (e.g. shared with other jobs)")
+    parser.add_argument("--out", type=Path, help="also write the lines to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    lines = [f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip(),
+             f"# code: {commit}; torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             f"CPU, {os.cpu_count()} cores, {args.threads} torch threads",
+             *([f"# note: {args.note}"] if args.note else [])]
+    print("\n".join(lines), flush=True)
+    for size in SIZES:
+        train_step, forward, noise = time_generator(size, repeats=args.repeats)
+        lines.append(f"img {size}: noise {noise}px, generator fwd+bwd batch4 {train_step:.2f}s, fwd batch4 {forward:.2f}s")
+        print(lines[-1], flush=True)
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    torch.manual_seed(0)
-    for size in (256, 384, 512):
-        train_step, forward = time_generator(size)
-        noise = GeneratorConfig(sam=SamConfig(img_size=size)).noise_size
-        print(f"img {size}: noise {noise}px, fwd+bwd batch4 {train_step:.2f}s, fwd batch4 {forward:.2f}s")
+    main()
