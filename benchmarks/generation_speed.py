@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import platform
 import resource
 import statistics
@@ -68,7 +69,7 @@ def header(args: argparse.Namespace) -> list[str]:
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
                            text=True).stdout.strip()
     return [
-        f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip(),
+        f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
         f"# code: {commit}{' (uncommitted changes)' if dirty else ''}; torch {torch.__version__}; "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         f"# generator {args.generator}; {args.repeats} timed repeats after 1 warm-up, median; decode/encode excluded",

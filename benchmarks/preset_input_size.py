@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def main() -> None:
     torch.manual_seed(0)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    lines = [f"# command: python benchmarks/{Path(__file__).name} {' '.join(sys.argv[1:])}".rstrip(),
+    lines = [f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
              f"# code: {commit}; torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
              f"CPU, {os.cpu_count()} cores, {args.threads} torch threads",
              *([f"# note: {args.note}"] if args.note else [])]
