@@ -64,3 +64,31 @@ def test_no_file_cites_a_document_that_is_not_in_the_repository():
               and "PAPER.md" in path.read_text(encoding="utf-8")]
     citing += [name for name in ("README.md",) if "PAPER.md" in (repo / name).read_text(encoding="utf-8")]
     assert not citing, citing
+
+
+def _readme_layout() -> list[str]:
+    """The paths listed in the README's "Layout" code block (first word of each line)."""
+    text = (PACKAGE.parents[1] / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Layout", 1)[1].split("```", 2)[1]
+    return [line.split()[0] for line in block.splitlines() if line.strip()]
+
+
+def test_readme_layout_matches_the_tree():
+    repo = PACKAGE.parents[1]
+    listed = _readme_layout()
+    assert all((repo / path).exists() for path in listed), [path for path in listed if not (repo / path).exists()]
+    packages = {path.relative_to(repo).as_posix() for path in PACKAGE.rglob("*")
+                if path.is_dir() and path.name != "__pycache__" and not path.name.endswith(".egg-info")}
+    top = {path.name for path in repo.iterdir() if path.is_dir() and not path.name.startswith(".")
+           and path.name != "src" and any(path.rglob("*.*")) and _tracked(repo, path)}
+    modules = {path.relative_to(repo).as_posix() for path in PACKAGE.glob("*.py") if not path.name.startswith("__")}
+    missing = sorted((packages | top | modules) - set(listed))
+    assert not missing, f"README layout lacks {missing}"
+
+
+def _tracked(repo: Path, folder: Path) -> bool:
+    """Whether git tracks anything under ``folder`` (so a local .venv or runs/ is not the tree)."""
+    import subprocess
+
+    result = subprocess.run(["git", "ls-files", "--", folder.name], cwd=repo, capture_output=True, text=True)
+    return result.returncode != 0 or bool(result.stdout.strip())
