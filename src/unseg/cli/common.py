@@ -67,6 +67,16 @@ def parse_ignore_index(text: str | None) -> list[int]:
         raise fail(f"--ignore-index takes integers like 255 or 11,255, got {text!r}") from None
 
 
+def check_device(name: str) -> None:
+    """Exit with code 2 unless ``--device`` names a device this machine has (:mod:`unseg.devices`)."""
+    from unseg.devices import DeviceError, resolve_device
+
+    try:
+        resolve_device(name)
+    except DeviceError as error:
+        raise fail(f"--device: {error}") from None
+
+
 def parse_budget(epsilon: float | None, epsilon_bg: float | None, base: Budget = DEFAULT_BUDGET) -> Budget:
     """The budget of ``--epsilon`` / ``--epsilon-bg`` (1/255 units); an option not given keeps
     ``base``'s value. Exits with code 2 unless 0 <= ε_bg <= ε <= 255."""
@@ -120,13 +130,10 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
     ``epsilon`` / ``epsilon_bg`` (1/255 units) not given: the generator checkpoint's stored
     protection budget (a trained run's ``epsilon.protect``), else the default 8 / 2.
     """
-    import torch
-
     from unseg.models import CheckpointError
     from unseg.protection.protector import Protector
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise fail("--device cuda asked for, but no CUDA device is available")
+    check_device(device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

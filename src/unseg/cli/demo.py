@@ -9,6 +9,7 @@ import typer
 
 from unseg.cli.common import STORED_BUDGET_HELP, build_source, load_protector, report
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 # scikit-image's bundled photos (no download) with a hand-picked box (x0, y0, x1, y1) around the subject.
 SAMPLES: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -74,7 +75,7 @@ def side_by_side(input_dir: Path, protected_dir: Path, prompts: dict, amplify: f
 def demo_command(
     out_dir: Path = typer.Argument(..., help="Folder for the demo: input/, prompts.json, protected/, side_by_side.png."),
     generator: str = typer.Option("default", "--generator", help="default, a preset (small, vit_b) or a checkpoint."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + "."),
     epsilon: float | None = typer.Option(None, "--epsilon", help="Budget on the boxed object, in 1/255 units. "
                                          + STORED_BUDGET_HELP),
     epsilon_bg: float | None = typer.Option(None, "--epsilon-bg", help="Budget elsewhere, in 1/255 units. "

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 
 def _names(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -39,21 +40,22 @@ def evaluate(
     epsilon_bg: Optional[float] = typer.Option(None, help="Background budget in 1/255 units (default 2)."),
     amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast for victims."),
     seed: Optional[int] = typer.Option(None, help="Seed of the image picks, the protection methods and the victims' initialisation."),
-    device: Optional[str] = typer.Option(None, help="cpu or cuda."),
+    device: Optional[str] = typer.Option(None, help=DEVICE_HELP + " (default: the preset's)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars while protecting and training."),
 ) -> None:
     """Train victims on protected data and report how much they lose (resumable: rerun to continue)."""
     from unseg.budget import DEFAULT_BUDGET, Budget
     from unseg.data.segmentation import SegmentationFolder
+    from unseg.devices import DeviceError, resolve_device
     from unseg.evaluation.config import DATA_ENV, EvaluationConfig, preset_config
     from unseg.evaluation.protocol import ResultsStore, run_evaluation
     from unseg.evaluation.report import write_report
 
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise typer.BadParameter("--device cuda requested but CUDA is not available", param_hint="--device")
+    if device is not None:
+        try:
+            resolve_device(device)
+        except DeviceError as error:
+            raise typer.BadParameter(str(error), param_hint="--device") from None
     overrides = dict(
         data_root=str(data_root) if data_root else None, datasets=_names(datasets), victims=_names(victims),
         methods=_names(methods), defences=_names(defences), generator=generator, epochs=epochs, image_height=image_height,

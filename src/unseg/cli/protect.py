@@ -24,6 +24,7 @@ from unseg.cli.common import (
     split_list,
 )
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 JPEG_WARNING = (
     "WARNING: JPEG output re-quantises the pixels: the exact ε bound no longer holds and the "
@@ -55,7 +56,7 @@ def protect_command(
     epsilon_bg: float | None = typer.Option(None, "--epsilon-bg", help="Budget outside the objects, in 1/255 units. "
                                             + STORED_BUDGET_HELP),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generator forward pass."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + "."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation (preset generators only)."),
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "

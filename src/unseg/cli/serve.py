@@ -6,8 +6,9 @@ import os
 
 import typer
 
-from unseg.cli.common import fail
+from unseg.cli.common import check_device, fail
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7860
@@ -19,7 +20,7 @@ def serve_command(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to bind. The default serves this computer only; "
                              "0.0.0.0 exposes the page to the network (there is no login)."),
     port: int = typer.Option(DEFAULT_PORT, "--port", min=0, max=65535, help="Port (0: any free port)."),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + "."),
     generator: list[str] | None = typer.Option(None, "--generator", help="A generator .safetensors checkpoint (or a "
                                                "preset name) offered on the page besides the shipped default; "
                                                "repeat for several. The first given is preselected."),
@@ -45,11 +46,7 @@ def serve_command(
     from unseg.serve.server import bind, run_server
     from unseg.serve.workspace import ServeLimits
 
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise fail("--device cuda asked for, but no CUDA device is available")
+    check_device(device)
     try:
         pool = ProtectorPool.load([*(generator or []), DEFAULT_GENERATOR], device=device, batch_size=batch_size)
     except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:

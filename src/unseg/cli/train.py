@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 
 @app.command("train")
@@ -16,7 +17,8 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="Data folder (images/, masks/, splits/) = data.root."),
     split_file: Optional[Path] = typer.Option(None, "--split-file", help="Training split file = data.train_split."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder = output.dir."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N or auto = runtime.device."),
+    device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP + " = runtime.device; under torchrun "
+                                         "a bare cuda is each process's LOCAL_RANK GPU."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed = runtime.seed."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue from out/checkpoint_last.safetensors "
                                           "(without --config, the run's own stored config is used)."),

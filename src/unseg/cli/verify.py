@@ -17,6 +17,7 @@ from unseg.cli.common import (
     split_list,
 )
 from unseg.cli.main import app
+from unseg.devices import DEVICE_HELP
 
 VIOLATION_EXIT = 1
 COLUMNS = ("image", "result", "format", "size", "mode", "L∞ in/out", "budget", "region")
@@ -73,7 +74,7 @@ def verify_command(
     probe_epochs: int = typer.Option(30, "--probe-epochs", min=1, help="Epochs of each probe victim."),
     probe_height: int = typer.Option(96, "--probe-height", min=32, help="Probe victim input height (multiple of 32)."),
     probe_images: int = typer.Option(128, "--probe-images", min=3, help="Use at most this many images for the probe."),
-    device: str = typer.Option("cpu", "--device", help="Device of the probe: cpu or cuda."),
+    device: str = typer.Option("cpu", "--device", help="Device of the probe: " + DEVICE_HELP + "."),
 ) -> None:
     """Check protected copies against their originals before publishing (exit 1 on any violation).
 

@@ -99,13 +99,12 @@ def probe_learnability(
     another size or mode, or without a mask are left out. Raises ValueError with fewer than
     three usable images.
     """
-    import torch
-
     from unseg.data.images import read_image
     from unseg.data.segmentation import DatasetSpec, victim_size
     from unseg.data.sources import folder_source
     from unseg.evaluation.protocol import load_split, pick_stems
     from unseg.evaluation.training import train_victim
+    from unseg.devices import resolve_device
     from unseg.evaluation.victims import parse_victim
 
     masks = Path(masks)
@@ -139,7 +138,7 @@ def probe_learnability(
     size = victim_size(spec, settings.image_height)
     test = load_split([clean[n] for n in test_names], [labels[n] for n in test_names], size)
     schedule = settings.schedule
-    device = torch.device(settings.device)
+    device = resolve_device(settings.device)
     started = time.perf_counter()
     scores = {}
     for kind, images in (("clean", clean), ("protected", protected)):

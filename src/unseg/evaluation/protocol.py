@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 import unseg
 from unseg.data.images import atomic_write
 from unseg.data.segmentation import SegmentationFolder, resize_pair, victim_size
+from unseg.devices import resolve_device
 from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import Defence, clean_subset, parse_defence
 from unseg.evaluation.methods import CLEAN, generator_identity, protect_split, read_protected
@@ -166,7 +167,7 @@ def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out, config)
     store.save()
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     cells = plan_cells(config)
     bar = tqdm(total=len(cells), desc="cells", disable=not config.progress)
     bar.update(sum(store.done(cell) for cell in cells))

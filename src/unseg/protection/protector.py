@@ -32,6 +32,7 @@ from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import LoadedImage, as_loaded
 from unseg.data.prompts import ImagePrompt
 from unseg.data.transforms import Letterbox, image_to_model_input
+from unseg.devices import resolve_device
 from unseg.models import (
     GENERATOR_PRESETS,
     ImageFeatures,
@@ -100,7 +101,7 @@ class Protector:
             raise TypeError(f"budget must be a unseg.budget.Budget, got {budget!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.name = name
         self.trained = trained

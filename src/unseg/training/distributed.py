@@ -15,6 +15,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from unseg.devices import resolve_device as resolve_any_device
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -42,16 +44,12 @@ def context_from_env() -> DistributedContext:
 
 
 def resolve_device(name: str, context: DistributedContext) -> torch.device:
-    """``auto`` -> cuda if available else cpu; under DDP on cuda, the local rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """The device of this process (:func:`unseg.devices.resolve_device`): ``auto`` -> cuda if
+    available else cpu; a bare ``cuda`` -> the local rank's GPU under DDP (``cuda:0`` alone);
+    ``cuda:N`` as given. A CUDA device is also made the current one (NCCL needs it)."""
+    device = resolve_any_device(name, context.local_rank if context.enabled else None)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda requested but CUDA is not available")
-        if context.enabled and device.index is None:
-            device = torch.device("cuda", context.local_rank)
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device.index)
     return device
 
 

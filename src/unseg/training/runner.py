@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import unseg
 from unseg.data.interactive import NO_AUGMENTATION, InteractiveDataset
+from unseg.devices import DeviceError
 from unseg.models import (
     GeneratorConfig,
     SurrogateConfig,
@@ -214,7 +215,10 @@ def run_training(config: TrainConfig, resume: str | Path | None = None) -> Train
     context = context_from_env()
     if config.runtime.threads > 0:
         torch.set_num_threads(config.runtime.threads)
-    device = resolve_device(config.runtime.device, context)
+    try:
+        device = resolve_device(config.runtime.device, context)
+    except DeviceError as error:
+        raise ConfigError(f"runtime.device: {error}") from None
     init_distributed(context, device)
     try:
         return _train(config, context, device, resume)

@@ -1,0 +1,52 @@
+"""Which torch device a name means: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (cuda when available).
+
+One resolver for every command (protect, serve, evaluate, verify --probe, train): ``cuda`` becomes
+an indexed device (``cuda:0``, or the local rank's GPU under torchrun), so code that needs an index
+(``torch.cuda.set_device``, DDP's ``device_ids``) always has one. torch is imported inside the
+function: the CLI can name :data:`DEVICE_HELP` without loading it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+DEVICE_HELP = "cpu, cuda, cuda:N or auto (cuda when available, else cpu)"
+
+
+class DeviceError(ValueError):
+    """A device name is malformed, not supported, or names a GPU this machine does not have."""
+
+
+def resolve_device(name: "str | torch.device" = "auto", local_rank: int | None = None) -> "torch.device":
+    """The device ``name`` means on this machine.
+
+    Args:
+        name: ``cpu``, ``cuda``, ``cuda:N``, ``auto`` (any case) or a ``torch.device``.
+        local_rank: the GPU a bare ``cuda`` means (torchrun's ``LOCAL_RANK``); None: 0.
+
+    Raises DeviceError (a ValueError) for anything else, for ``cuda`` without CUDA and for an
+    index beyond ``torch.cuda.device_count()``.
+    """
+    import torch
+
+    text = str(name).strip().lower()
+    if text == "auto":
+        text = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device {str(name)!r}; use {DEVICE_HELP}") from None
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise DeviceError(f"device {str(name)!r} is not supported; use {DEVICE_HELP}")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"device {str(name)!r} asked for, but no CUDA device is available")
+    index = device.index if device.index is not None else (local_rank or 0)
+    count = torch.cuda.device_count()
+    if not 0 <= index < count:
+        raise DeviceError(f"cuda:{index} asked for, but this machine has {count} CUDA device(s)")
+    return torch.device("cuda", index)
