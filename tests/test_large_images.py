@@ -107,9 +107,13 @@ def test_psnr_and_ssim_keep_scikit_image_definitions():
         noisy = np.clip(clean.astype(int) + np.random.default_rng(2).integers(-8, 9, clean.shape), 0, 255).astype(np.uint8)
         assert psnr(clean, noisy) == peak_signal_noise_ratio(clean, noisy, data_range=255)  # exact
         reference = structural_similarity(clean, noisy, win_size=window, data_range=255, channel_axis=2)
-        assert ssim(clean, noisy) == reference  # one strip: exactly scikit-image's value
-        assert ssim(clean, noisy, strip_pixels=1) == pytest.approx(reference, rel=1e-12)  # one row per strip
+        assert ssim(clean, noisy) == pytest.approx(reference, rel=1e-12, abs=0)  # exact sums vs scipy's running sums
+        assert ssim(clean, noisy, strip_pixels=1) == pytest.approx(reference, rel=1e-12, abs=0)  # one row per strip
     assert psnr(clean, clean) is None and ssim(clean[:2], noisy[:2]) is None
+    wide = np.random.default_rng(3).integers(0, 65536, (40, 50, 1), dtype=np.uint16)
+    shifted = np.clip(wide.astype(int) + 2000, 0, 65535).astype(np.uint16)
+    assert ssim(wide, shifted) == pytest.approx(structural_similarity(wide[..., 0], shifted[..., 0], data_range=65535),
+                                                rel=1e-12, abs=0)  # 16-bit: the int64 window sums stay exact
 
 
 def test_read_image_fills_bands_exactly(tmp_path):

@@ -56,6 +56,9 @@ def protect_command(
     epsilon_bg: float | None = typer.Option(None, "--epsilon-bg", help="Budget outside the objects, in 1/255 units. "
                                             + STORED_BUDGET_HELP),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per generator forward pass."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Threads that decode the next batch and encode the "
+                                "last one's PNGs while the generator works (0: all in one thread; the outputs are "
+                                "the same)."),
     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP + "."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random initialisation (preset generators only)."),
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
@@ -88,5 +91,6 @@ def protect_command(
                                saturate=not raw_noise)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
-    summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume)
+    summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume,
+                              workers=workers)
     report(summary, out_dir)

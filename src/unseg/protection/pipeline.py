@@ -22,11 +22,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from unseg.data.images import ImageReadError, LoadedImage, atomic_write, read_image, remove_partial_files, write_image
@@ -36,6 +38,8 @@ from unseg.protection.protector import ProtectionResult, Protector
 
 MANIFEST_NAME = "manifest.jsonl"
 BATCH_PIXELS = 16_000_000  # a batch takes no further image once it holds this many pixels
+IN_FLIGHT_PIXELS = 2 * BATCH_PIXELS  # decoded, protected or being written at once when overlapping
+DEFAULT_WORKERS = 2  # decode / encode threads beside the protector
 
 
 @dataclass
@@ -141,11 +145,18 @@ def protect_dataset(
     jpeg_quality: int | None = None,
     resume: bool = True,
     progress: bool = True,
+    workers: int = DEFAULT_WORKERS,
 ) -> ProtectSummary:
     """Protect every item of ``source`` into ``out_dir`` (batches of ``protector.batch_size``).
 
     Outputs are written atomically (PNG unless ``jpeg_quality``); the manifest is
     ``out_dir/manifest.jsonl``. Item failures are recorded and returned, never raised.
+
+    ``workers`` threads decode the next batch and encode the last one's outputs while the
+    protector works on the current one (PIL releases the GIL), as long as the images in flight
+    hold at most ``IN_FLIGHT_PIXELS``; a batch above that (a large image) goes through alone, as
+    with ``workers=0`` (everything in this thread, one batch at a time). The outputs and the
+    manifest do not depend on ``workers``.
     """
     out_dir = Path(out_dir)
     if out_dir.is_dir():
@@ -163,10 +174,10 @@ def protect_dataset(
                 bar.update(1)
                 continue
             pending.append(item)
-        for batch in _batches(pending, protector.batch_size, jpeg_quality, writer, summary):
-            _protect_batch(batch, out_dir, protector, jpeg_quality, writer, summary)
+        run = _Run(out_dir, protector, jpeg_quality, writer, summary, workers)
+        for _ in run.batches(_plan(pending, protector.batch_size)):
             bar.update(summary.skipped + summary.protected + summary.failed - bar.n)
-        bar.update(summary.skipped + summary.protected + summary.failed - bar.n)  # failed loads after the last batch
+        bar.update(summary.skipped + summary.protected + summary.failed - bar.n)
     finally:
         bar.close()
         writer.close()
@@ -174,21 +185,27 @@ def protect_dataset(
 
 
 Loaded = tuple[ProtectItem, LoadedImage, ImagePrompt]
+Planned = list[tuple[ProtectItem, int]]  # items of one batch with their pixel counts
 
 
-def _batches(items: list[ProtectItem], size: int, jpeg_quality: int | None, writer: ManifestWriter,
-             summary: ProtectSummary) -> Iterator[list[Loaded]]:
-    """Load items and group them: a batch ends at ``size`` images or once it holds ``BATCH_PIXELS``
-    pixels. Items that cannot be loaded are recorded as failed here."""
-    batch: list[Loaded] = []
+def _header_pixels(path: Path) -> int:
+    """Width x height from the file's header (no decoding); 0 when it cannot be read (the load
+    then fails and is recorded)."""
+    try:
+        with Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except (OSError, ValueError, SyntaxError):
+        return 0
+
+
+def _plan(items: list[ProtectItem], size: int) -> Iterator[Planned]:
+    """Group items: a batch ends at ``size`` images or once it holds ``BATCH_PIXELS`` pixels."""
+    batch: Planned = []
     pixels = 0
     for item in items:
-        loaded = _load(item, jpeg_quality, writer, summary)
-        if loaded is None:
-            continue
-        batch.append(loaded)
-        pixels += loaded[1].size[0] * loaded[1].size[1]
-        del loaded  # the batch alone holds it (the caller empties the batch after protecting it)
+        count = _header_pixels(item.image_path)
+        batch.append((item, count))
+        pixels += count
         if len(batch) == size or pixels >= BATCH_PIXELS:
             yield batch
             batch, pixels = [], 0
@@ -196,45 +213,129 @@ def _batches(items: list[ProtectItem], size: int, jpeg_quality: int | None, writ
         yield batch
 
 
-def _load(item: ProtectItem, jpeg_quality: int | None, writer: ManifestWriter, summary: ProtectSummary
-          ) -> Loaded | None:
-    """An item's image and prompt, or None (failure recorded) when either is unusable."""
-    try:
-        loaded = read_image(item.image_path)
-        if jpeg_quality is not None and loaded.pixels.dtype != np.uint8:
-            raise ValueError("16-bit image cannot be written as JPEG without losing depth; use PNG output")
-        return item, loaded, item.prompt(loaded.size)  # checked against the image (ItemError)
-    except (ImageReadError, ValueError) as error:  # ItemError is a ValueError
-        _record_failure(item, error, writer, summary)
-        return None
+class _InlineExecutor:
+    """``workers=0``: tasks run at once, in this thread."""
 
-
-def _protect_batch(
-    batch: list[Loaded],
-    out_dir: Path,
-    protector: Protector,
-    jpeg_quality: int | None,
-    writer: ManifestWriter,
-    summary: ProtectSummary,
-) -> None:
-    """Protect and write one batch of loaded items; per-item failures are recorded, not raised."""
-    try:
-        results = protector.protect_fitted([loaded for _, loaded, _ in batch], [prompt for _, _, prompt in batch])
-    except (RuntimeError, ValueError) as error:  # e.g. out of memory: report every image of the batch
-        for item, _, _ in batch:
-            _record_failure(item, error, writer, summary)
-        return
-    items = [item for item, _, _ in batch]
-    batch.clear()  # the inputs are no longer needed while the outputs are written
-    for index, item in enumerate(items):
-        result, results[index] = results[index], None
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
         try:
-            write_image(out_dir / item.output_path, result.pixels, result.alpha, jpeg_quality=jpeg_quality)
-        except (OSError, ValueError) as error:
-            _record_failure(item, error, writer, summary)
-            continue
-        writer.write(_success_record(item, result, protector, jpeg_quality))
-        summary.protected += 1
+            future.set_result(function(*args))
+        except BaseException as error:  # delivered by future.result(), as a pool would
+            future.set_exception(error)
+        return future
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _failed(error: Exception) -> Future:
+    future: Future = Future()
+    future.set_exception(error)
+    return future
+
+
+class _Run:
+    """One protect_dataset run: loads one batch ahead and writes one batch behind on ``workers``
+    threads, within ``IN_FLIGHT_PIXELS``. Every item's outcome (load failure, protection failure,
+    write) joins one queue in item order, and the manifest is written from it, from this thread:
+    the same records in the same order whatever ``workers`` is."""
+
+    def __init__(self, out_dir: Path, protector: Protector, jpeg_quality: int | None, writer: ManifestWriter,
+                 summary: ProtectSummary, workers: int) -> None:
+        self.out_dir, self.protector, self.jpeg_quality = out_dir, protector, jpeg_quality
+        self.writer, self.summary = writer, summary
+        self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 0 else _InlineExecutor()
+        self.outcomes: list[tuple[ProtectItem, ProtectionResult | None, int, Future]] = []
+
+    @property
+    def writing(self) -> int:
+        """Pixels of the outputs not yet written."""
+        return sum(pixels for _, result, pixels, _ in self.outcomes if result is not None)
+
+    def batches(self, plan: Iterator[Planned]) -> Iterator[None]:
+        """Protect every planned batch; yields after each (for progress)."""
+        try:
+            upcoming = next(plan, None)
+            loads = self._submit_loads(upcoming) if upcoming else None
+            while upcoming is not None:
+                current, upcoming = upcoming, next(plan, None)
+                loaded = self._collect(current, loads)
+                loads = None
+                if upcoming is not None and self._fits(current, upcoming):
+                    loads = self._submit_loads(upcoming)  # decoded while this batch is protected
+                self._protect(loaded)
+                del loaded
+                if upcoming is not None and loads is None:
+                    self._drain(0)  # too large to overlap: finish writing first
+                    loads = self._submit_loads(upcoming)
+                yield
+            self._drain(0)
+            yield
+        finally:
+            self.pool.shutdown()
+
+    @staticmethod
+    def _pixels(batch: Planned) -> int:
+        return sum(pixels for _, pixels in batch)
+
+    def _fits(self, current: Planned, upcoming: Planned) -> bool:
+        return self._pixels(current) + self._pixels(upcoming) + self.writing <= IN_FLIGHT_PIXELS
+
+    def _submit_loads(self, batch: Planned) -> list[Future]:
+        return [self.pool.submit(_load, item, self.jpeg_quality) for item, _ in batch]
+
+    def _collect(self, batch: Planned, loads: list[Future]) -> list[tuple[Loaded, int]]:
+        """The batch's loaded items; a failed load (unreadable image, bad prompt) joins the
+        outcomes as it is; any other error stops the run."""
+        loaded = []
+        for (item, pixels), future in zip(batch, loads):
+            error = future.exception()
+            if error is None:
+                loaded.append((future.result(), pixels))
+            elif isinstance(error, (ImageReadError, ValueError)):  # ItemError is a ValueError
+                self.outcomes.append((item, None, 0, future))
+            else:
+                raise error
+        return loaded
+
+    def _protect(self, batch: list[tuple[Loaded, int]]) -> None:
+        """Protect one batch and queue its outputs for writing."""
+        items = [(item, pixels) for (item, _, _), pixels in batch]
+        try:
+            results = self.protector.protect_fitted([loaded for (_, loaded, _), _ in batch],
+                                                    [prompt for (_, _, prompt), _ in batch])
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory: report every image of the batch
+            self.outcomes.extend((item, None, 0, _failed(error)) for item, _ in items)
+            return
+        batch.clear()  # the inputs are no longer needed while the outputs are written
+        for (item, pixels), result in zip(items, results):
+            future = self.pool.submit(write_image, self.out_dir / item.output_path, result.pixels, result.alpha,
+                                      self.jpeg_quality)
+            self.outcomes.append((item, result, pixels, future))
+        del results
+        self._drain(IN_FLIGHT_PIXELS // 2)
+
+    def _drain(self, keep: int) -> None:
+        """Record outcomes, oldest first: all that are done, and more (waiting) until at most
+        ``keep`` pixels are still being written."""
+        while self.outcomes and (self.writing > keep or self.outcomes[0][3].done()):
+            item, result, _, future = self.outcomes.pop(0)
+            error = future.exception()  # waits for a write still running
+            if error is None:
+                self.writer.write(_success_record(item, result, self.protector, self.jpeg_quality))
+                self.summary.protected += 1
+            elif result is None or isinstance(error, (OSError, ValueError)):  # a failed load or batch, a bad write
+                _record_failure(item, error, self.writer, self.summary)
+            else:
+                raise error  # anything else stops the run, as it would without the threads
+
+
+def _load(item: ProtectItem, jpeg_quality: int | None) -> Loaded:
+    """An item's image and prompt; raises ImageReadError / ValueError when either is unusable."""
+    loaded = read_image(item.image_path)
+    if jpeg_quality is not None and loaded.pixels.dtype != np.uint8:
+        raise ValueError("16-bit image cannot be written as JPEG without losing depth; use PNG output")
+    return item, loaded, item.prompt(loaded.size)  # checked against the image (ItemError)
 
 
 def _record_failure(item: ProtectItem, error: Exception, writer: ManifestWriter, summary: ProtectSummary) -> None:

@@ -286,7 +286,7 @@ class Protector:
             "linf_outside": outside,
             "epsilon_levels": levels[0],
             "epsilon_bg_levels": levels[1],
-            **image_quality(loaded.pixels, pixels),
+            **image_quality(loaded.pixels, pixels, self.device),
             "num_objects": prompt.object_count,
             "prompt": prompt.kind,
             "num_boxes": prompt.num_boxes,
