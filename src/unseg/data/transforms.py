@@ -50,19 +50,21 @@ class Letterbox:
         return np.asarray(points, dtype=np.float32) * self.scale
 
 
-def image_to_model_input(box: Letterbox, image: np.ndarray) -> torch.Tensor:
+def image_to_model_input(box: Letterbox, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """``H x W x C`` uint8 (C = 1 or 3) or uint16 (C = 1) image -> ``1 x 3 x size x size`` model
-    input, the same as ``box.image_to_input(to_float_tensor(rgb8))``, one channel at a time.
+    input on ``device``, the same as ``box.image_to_input(to_float_tensor(rgb8))``, one channel at
+    a time.
 
     Converting one channel at a time keeps the float copy of a large image at 4 bytes per pixel
     (the whole RGB image in float32 would be 12, and the division another 12); per-channel
-    resizing gives the identical result (checked in ``tests/test_large_images.py``).
+    resizing gives the identical result (checked in ``tests/test_large_images.py``). On a GPU only
+    the 8-bit channel travels; the float conversion and the resize run there.
     """
     if image.dtype == np.uint16:
         image = ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     channels = []
     for channel in range(image.shape[2]):
-        tensor = torch.from_numpy(np.ascontiguousarray(image[..., channel]))[None, None].float()
+        tensor = torch.from_numpy(np.ascontiguousarray(image[..., channel]))[None, None].to(device).float()
         channels.append(box.image_to_input(tensor.div_(255.0)))
         del tensor
     return torch.cat(channels * (3 // len(channels)), dim=1)  # gray: the one channel three times

@@ -243,8 +243,8 @@ class Protector:
         image's prompt to the batch's longest one would make its noise depend on its neighbours
         in the batch. Grouping keeps each output independent of how images are batched.
         """
-        inputs = torch.cat([image_to_model_input(box, loaded.pixels) for loaded, box in zip(images, boxes)])
-        features = self.generator.encode(inputs.to(self.device))
+        inputs = torch.cat([image_to_model_input(box, loaded.pixels, self.device) for loaded, box in zip(images, boxes)])
+        features = self.generator.encode(inputs)
         tokens = [_prompt_tokens(prompt, box) for prompt, box in zip(prompts, boxes)]
         masks = [_mask_input(prompt.mask, box) for prompt, box in zip(prompts, boxes)]
         noise: list[torch.Tensor | None] = [None] * len(images)
