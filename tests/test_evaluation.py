@@ -24,7 +24,7 @@ from unseg.cli.main import app
 from unseg.data.images import LoadedImage, read_image
 from unseg.data.prompts import ImagePrompt
 from unseg.data.segmentation import CAMVID, KVASIR_SEG, SegmentationFolder
-from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, run_evaluation, write_report
+from unseg.evaluation import PRESETS, EvaluationConfig, plan_cells, preset_config, run_evaluation, write_report
 from unseg.evaluation import protocol
 from unseg.evaluation.methods import generator_identity
 
@@ -341,3 +341,22 @@ def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_o
         assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels), stem
         natives = protector.noise_batch([LoadedImage(pixels)], [ImagePrompt(objects=class_regions(mask, region))])
         assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)
+
+
+def test_every_preset_is_a_valid_config_and_gpu_is_the_main_grid():
+    from unseg.baselines import BASELINES
+
+    for name, values in PRESETS.items():
+        known = tuple(m for m in values["methods"] if m in ("clean", "unseg") or m in BASELINES)
+        # "pattern" is registered by baselines/pattern.py (a parallel branch); until it is here, check the rest
+        assert set(values["methods"]) - set(known) <= {"pattern"}, name
+        config = preset_config(name, methods=known)
+        assert config.to_dict()["epochs"] == values["epochs"]
+    gpu = PRESETS["gpu"]
+    assert (set(gpu["datasets"]), set(gpu["victims"])) == ({"camvid", "kvasir_seg"}, {"unet", "deeplabv3plus"})
+    assert set(gpu["methods"]) == {"clean", "unseg", "pattern", "random"} and gpu["defences"] == ("none",)
+    assert "train_images" not in gpu and "test_images" not in gpu and gpu["image_height"] == 256  # full splits
+    assert gpu["device"] == PRESETS["gpu_full"]["device"] == "cuda" and gpu["amp"] and gpu["channels_last"]
+    assert len(plan_cells(preset_config("gpu", methods=("clean", "unseg", "random")))) == 12  # + pattern: 16
+    full = PRESETS["gpu_full"]
+    assert set(full["victims"]) >= set(gpu["victims"]) and set(full["methods"]) >= set(gpu["methods"])

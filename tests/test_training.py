@@ -74,7 +74,7 @@ def test_surrogate_steps_lower_the_surrogate_loss_and_leave_the_generator_alone(
     generator_before = _weights(trainer.generator_module)
     surrogate_before = _weights(trainer.surrogate_module)
     # same step index = same prompts, so the returned (pre-update) losses track one fixed objective
-    losses = [trainer.surrogate_step(batch, step=0)["surrogate_loss"] for _ in range(12)]
+    losses = [float(trainer.surrogate_step(batch, step=0)["surrogate_loss"]) for _ in range(12)]
     assert losses[-1] < losses[0] - 0.05, losses
     assert sum(b > a for a, b in zip(losses, losses[1:])) <= 2, losses
     assert _same(_weights(trainer.generator_module), generator_before)
@@ -87,7 +87,7 @@ def test_generator_steps_lower_the_generator_loss_against_a_frozen_surrogate(tmp
         trainer.surrogate_step(batch, step=0)
     surrogate_before = _weights(trainer.surrogate_module)
     generator_before = _weights(trainer.generator_module)
-    results = [trainer.generator_step(batch, step=1) for _ in range(12)]
+    results = [{k: float(v) for k, v in trainer.generator_step(batch, step=1).items()} for _ in range(12)]
     losses = [r["generator_loss"] for r in results]
     assert losses[-1] < losses[0] - 2e-3, losses
     assert sum(b > a for a, b in zip(losses, losses[1:])) <= 2, losses
@@ -105,13 +105,13 @@ def test_semantic_surrogate_learns_in_surrogate_steps_and_stays_frozen_in_genera
     semantic = trainer.semantic_module
     generator_before = _weights(trainer.generator_module)
     semantic_before = _weights(semantic)
-    losses = [trainer.surrogate_step(batch, step=0)["semantic_loss"] for _ in range(12)]
+    losses = [float(trainer.surrogate_step(batch, step=0)["semantic_loss"]) for _ in range(12)]
     assert losses[-1] < losses[0] - 0.05, losses
     assert _same(_weights(trainer.generator_module), generator_before)
     assert not _same(_weights(semantic), semantic_before)
 
     semantic_before = _weights(semantic)  # parameters and batch-norm statistics
-    results = [trainer.generator_step(batch, step=1) for _ in range(12)]
+    results = [{k: float(v) for k, v in trainer.generator_step(batch, step=1).items()} for _ in range(12)]
     losses = [r["generator_semantic_loss"] for r in results]
     assert losses[-1] < losses[0] - 2e-3, losses
     assert _same(_weights(semantic), semantic_before)
@@ -197,7 +197,7 @@ def test_surrogate_input_rescale_depends_on_the_step_only(tmp_path):
 def test_generator_loss_is_flat_without_a_learning_rate(tmp_path):
     """Control for the test above: the decrease comes from the updates, not from the measurement."""
     trainer, batch = _trainer_and_batch(tmp_path, optimiser={"generator_lr": 1e-12}, epsilon=FAST["epsilon"])
-    losses = [trainer.generator_step(batch, step=1)["generator_loss"] for _ in range(3)]
+    losses = [float(trainer.generator_step(batch, step=1)["generator_loss"]) for _ in range(3)]
     assert max(losses) - min(losses) < 1e-5
 
 
@@ -432,3 +432,105 @@ def test_real_camvid_objects_feed_a_training_step(tmp_path, shared_data):
     assert len(dataset) >= 4 and all(ref.class_id != 11 for ref in dataset.objects)
     result = runner.run_training(config)
     assert np.isfinite(result.last_metrics["surrogate_loss"]) and np.isfinite(result.last_metrics["generator_loss"])
+
+
+def test_step_values_are_read_in_bulk_every_log_every_steps(tmp_path):
+    """No host sync per step: a step's losses stay 0-d device tensors until a flush reads the
+    window's values in one go (and reduces them across DDP processes in one all-reduce)."""
+    from unseg.training.metrics_log import MetricsLog, StepLog
+
+    reduced: list[int] = []
+    log = MetricsLog(tmp_path / "metrics.csv")
+    steps = StepLog(log, every=3, synchronous=False, reduce=lambda values: reduced.append(values.numel()) or values)
+    flushed = [steps.add({"step": i, "round": i, "phase": "generator"},
+                         {"generator_loss": torch.tensor(float(i)), "generator_mask_loss": torch.tensor(0.5)}, 9.0)
+               for i in range(7)]
+    assert reduced == [6, 6] and [bool(f) for f in flushed] == [False, False, True] * 2 + [False]
+    assert flushed[5] == {"generator_loss": 5.0, "generator_mask_loss": 0.5}
+    assert len(read_metrics(log.path)) == 6 and steps.flush() == {"generator_loss": 6.0, "generator_mask_loss": 0.5}
+    rows = read_metrics(log.path)
+    assert [float(r["generator_loss"]) for r in rows] == [float(i) for i in range(7)] and reduced == [6, 6, 2]
+    assert all(float(r["seconds"]) < 9.0 for r in rows)  # not synchronous: the window's wall time per step
+    with pytest.raises(ValueError):
+        StepLog(log, every=0, synchronous=True)
+
+
+def test_log_every_changes_when_values_are_read_not_what_is_logged(tmp_path):
+    rows = {}
+    for every in (1, 3):
+        config = tiny_config(tmp_path / f"every{every}", output={"log_every": every})
+        runner.run_training(config)
+        rows[every] = _without_seconds(read_metrics(tmp_path / f"every{every}" / "run" / "metrics.csv"))
+    assert rows[1] == rows[3] and len([r for r in rows[1] if r["phase"] != "eval"]) == 8
+
+
+def test_channels_last_changes_the_layout_not_the_losses(tmp_path):
+    plain, batch = _trainer_and_batch(tmp_path / "plain", **SEMANTIC)
+    fast, _ = _trainer_and_batch(tmp_path / "fast", **SEMANTIC, runtime={"channels_last": True})
+    weights = [p for p in fast.semantic_module.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    a, b = plain.surrogate_step(batch, 0), fast.surrogate_step(batch, 0)
+    assert torch.allclose(a["semantic_loss"], b["semantic_loss"], atol=1e-5) and torch.equal(a["surrogate_loss"],
+                                                                                               b["surrogate_loss"])
+
+
+def test_pinned_batches_are_the_same_batches(tmp_path):
+    import warnings
+
+    from unseg.training.batches import BatchStream
+
+    config = tiny_config(tmp_path)
+    dataset = runner.build_dataset(config, 32, "train", augment=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no GPU here: pinning is skipped with a warning
+        plain, pinned = (BatchStream(dataset, 4, seed=1, pin_memory=pin).iterate(3) for pin in (False, True))
+        for _ in range(2):
+            (i, a), (j, b) = next(plain), next(pinned)
+            assert i == j and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoints_move_between_machines(tmp_path, monkeypatch):
+    """A run continued elsewhere: a checkpoint written on a CUDA machine (it then holds the CUDA RNG
+    states) resumes on a CPU-only one, and a CPU-written one restores no CUDA state on a GPU machine;
+    tensors are read to the CPU first (safetensors) and moved to the run's device."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from unseg.training import checkpointing
+
+    straight = tiny_config(tmp_path, output={"dir": str(tmp_path / "straight")})
+    runner.run_training(straight)
+    save = runner._Run.save
+
+    def save_then_stop(self, round_index, extra=None):  # the first machine's time is up after round 2
+        save(self, round_index, extra)
+        if round_index == 2:
+            raise Interrupted
+
+    monkeypatch.setattr(runner._Run, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        runner.run_training(tiny_config(tmp_path, output={"dir": str(tmp_path / "moved")}))
+    monkeypatch.undo()
+    checkpoint = tmp_path / "moved" / "checkpoint_last.safetensors"
+    tensors, metadata = load_file(str(checkpoint)), read_training_metadata(checkpoint)
+    tensors["rng.cuda.0"] = torch.zeros(16, dtype=torch.uint8)  # as a GPU machine's file holds
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        raw = handle.metadata()
+    save_file(tensors, str(checkpoint), metadata=raw)
+    assert metadata["round"] == 2 and not torch.cuda.is_available()
+    result = RUNNER.invoke(app, ["train", "--resume", str(checkpoint)])
+    assert result.exit_code == 0, result.output
+    assert _same(load_file(str(tmp_path / "straight" / "generator.safetensors")),
+                 load_file(str(tmp_path / "moved" / "generator.safetensors")))
+
+    restored = []  # a GPU machine resuming a CPU-written file: no CUDA RNG state to restore
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    cpu_file = load_file(str(tmp_path / "straight" / "checkpoint_last.safetensors"))
+    cpu_meta = read_training_metadata(tmp_path / "straight" / "checkpoint_last.safetensors")
+    checkpointing._restore_rng(cpu_file, cpu_meta["rng"])
+    assert restored == [] and not any(key.startswith("rng.cuda.") for key in cpu_file)
+    checkpointing._restore_rng({**cpu_file, "rng.cuda.0": torch.ones(8, dtype=torch.uint8),
+                                "rng.cuda.1": torch.ones(8, dtype=torch.uint8)}, metadata["rng"])
+    assert len(restored) == 1 and len(restored[0]) == 1  # only as many GPUs as this machine has

@@ -1,4 +1,5 @@
-"""Typed configuration of an evaluation run and the named presets (``quick``, ``benchmark``)."""
+"""Typed configuration of an evaluation run and the named presets (``quick``, ``benchmark``, ``gpu``,
+``gpu_full``)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class EvaluationConfig:
     Attributes:
         data_root: folder holding one sub-folder per dataset (default :func:`default_data_root`).
         datasets, victims, methods, defences: the grid (see ``unseg evaluate --help`` for names).
-        epochs, batch_size, lr, amp: victim schedule (same for every cell).
+        epochs, batch_size, lr, amp, channels_last: victim schedule (same for every cell).
         image_height: victim training height in px (multiple of 32); width from the set's aspect.
         train_images / test_images: use at most this many images of the split (seeded pick; None = all).
         train_fraction: use this fraction of the training split (applied before ``train_images``).
@@ -53,6 +54,7 @@ class EvaluationConfig:
     batch_size: int = 8
     lr: float = 1e-3
     amp: bool = False
+    channels_last: bool = False
     image_height: int = 128
     train_images: int | None = None
     train_fraction: float = 1.0
@@ -83,7 +85,8 @@ class EvaluationConfig:
     def schedule(self, augment: bool = False, adversarial_epsilon: float = 0.0) -> TrainSchedule:
         """The victim schedule, with a defence's training-time switches."""
         return TrainSchedule(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, augment=augment,
-                             adversarial_epsilon=adversarial_epsilon, amp=self.amp, max_objects=self.max_objects)
+                             adversarial_epsilon=adversarial_epsilon, amp=self.amp, max_objects=self.max_objects,
+                             channels_last=self.channels_last)
 
     def method_options(self, aspect: float) -> MethodOptions:
         """Protection settings (the EM working size follows the dataset's aspect)."""
@@ -131,12 +134,21 @@ PRESETS: dict[str, dict] = {
         methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"), defences=("none",),
         epochs=8, image_height=96, train_images=96, test_images=64, amp=True, em_rounds=6, em_height=96,
     ),
-    # Same grid on a GPU: full splits, larger images, longer schedule.
+    # The main grid on one H100/H200-class GPU, sized for about 8 minutes: full splits at 256 px,
+    # 16 cells. Sized from one measured cell (UNet, 880 Kvasir images at 256 px, 30 epochs: ~45 s
+    # on an H200 in fp32, issue 10); to be confirmed by benchmarks/gpu_check.sh on a GPU.
     "gpu": dict(
+        datasets=("camvid", "kvasir_seg"), victims=("unet", "deeplabv3plus"),
+        methods=("clean", "unseg", "pattern", "random"), defences=("none",),
+        epochs=24, image_height=256, batch_size=16, amp=True, channels_last=True, device="cuda",
+    ),
+    # The full grid on a GPU (hours): every victim, baseline and defence, larger images, longer schedule.
+    "gpu_full": dict(
         datasets=("camvid", "kvasir_seg"), victims=("unet", "unetplusplus", "fpn", "deeplabv3plus", "sam"),
-        methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"),
+        methods=("clean", "unseg", "pattern", "random", "sign", "synper", "ar", "cuda", "em"),
         defences=("none", "jpeg75", "blur1", "bits3", "gray", "augment", "advtrain", "mix20", "mix60"),
-        epochs=60, image_height=288, batch_size=16, amp=True, em_rounds=20, em_height=192, device="cuda",
+        epochs=60, image_height=288, batch_size=16, amp=True, channels_last=True, em_rounds=20, em_height=192,
+        device="cuda",
     ),
 }
 

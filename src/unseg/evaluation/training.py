@@ -35,6 +35,8 @@ class TrainSchedule:
             (``adversarial_steps`` steps of size ε/2 from a random start).
         amp: bf16 autocast (CPU and CUDA); measured ~1.5–2x faster on the 2-core CPU.
         max_objects: interactive victim only — objects sampled per image and epoch.
+        channels_last: CNN victims and their batches in channels-last memory layout (faster
+            convolutions on a GPU, especially with bf16; the same results up to float rounding).
     """
 
     epochs: int = 10
@@ -45,6 +47,7 @@ class TrainSchedule:
     adversarial_steps: int = 3
     amp: bool = False
     max_objects: int = 3
+    channels_last: bool = False
 
 
 @dataclass
@@ -174,10 +177,15 @@ def semantic_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, test
             index = order[start : start + schedule.batch_size]
             if len(index) < 2 and len(train) >= 2:
                 continue  # batch norm needs two samples
-            images, masks = train.images[index].float() / 255, train.masks[index]
-            if schedule.augment:
-                images, masks = augment_batch(images, masks, generator, ignore)
-            yield images.to(device), masks.to(device)
+            images, masks = train.images[index], train.masks[index]
+            if schedule.augment:  # on the CPU, with the run's generator
+                images, masks = augment_batch(images.float() / 255, masks, generator, ignore)
+                images = images.to(device, non_blocking=True)
+            else:  # only the 8-bit images travel
+                images = images.to(device, non_blocking=True).float() / 255
+            if schedule.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            yield images, masks.to(device, non_blocking=True)
 
     def attack(batch, generator):
         images, masks = batch
@@ -228,6 +236,8 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = build_victim(victim, spec.num_classes).to(device)
+    if schedule.channels_last and not victim.interactive:
+        model = model.to(memory_format=torch.channels_last)
     loop = (interactive_loop(model, spec, train, test, schedule, device, seed) if victim.interactive
             else semantic_loop(model, spec, train, test, schedule, device))
     optimizer = torch.optim.Adam(model.parameters(), lr=loop.lr)

@@ -24,14 +24,20 @@ def collate(items: list[Batch]) -> Batch:
 
 
 class BatchStream:
-    """Endless batches of ``batch_size`` (drop-last) from ``dataset``, shard ``rank`` of ``world_size``."""
+    """Endless batches of ``batch_size`` (drop-last) from ``dataset``, shard ``rank`` of ``world_size``.
+
+    ``num_workers`` > 0: a DataLoader's worker processes decode and augment ahead of the loop;
+    ``pin_memory`` (for a CUDA device): batches land in page-locked memory, so the trainer's
+    ``non_blocking`` copies overlap with compute. Neither changes the batches.
+    """
 
     def __init__(self, dataset: InteractiveDataset, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1, num_workers: int = 0) -> None:
+                 world_size: int = 1, num_workers: int = 0, pin_memory: bool = False) -> None:
         self.dataset = dataset
         self.batch_size = batch_size
         self.seed = seed
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                                           drop_last=True)
         if len(self.sampler) < batch_size:
@@ -55,9 +61,9 @@ class BatchStream:
             epoch, position = divmod(index, self.batches_per_epoch)
             self.dataset.set_epoch(epoch)
             batches = self.epoch_batches(epoch)[position:]
-            if self.num_workers > 0:
+            if self.num_workers > 0 or self.pin_memory:
                 loader = DataLoader(self.dataset, batch_sampler=batches, num_workers=self.num_workers,
-                                    collate_fn=collate)
+                                    collate_fn=collate, pin_memory=self.pin_memory)
                 source = iter(loader)
             else:
                 source = (collate([self.dataset[i] for i in indices]) for indices in batches)

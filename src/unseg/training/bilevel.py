@@ -29,6 +29,7 @@ from torch import nn
 from unseg.budget import Budget
 from unseg.data.transforms import Letterbox
 from unseg.models import NoiseGenerator, PromptBatch
+from unseg.models.semantic import build_named
 from unseg.protection import perturb as noise_to_pixels
 from unseg.training.config import TrainConfig
 from unseg.training.losses import bce_dice_loss, mask_iou
@@ -104,6 +105,13 @@ def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, val
         noise = saturated(noise, masks, straight_through=torch.is_grad_enabled())
     delta = noise_to_pixels.scale_noise(noise, masks, budget) * valid
     return (images + delta).clamp(0, 1), output
+
+
+def semantic_network(config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """A freshly initialised semantic surrogate (``model.semantic_surrogate``) on ``device``, in
+    channels-last layout with ``runtime.channels_last``."""
+    network = build_named(config.model.semantic_surrogate, classes=1).to(device)
+    return network.to(memory_format=torch.channels_last) if config.runtime.channels_last else network
 
 
 @contextlib.contextmanager
@@ -223,8 +231,12 @@ class BilevelTrainer:
         return tuple(batch[k].to(self.device, non_blocking=True) for k in ("image", "mask", "valid"))
 
     def semantic_logits(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-        """Object logits of the semantic surrogate on images resized to ``model.semantic_size``."""
-        return model(resize_images(images, self.config.model.semantic_size))
+        """Object logits of the semantic surrogate on images resized to ``model.semantic_size``
+        (channels-last with ``runtime.channels_last``)."""
+        images = resize_images(images, self.config.model.semantic_size)
+        if self.config.runtime.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return model(images)
 
     def set_learning_rates(self, factor: float) -> None:
         """Learning rates = configured rates x ``factor`` (step decay is a pure function of the round)."""
@@ -237,8 +249,9 @@ class BilevelTrainer:
                 group["lr"] = base * factor
 
     # --- the two phases ---------------------------------------------------------------------
-    def surrogate_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One update of the surrogate(s) on x + δ.detach() against the true masks."""
+    def surrogate_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """One update of the surrogate(s) on x + δ.detach() against the true masks; returns the
+        losses as 0-d tensors on the device (read them in bulk: no host sync per step)."""
         rng = step_generator(self.config.runtime.seed, step, self.rank)
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
@@ -252,17 +265,18 @@ class BilevelTrainer:
             logits = self.surrogate(surrogate_input, prompts.surrogate)
             loss = self.loss(logits, masks, valid)
         self._optimise(loss, self.surrogate_optimiser, self.surrogate)
-        values = {"surrogate_loss": loss.item()}
+        values = {"surrogate_loss": loss.detach()}
         if self.semantic is not None:
             self.semantic.train()
             with self.autocast():
                 semantic_loss = self.loss(self.semantic_logits(self.semantic, adv), masks, valid)
             self._optimise(semantic_loss, self.semantic_optimiser, self.semantic)
-            values["semantic_loss"] = semantic_loss.item()
+            values["semantic_loss"] = semantic_loss.detach()
         return values
 
-    def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
-        """One generator update through the frozen surrogate (target: all-ones or true mask)."""
+    def generator_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
+        """One generator update through the frozen surrogate (target: all-ones or true mask); returns
+        the losses as 0-d tensors on the device."""
         rng = step_generator(self.config.runtime.seed, step, self.rank)
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
@@ -277,19 +291,19 @@ class BilevelTrainer:
                 target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
                 noise_loss = self.loss(logits, target, valid)
                 loss = noise_loss
-                semantic_loss = torch.zeros(())
+                semantic_loss = torch.zeros((), device=self.device)
                 if semantic is not None:  # train mode: batch statistics, as a victim in training sees
                     semantic.train()
                     semantic_loss = self.loss(self.semantic_logits(semantic, adv), target, valid)
                     loss = loss + self.config.loss.semantic_weight * semantic_loss
-                mask_loss = torch.zeros(())
+                mask_loss = torch.zeros((), device=self.device)
                 if self.train_generator_mask:
                     mask_loss = self.loss(output.mask_logits, masks, valid)
                     loss = loss + self.config.loss.generator_mask_weight * mask_loss
             self._optimise(loss, self.generator_optimiser, self.generator)
-        values = {"generator_loss": noise_loss.item(), "generator_mask_loss": mask_loss.item()}
+        values = {"generator_loss": noise_loss.detach(), "generator_mask_loss": mask_loss.detach()}
         if semantic is not None:
-            values["generator_semantic_loss"] = semantic_loss.item()
+            values["generator_semantic_loss"] = semantic_loss.detach()
         return values
 
     # --- measurement ------------------------------------------------------------------------

@@ -74,13 +74,14 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
-def mean_across(value: float, context: DistributedContext, device: torch.device) -> float:
-    """Average of a scalar over all processes (the value itself without DDP)."""
+def mean_across(values: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """Element-wise mean of ``values`` over all processes (``values`` itself without DDP): one
+    all-reduce for a whole tensor of step values."""
     if not context.enabled:
-        return value
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.item() / context.world_size
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values / context.world_size
 
 
 def shutdown(context: DistributedContext) -> None:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import torch
 
 COLUMNS = ("step", "round", "phase", "surrogate_loss", "semantic_loss", "generator_loss", "generator_semantic_loss",
            "generator_mask_loss", "iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean",
@@ -31,6 +35,49 @@ class MetricsLog:
             raise KeyError(f"unknown metrics columns {sorted(unknown)}")
         with self.path.open("a", newline="") as handle:
             csv.DictWriter(handle, fieldnames=COLUMNS).writerow(values)
+
+
+class StepLog:
+    """Step values kept as 0-d tensors on the device and written to ``log`` every ``every`` steps.
+
+    Reading a value waits for the device; doing it once per ``every`` steps (one ``tolist`` of all
+    the buffered values and, under DDP, one ``reduce`` of them: the mean over processes) keeps the
+    training loop free of per-step host syncs on a GPU. A row's ``seconds`` is its step's own time
+    when ``synchronous`` (on CPU every op finishes before the next starts), else the wall time of
+    its flush window over its steps (on CUDA the host runs ahead). ``log`` None (ranks > 0):
+    the values are reduced, not written.
+    """
+
+    def __init__(self, log: MetricsLog | None, every: int, synchronous: bool,
+                 reduce: Callable[[torch.Tensor], torch.Tensor] = lambda values: values) -> None:
+        if every < 1:
+            raise ValueError(f"every must be at least 1, got {every}")
+        self.log, self.every, self.synchronous, self.reduce = log, every, synchronous, reduce
+        self.rows: list[tuple[dict, dict[str, torch.Tensor], float]] = []
+        self.window_start = time.perf_counter()
+
+    def add(self, row: dict, values: dict[str, torch.Tensor], seconds: float) -> dict[str, float]:
+        """Buffer one step (``row``: step, round, phase, learning rates); returns the flushed
+        values when this step completed a window, else {}."""
+        self.rows.append((row, values, seconds))
+        return self.flush() if len(self.rows) >= self.every else {}
+
+    def flush(self) -> dict[str, float]:
+        """Write the buffered steps; returns the latest value of every key written."""
+        if not self.rows:
+            return {}
+        flat = torch.stack([value.detach().float().reshape(()) for _, values, _ in self.rows for value in values.values()])
+        numbers = iter(self.reduce(flat).tolist())
+        window = (time.perf_counter() - self.window_start) / len(self.rows)
+        latest: dict[str, float] = {}
+        for row, values, seconds in self.rows:
+            written = {key: next(numbers) for key in values}
+            latest.update(written)
+            if self.log is not None:
+                self.log.write(**row, **written, seconds=round(seconds if self.synchronous else window, 4))
+        self.rows.clear()
+        self.window_start = time.perf_counter()
+        return latest
 
 
 def read_metrics(path: str | Path) -> list[dict[str, str]]:

@@ -14,8 +14,14 @@ from collections.abc import Iterable
 import torch
 
 from unseg.models import build_surrogate
-from unseg.models.semantic import build_named
-from unseg.training.bilevel import BilevelTrainer, Batch, perturb, resize_images, step_generator
+from unseg.training.bilevel import (
+    Batch,
+    BilevelTrainer,
+    perturb,
+    resize_images,
+    semantic_network,
+    step_generator,
+)
 
 
 def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], eval_batches: list[Batch],
@@ -35,7 +41,7 @@ def protection_check(trainer: BilevelTrainer, train_batches: Iterable[Batch], ev
     networks = [surrogate]
     semantic = None
     if trainer.semantic_module is not None:
-        semantic = build_named(config.model.semantic_surrogate, classes=1).to(trainer.device)
+        semantic = semantic_network(config, trainer.device)
         networks.append(semantic)
     optimiser = torch.optim.Adam([p for n in networks for p in n.parameters()], lr=config.optimiser.surrogate_lr)
     scaler = torch.amp.GradScaler(trainer.device.type, enabled=config.runtime.amp == "fp16")

@@ -33,9 +33,8 @@ from unseg.models import (
     surrogate_config,
 )
 from unseg.models.config import config_from_dict
-from unseg.models.semantic import build_named
 from unseg.training.batches import BatchStream, collate
-from unseg.training.bilevel import BilevelTrainer
+from unseg.training.bilevel import BilevelTrainer, semantic_network
 from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
 from unseg.training.config import ConfigError, TrainConfig, to_toml
 from unseg.training.distributed import (
@@ -48,7 +47,7 @@ from unseg.training.distributed import (
     shutdown,
     wrap_model,
 )
-from unseg.training.metrics_log import MetricsLog, plot_metrics
+from unseg.training.metrics_log import MetricsLog, StepLog, plot_metrics
 from unseg.training.protection_check import protection_check
 
 
@@ -140,7 +139,7 @@ def build_networks(config: TrainConfig, device: torch.device):
     surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
     semantic = None
     if config.model.semantic_surrogate:
-        semantic = build_named(config.model.semantic_surrogate, classes=1).to(device)
+        semantic = semantic_network(config, device)
     return generator.to(device), surrogate.to(device), semantic
 
 
@@ -185,7 +184,7 @@ class _Run:
             self.val_set = val_set
             self.eval_batches = evaluation_batches(val_set, config.data.val_objects, config.schedule.batch_size)
             self.stream = BatchStream(self.train_set, config.schedule.batch_size, config.runtime.seed, context.rank,
-                                      context.world_size, config.data.num_workers)
+                                      context.world_size, config.data.num_workers, pin_memory=device.type == "cuda")
         except ConfigError:
             raise
         except ValueError as error:  # no objects, unreadable masks, batch larger than the data
@@ -245,6 +244,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     trainer = run.trainer
     batches = run.stream.iterate(start_round * per_round)
     last: dict[str, float] = {}
+    steps = StepLog(log, config.output.log_every, synchronous=device.type == "cpu",
+                    reduce=lambda values: mean_across(values, context))
     progress = tqdm(range(start_round, schedule.rounds), initial=start_round, total=schedule.rounds,
                     disable=not (context.is_main and config.output.progress), desc="train", unit="round")
     for round_index in progress:
@@ -256,22 +257,23 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
             step, batch = next(batches)
             started = time.perf_counter()
             values = trainer.surrogate_step(batch, step) if phase == "surrogate" else trainer.generator_step(batch, step)
-            values = {k: mean_across(v, context, device) for k, v in values.items()}
-            last.update(values)
-            if log is not None:
-                log.write(step=step, round=round_index, phase=phase, seconds=round(time.perf_counter() - started, 4),
-                          **values, **lrs)
+            last.update(steps.add({"step": step, "round": round_index, "phase": phase, **lrs}, values,
+                                  time.perf_counter() - started))  # device values: read every log_every steps
         done = round_index + 1
         progress.set_postfix({k: f"{v:.3f}" for k, v in last.items() if k.endswith("loss")})
-        if done % schedule.eval_every == 0 or done == schedule.rounds:
-            if context.is_main:
-                ious = trainer.evaluate(run.eval_batches)
-                last.update(ious)
-                log.write(step=done * per_round - 1, round=round_index, phase="eval", **ious)
-                plot_metrics(out / "metrics.csv", out / "metrics.png")
-        if done % schedule.checkpoint_every == 0 or done == schedule.rounds:
+        evaluate = done % schedule.eval_every == 0 or done == schedule.rounds
+        save = done % schedule.checkpoint_every == 0 or done == schedule.rounds
+        if evaluate or save:
+            last.update(steps.flush())  # the log is complete up to this round
+        if evaluate and context.is_main:
+            ious = trainer.evaluate(run.eval_batches)
+            last.update(ious)
+            log.write(step=done * per_round - 1, round=round_index, phase="eval", **ious)
+            plot_metrics(out / "metrics.csv", out / "metrics.png")
+        if save:
             run.save(done)
-        barrier(context)
+        if evaluate or save:
+            barrier(context)  # only where rank 0 did extra work: no per-round sync
     check: dict[str, float] = {}
     if config.output.check_steps > 0 and context.is_main:
         check_set = build_dataset(config, run.train_set.size, "val", augment=True) or run.train_set
