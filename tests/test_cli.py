@@ -1,6 +1,7 @@
 """First use of the command line: instant ``--help``, ``info``, ``evaluate``'s data root and help,
 and what the README's first command leaves in the checkout."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -105,3 +106,18 @@ def test_readme_crop_image_exists_and_is_small():
     assert "benchmarks/results/noise_crop.png" in images
     for image in images:
         assert (REPO / image).is_file() and (REPO / image).stat().st_size < 200_000, image
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_check_script_dry_runs_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh is for a later session with a GPU; its CPU dry run (generated data,
+    everything shrunk) checks that the script's commands still exist and run."""
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    result = subprocess.run(["bash", str(script), "--cpu-dry-run", "env,protect"], capture_output=True, text=True,
+                            env={**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable}, timeout=300)
+    summary = (tmp_path / "summary.txt").read_text()
+    assert result.returncode == 0, summary + result.stderr
+    for step in ("env", "protect", "verify", "protect_folder_speed"):
+        assert f"{step} ok" in summary, summary
+    assert "12 of 12 protected files pass" in summary and (tmp_path / "results.tar.gz").is_file()
