@@ -2,8 +2,9 @@
 
 Runs ``unseg demo`` into a temporary folder (the shipped generator, default budget, box prompts)
 and writes, per photo, the manifest's PSNR / SSIM / L∞ and the mean signed change per channel on
-the boxed region and off it, in levels: saturation removes each channel's mean from the noise, so
-what remains is clipping at 0 / 255 and the sign's rounding, not a colour cast.
+the boxed region and off it, in levels. Saturation removes each channel's mean before taking the
+sign, so there is no large colour cast; what is left comes from an unequal number of + and - signs
+(a skewed noise distribution) and from clipping at 0 / 255.
 
 Usage: python benchmarks/demo_stats.py [--out benchmarks/results/demo_stats.json]
 """
