@@ -66,8 +66,8 @@ def machine(device: str, threads: int) -> str:
 def header(args: argparse.Namespace) -> list[str]:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                           text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks/*.py"],
+                           cwd=REPO, capture_output=True, text=True).stdout.strip()
     return [
         f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
         f"# code: {commit}{' (uncommitted changes)' if dirty else ''}; torch {torch.__version__}; "
