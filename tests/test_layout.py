@@ -9,6 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "unseg"
 # Each layer and the layers above it that it must never import (at module level or inside a function).
 FORBIDDEN = {
     "budget": ("data", "models", "protection", "training", "evaluation", "baselines", "cli", "serve"),
+    "devices": ("data", "models", "protection", "training", "evaluation", "baselines", "cli", "serve"),
     "data": ("protection", "training", "evaluation", "baselines", "cli", "serve"),
     "models": ("protection", "training", "evaluation", "baselines", "cli", "serve"),
     "protection": ("training", "evaluation", "cli", "serve"),
