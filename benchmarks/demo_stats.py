@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from provenance import commit
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -52,10 +54,8 @@ def main() -> None:
                 "mean_change_per_channel_in_box": [round(float(v), 2) for v in change[region].mean(axis=0)],
                 "mean_change_per_channel_outside": [round(float(v), 2) for v in change[~region].mean(axis=0)],
             }
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
     result = {"command": f"python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
-              "commit": commit, "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
+              "commit": commit(), "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
               "generator": "default (shipped), budget 8/255, bg 2/255, saturated noise, box prompts", "photos": photos}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -22,60 +22,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from provenance import header, write
 from unseg.data.images import LoadedImage
 from unseg.data.prompts import ImagePrompt
 from unseg.protection import Protector
 
-REPO = Path(__file__).resolve().parents[1]
 STAGES = ("generator+budget", "protect")
 
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def machine(device: str, threads: int) -> str:
-    """The hardware a number was measured on, in words."""
-    if device.startswith("cuda"):
-        return f"GPU {torch.cuda.get_device_name(torch.device(device))}"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"CPU {model}, {os.cpu_count()} cores, {threads} torch threads"
-
-
-def header(args: argparse.Namespace) -> list[str]:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks/*.py"],
-                           cwd=REPO, capture_output=True, text=True).stdout.strip()
-    return [
-        f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
-        f"# code: {commit}{' (uncommitted changes)' if dirty else ''}; torch {torch.__version__}; "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-        f"# generator {args.generator}; {args.repeats} timed repeats after 1 warm-up, median; decode/encode excluded",
-        *(f"# {device}: {machine(device, args.threads)}" for device in args.devices.split(",")),
-        *([f"# note: {args.note}"] if args.note else []),
-    ]
 
 
 def measure(generator: str, device: str, size: int, batch: int, repeats: int, stage: str) -> dict:
@@ -132,7 +100,9 @@ def main() -> None:
         stage, size, batch = args.one
         print(json.dumps(measure(args.generator, args.device, int(size), int(batch), args.repeats, stage)))
         return
-    lines = header(args) + [
+    lines = header(__file__, args.devices.split(","), args.threads, args.note,
+                   f"generator {args.generator}; {args.repeats} timed repeats after 1 warm-up, median; "
+                   "decode/encode excluded") + [
         f"{'stage':>16} {'device':>6} {'size':>5} {'batch':>5} {'ms/image':>9} {'min ms':>7} {'peak MiB':>9}"
         "   (CPU: peak-RSS growth while protecting; CUDA: max allocated incl. weights)"]
     print("\n".join(lines), flush=True)
@@ -147,9 +117,7 @@ def main() -> None:
                     lines.append(f"{stage:>16} {device:>6} {size:>5} {batch:>5} {result['ms_per_image']:>9.1f} "
                                  f"{result['min_ms_per_image']:>7.1f} {result['peak_mib']:>9.1f}")
                     print(lines[-1], flush=True)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    write(args.out, lines)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,15 @@ Usage: python benchmarks/preset_input_size.py [--threads 2] [--repeats 2] [--not
 from __future__ import annotations
 
 import argparse
-import os
-import shlex
-import subprocess
-import sys
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from provenance import header, write
 from unseg.models import GENERATOR_PRESETS, PromptBatch, build_generator
 
-REPO = Path(__file__).resolve().parents[1]
 SIZES = (256, 384, 512)
 
 
@@ -58,19 +53,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    lines = [f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
-             f"# code: {commit}; torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; "
-             f"CPU, {os.cpu_count()} cores, {args.threads} torch threads",
-             *([f"# note: {args.note}"] if args.note else [])]
+    lines = header(__file__, ["cpu"], args.threads, args.note)
     print("\n".join(lines), flush=True)
     for size in SIZES:
         train_step, forward, noise = time_generator(size, repeats=args.repeats)
         lines.append(f"img {size}: noise {noise}px, generator fwd+bwd batch4 {train_step:.2f}s, fwd batch4 {forward:.2f}s")
         print(lines[-1], flush=True)
-    if args.out is not None:
-        args.out.write_text("\n".join(lines) + "\n")
+    write(args.out, lines)
 
 
 if __name__ == "__main__":

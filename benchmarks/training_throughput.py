@@ -14,35 +14,17 @@ Usage: python benchmarks/training_throughput.py [--devices cpu,cuda] [--amp none
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shlex
 import statistics
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
+from provenance import header, write
 from unseg.training.bilevel import BilevelTrainer
 from unseg.training.config import config_from_mapping
 from unseg.training.runner import build_networks
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def machine(device: str, threads: int) -> str:
-    if device.startswith("cuda"):
-        return f"GPU {torch.cuda.get_device_name(torch.device(device))}"
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        model = names[0] if names else model
-    return f"CPU {model}, {os.cpu_count()} cores, {threads} torch threads"
 
 
 def synthetic_batch(batch: int, size: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -97,14 +79,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    lines = [f"# command: python benchmarks/{Path(__file__).name} {shlex.join(sys.argv[1:])}".rstrip(),
-             f"# code: {commit}; torch {torch.__version__}; {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-             f"# networks: generator {args.generator}, surrogate {args.surrogate}, semantic {args.semantic or 'none'}; "
-             f"batch {args.batch_size}; median of {args.steps} steps after 1 warm-up; synthetic batch (no data loading)",
-             *(f"# {device}: {machine(device, args.threads)}" for device in args.devices.split(",")),
-             *([f"# note: {args.note}"] if args.note else []),
+    lines = [*header(__file__, args.devices.split(","), args.threads, args.note,
+                     f"networks: generator {args.generator}, surrogate {args.surrogate}, semantic "
+                     f"{args.semantic or 'none'}; batch {args.batch_size}; median of {args.steps} steps after 1 "
+                     "warm-up; synthetic batch (no data loading)"),
              f"{'device':>6} {'amp':>5} {'layout':>13} {'surrogate ms':>13} {'generator ms':>13} {'bf16 speed-up':>14}"]
     print("\n".join(lines), flush=True)
     for device in args.devices.split(","):
@@ -119,9 +97,7 @@ def main() -> None:
                 lines.append(f"{device:>6} {amp:>5} {'channels_last' if channels_last else 'contiguous':>13} "
                              f"{result['surrogate']:>13.1f} {result['generator']:>13.1f} {speedup:>14}")
                 print(lines[-1], flush=True)
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    write(args.out, lines)
 
 
 if __name__ == "__main__":
