@@ -83,6 +83,25 @@ def interactive_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return bce + dice.mean()
 
 
+def box_masks(samples: ObjectSamples) -> torch.Tensor:
+    """``N x 1 x M x M`` masks of each sample's box prompt at the target resolution: the trivial
+    "fill the box" prediction a victim that learned nothing beyond the prompt would make."""
+    size = samples.images.shape[-1]
+    side = samples.targets.shape[-1]
+    centres = (torch.arange(side, dtype=torch.float32) + 0.5) * size / side  # pixel centres, input coords
+    corners = samples.prompts.coords  # N x 2 x 2: (x0, y0), (x1, y1)
+    inside_x = (centres[None] >= corners[:, 0, 0:1]) & (centres[None] < corners[:, 1, 0:1])
+    inside_y = (centres[None] >= corners[:, 0, 1:2]) & (centres[None] < corners[:, 1, 1:2])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+
+
+def box_fill_iou(samples: ObjectSamples) -> float:
+    """Pooled foreground IoU (0-100) of the box-fill prediction on ``samples`` (see :func:`box_masks`)."""
+    score = SegmentationScore(2)
+    score.update(box_masks(samples).long(), samples.targets.long())
+    return score.summary()["iou"]
+
+
 @torch.no_grad()
 def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.device, batch_size: int, amp: bool) -> dict:
     """Pooled foreground IoU / Dice (0–100) over all test objects."""
@@ -95,4 +114,4 @@ def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.de
         logits = F.interpolate(logits, size=batch.targets.shape[-2:], mode="bilinear", align_corners=False)
         score.update((logits > 0).long().cpu(), batch.targets.long().cpu())
     summary = score.summary()
-    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples)}
+    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples), "box_fill_iou": box_fill_iou(samples)}

@@ -30,29 +30,38 @@ def scale_noise(noise: torch.Tensor, region: torch.Tensor, epsilon: float, epsil
     return noise * epsilon_map(region, epsilon, epsilon_bg)
 
 
-def region_channel_sums(noise: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel sums of ``H x W x C`` noise on ``region`` and off it: ``2 x C`` float64 sums
-    (row 0: on the region) and the ``2`` pixel counts. Sums of the strips of an image add up to
-    the image's; ``sums / counts[:, None]`` are the means :func:`saturate_noise` removes."""
-    noise = noise.reshape(-1, noise.shape[-1])
-    flat = region.reshape(-1)
-    sums = np.stack([noise[flat].sum(axis=0, dtype=np.float64), noise[~flat].sum(axis=0, dtype=np.float64)])
-    count = int(flat.sum())
-    return sums, np.array([count, flat.size - count])
+def segment_channel_sums(noise: np.ndarray, segments: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel sums of ``H x W x C`` noise over each of ``count`` segments (``segments``:
+    ``H x W`` integer labels in ``0 .. count - 1``): ``count x C`` float64 sums and ``count`` pixel
+    counts. Sums of the strips of an image add up to the image's; ``sums / counts[:, None]`` are
+    the means :func:`saturate_noise` removes."""
+    flat = segments.reshape(-1).astype(np.int64)
+    channels = noise.shape[-1]
+    values = noise.reshape(-1, channels).astype(np.float64)
+    sums = np.stack([np.bincount(flat, weights=values[:, c], minlength=count) for c in range(channels)], axis=1)
+    return sums[:count], np.bincount(flat, minlength=count)[:count]
 
 
-def region_channel_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """``2 x C`` means from :func:`region_channel_sums` (0 for an empty part)."""
+def region_segments(region: np.ndarray) -> np.ndarray:
+    """The two segments of a plain region: 0 on ``region``, 1 off it."""
+    return (~region).astype(np.uint8)
+
+
+def segment_channel_means(sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """``S x C`` means from :func:`segment_channel_sums` (0 for an empty segment)."""
     return sums / np.maximum(counts, 1)[:, None]
 
 
 def saturate_noise(noise: np.ndarray, region: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
     """Unit ``H x W x C`` noise pushed to the corners of the budget: each channel's mean is removed
-    separately on ``region`` and off it, then only the sign is kept (±1; what is within
-    ``SATURATE_DEAD_ZONE`` of the mean, e.g. flat noise up to rounding, becomes 0).
+    separately on every segment, then only the sign is kept (±1; what is within
+    ``SATURATE_DEAD_ZONE`` of the mean, e.g. flat or zero noise up to rounding, becomes 0).
 
-    ``means`` (``2 x C``, on / off the region, :func:`region_channel_means`) are those of the whole
-    image when ``noise`` and ``region`` are one strip of its rows; by default this array's own.
+    ``region`` is an ``H x W`` bool region (segments: on it, off it) or ``H x W`` integer segment
+    labels (:class:`~unseg.protection.protector.NativeNoise` gives each object its own, so every
+    object keeps its own code and an object of the null code stays untouched). ``means``
+    (``S x C``, :func:`segment_channel_means`) are those of the whole image when ``noise`` and
+    ``region`` are one strip of its rows; by default this array's own.
 
     This keeps the noise's pattern, drops its colour cast, and spends the whole budget on every
     pixel. Measured (``src/unseg/weights/README.md``): a victim learns the generator's coarse
@@ -61,10 +70,12 @@ def saturate_noise(noise: np.ndarray, region: np.ndarray, means: np.ndarray | No
     """
     if noise.shape[:2] != region.shape:
         raise ValueError(f"noise {noise.shape} and region {region.shape} differ in size")
+    segments = region_segments(region) if region.dtype == bool else region
     if means is None:
-        means = region_channel_means(*region_channel_sums(noise, region))
+        count = int(segments.max()) + 1 if segments.size else 1
+        means = segment_channel_means(*segment_channel_sums(noise, segments, count))
     centred = noise.astype(np.float64, copy=True)
-    centred -= np.where(region[..., None], means[0], means[1])
+    centred -= means[segments]
     centred[np.abs(centred) < SATURATE_DEAD_ZONE] = 0
     return np.sign(centred).astype(np.float32)
 

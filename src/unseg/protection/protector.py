@@ -30,6 +30,7 @@ import unseg
 from unseg.data.images import LoadedImage, loaded_from_pil, read_image
 from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.models import GENERATOR_PRESETS, ImageFeatures, NoiseGenerator, PromptBatch, build_generator, load_model, load_sam_weights
+from unseg.models.config import code_index
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.protection.budget import (
     DEFAULT_EPSILON,
@@ -37,14 +38,15 @@ from unseg.protection.budget import (
     apply_budget,
     budget_levels,
     measured_linf,
-    region_channel_means,
-    region_channel_sums,
+    segment_channel_means,
+    segment_channel_sums,
     saturate_noise,
 )
 from unseg.protection.quality import image_quality
 from unseg.protection.strips import row_strips
 
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
+DEFAULT_KEY = 1  # the key of an object whose source names none (a box, points, a binary mask)
 FALLBACK_PRESET = "small"
 UNTRAINED_MESSAGE = "UNTRAINED generator: noise is not optimised, protection will be weak"
 
@@ -64,6 +66,10 @@ class ImagePrompt:
             Each object then gets the noise the generator makes for its own mask prompt (one
             decoder pass per object, the image is encoded once); the rest of the image keeps the
             noise of the whole prompt. ``mask`` defaults to their union.
+        keys: optional integer key per entry of ``objects`` (class id, instance index): a keyed
+            generator gives each key its own noise code (key 0 = the null code, no noise), so
+            adjacent objects of different keys get different textures; None = every object key 1.
+        key: the key of the whole prompt (a mask, boxes or points without ``objects``); default 1.
 
     An empty prompt (all None) means the image has no object: only ε_bg applies.
     """
@@ -74,13 +80,24 @@ class ImagePrompt:
     point_labels: np.ndarray | None = None
     num_objects: int | None = None
     objects: list[np.ndarray] | None = None
+    keys: list[int] | None = None
+    key: int = DEFAULT_KEY
 
     def __post_init__(self) -> None:
+        if self.key < 0:
+            raise ValueError(f"key must be >= 0, got {self.key}")
+        if self.keys is not None:
+            if self.objects is None or len(self.keys) != len(self.objects):
+                raise ValueError("keys need objects, one key per object")
+            if any(int(k) < 0 for k in self.keys):
+                raise ValueError(f"object keys must be >= 0, got {list(self.keys)}")
         if self.objects is not None:
-            objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
-            if any(mask.ndim != 2 or mask.shape != objects[0].shape for mask in objects):
+            keys = [DEFAULT_KEY] * len(self.objects) if self.keys is None else [int(k) for k in self.keys]
+            kept = [(mask, k) for mask, k in zip((np.asarray(m).astype(bool) for m in self.objects), keys) if mask.any()]
+            if any(mask.ndim != 2 or mask.shape != kept[0][0].shape for mask, _ in kept):
                 raise ValueError("objects must be H x W masks of one size")
-            self.objects = objects or None  # no non-empty object: as if none were given
+            self.objects = [mask for mask, _ in kept] or None  # no non-empty object: as if none were given
+            self.keys = [k for _, k in kept] if self.keys is not None and kept else None
         if self.objects is not None:
             if self.mask is None:
                 self.mask = np.logical_or.reduce(self.objects)
@@ -162,37 +179,56 @@ class NativeNoise:
             own mask prompt, which replaces ``grid``'s on the mask (where objects overlap, the
             later one wins).
         region: ``H x W`` bool, where ε applies.
-        means: ``2 x 3`` channel means on / off ``region`` removed before the sign when the noise
-            is saturated (:meth:`saturated`); None for the generator's raw noise.
+        background: ``3 x N x N`` noise used off ``region`` instead of ``grid`` (a keyed
+            generator's background: the null code, zeros), or None (``grid`` everywhere).
+        means: ``(2 + K) x 3`` channel means of the segments (:meth:`segment_rows`: the region
+            outside the objects, off the region, then each object) removed before the sign when the
+            noise is saturated (:meth:`saturated`); None for the generator's raw noise.
     """
 
     box: Letterbox
     grid: np.ndarray
     objects: list[tuple[np.ndarray, np.ndarray]]
     region: np.ndarray
+    background: np.ndarray | None = None
     means: np.ndarray | None = None
 
     def raw_rows(self, start: int, stop: int) -> np.ndarray:
         """``(stop - start) x W x 3`` float32 generator noise of those rows, objects composed in."""
         noise = self.box.map_rows_to_image(self.grid, start, stop)
+        if self.background is not None:
+            outside = ~self.region[start:stop]
+            if outside.any():
+                noise[outside] = self.box.map_rows_to_image(self.background, start, stop)[outside]
         for mask, grid in self.objects:
             part = mask[start:stop]
             if part.any():
                 noise[part] = self.box.map_rows_to_image(grid, start, stop)[part]
         return noise
 
+    def segment_rows(self, start: int, stop: int) -> np.ndarray:
+        """``(stop - start) x W`` segment labels: 0 on the region outside every object, 1 off the
+        region, ``2 + k`` on object ``k`` (the later object where they overlap). Each segment is
+        saturated with its own means, so every object keeps its own noise code."""
+        segments = (~self.region[start:stop]).astype(np.int32)
+        for k, (mask, _) in enumerate(self.objects):
+            segments[mask[start:stop]] = 2 + k
+        return segments
+
     def rows(self, start: int, stop: int) -> np.ndarray:
         """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
         noise = self.raw_rows(start, stop)
-        return noise if self.means is None else saturate_noise(noise, self.region[start:stop], self.means)
+        return noise if self.means is None else saturate_noise(noise, self.segment_rows(start, stop), self.means)
 
     def saturated(self) -> "NativeNoise":
-        """This noise with the per-region channel means of the whole image (a pass over the strips)."""
-        sums, counts = np.zeros((2, 3)), np.zeros(2, np.int64)
+        """This noise with the per-segment channel means of the whole image (a pass over the strips)."""
+        count = 2 + len(self.objects)
+        sums, counts = np.zeros((count, 3)), np.zeros(count, np.int64)
         for start, stop in row_strips(self.box.height, self.box.width):
-            strip_sums, strip_counts = region_channel_sums(self.raw_rows(start, stop), self.region[start:stop])
+            strip_sums, strip_counts = segment_channel_sums(self.raw_rows(start, stop), self.segment_rows(start, stop),
+                                                            count)
             sums, counts = sums + strip_sums, counts + strip_counts
-        return replace(self, means=region_channel_means(sums, counts))
+        return replace(self, means=segment_channel_means(sums, counts))
 
     def full(self) -> np.ndarray:
         """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel)."""
@@ -371,7 +407,9 @@ class Protector:
         for count in sorted({len(labels) for _, labels in tokens}):
             group = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
             batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
-            out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device))
+            codes = self._codes([prompts[i].key for i in group])
+            out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device),
+                                        codes)
             for row, index in enumerate(group):
                 noise[index], logits[index] = out.noise[row].float().cpu(), out.mask_logits[row].float().cpu()
         return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
@@ -382,18 +420,26 @@ class Protector:
 
         Object prompts are mask-only (no tokens), so they batch without padding.
         """
-        jobs = [(index, _mask_input(mask, boxes[index]))
-                for index, prompt in enumerate(prompts) for mask in (prompt.objects or [])]
+        jobs = [(index, _mask_input(mask, boxes[index]), key)
+                for index, prompt in enumerate(prompts)
+                for mask, key in zip(prompt.objects or [], prompt.keys or [DEFAULT_KEY] * len(prompt.objects or []))]
         found: dict[int, list[torch.Tensor]] = {}
         chunk = 4 * self.batch_size
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
-            rows = torch.tensor([index for index, _ in part], device=self.device)
-            batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask in part], self.input_size)
-            out = self.generator.decode(features.select(rows), batch.to(self.device))
-            for row, (index, _) in enumerate(part):
+            rows = torch.tensor([index for index, _, _ in part], device=self.device)
+            batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask, _ in part], self.input_size)
+            out = self.generator.decode(features.select(rows), batch.to(self.device), self._codes([k for _, _, k in part]))
+            for row, (index, _, _) in enumerate(part):
                 found.setdefault(index, []).append(out.noise[row].float().cpu())
         return [torch.stack(found[i]) if i in found else None for i in range(len(prompts))]
+
+    def _codes(self, keys: list[int]) -> torch.Tensor | None:
+        """Code indices of object keys for a keyed generator (None for an unkeyed one)."""
+        config = self.generator.config
+        if not config.keyed:
+            return None
+        return torch.tensor([code_index(key, config.num_codes) for key in keys], dtype=torch.long, device=self.device)
 
     def _finish(
         self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor,
@@ -402,7 +448,8 @@ class Protector:
         """Noise to native size, saturation, budget and statistics, strip by strip (bounded memory)."""
         region = _region(prompt, box, logits)
         objects = [] if object_noise is None else list(zip(prompt.objects, object_noise.numpy()))
-        native = NativeNoise(box, noise[0].numpy(), objects, region)
+        background = np.zeros_like(noise[0].numpy()) if self.generator.config.keyed else None  # the null code
+        native = NativeNoise(box, noise[0].numpy(), objects, region, background)
         if self.saturate:
             native = native.saturated()
         pixels = np.empty_like(loaded.pixels)
