@@ -36,6 +36,7 @@ def build_source(
     class_names_file: Path | None,
     ignore_index: list[int],
     jpeg: bool,
+    keying: str = "class",
 ) -> list[ProtectItem]:
     """The items to protect for the chosen prompt source (raises SourceError on bad input)."""
     from unseg.data.sources import SourceError, coco_source, folder_source, plain_source, prompts_source, read_class_names
@@ -52,9 +53,9 @@ def build_source(
     if masks is not None:
         names = read_class_names(class_names_file) if class_names_file is not None else None
         return folder_source(images_dir, masks, classes=classes, class_names=names, ignore_index=ignore_index,
-                             jpeg=jpeg, exclude=exclude)
+                             jpeg=jpeg, exclude=exclude, keying=keying)
     if coco is not None:
-        return coco_source(images_dir, coco, classes=classes, jpeg=jpeg, exclude=exclude)
+        return coco_source(images_dir, coco, classes=classes, jpeg=jpeg, exclude=exclude, keying=keying)
     if prompts is not None:
         return prompts_source(images_dir, prompts, jpeg=jpeg, exclude=exclude)
     typer.echo("note: no --masks/--coco/--prompts: images get the background budget ε_bg only", err=True)
@@ -113,6 +114,10 @@ def protect_command(
                                             "{name: id}."),
     ignore_index: str | None = typer.Option(None, "--ignore-index", help="Mask values that are never objects, "
                                             "comma separated (e.g. 255, or 11 for CamVid void)."),
+    keying: str = typer.Option("class", "--keying", help="Noise key of each object of --masks / --coco: 'class' "
+                               "(its class / category id: one noise code per class, what semantic victims learn; "
+                               "for class-index masks and COCO) or 'instance' (1, 2, ... per image: neighbouring "
+                               "instances differ; for instance-id masks). An object keyed 0 gets no noise (the null code)."),
     generator: str = typer.Option("default", "--generator", help="default (shipped weights), a preset (small, "
                                   "vit_b: UNTRAINED, random init) or a generator .safetensors checkpoint."),
     sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="Official SAM weights loaded into a "
@@ -145,7 +150,7 @@ def protect_command(
     check_budget(epsilon, epsilon_bg)
     try:
         source = build_source(images_dir, out_dir, masks, coco, prompts, split_list(classes), class_names,
-                              parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None)
+                              parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None, keying=keying)
     except SourceError as error:
         raise fail(str(error)) from error
     if not source:

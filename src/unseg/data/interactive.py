@@ -74,7 +74,8 @@ def _find_image(images_dir: Path, stem: str) -> Path:
     raise FileNotFoundError(f"no image for stem {stem!r} in {images_dir}")
 
 
-def _folder_pairs(images_dir: Path, masks_dir: Path, split_file: str | Path | None) -> list[tuple[Path, Path]]:
+def folder_pairs(images_dir: Path, masks_dir: Path, split_file: str | Path | None) -> list[tuple[Path, Path]]:
+    """(image, mask) paths matched by stem, for the stems of ``split_file`` (all masks when None)."""
     if not images_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {images_dir}")
     if not masks_dir.is_dir():
@@ -161,7 +162,7 @@ class InteractiveDataset(Dataset):
         seed: int = 0,
     ) -> "InteractiveDataset":
         """Objects of a folder of images + class-index masks (``min_area``: fraction of image area)."""
-        pairs = _folder_pairs(Path(images_dir), Path(masks_dir), split_file)
+        pairs = folder_pairs(Path(images_dir), Path(masks_dir), split_file)
         masks: dict[int, np.ndarray] = {}
         objects: list[ObjectRef] = []
         for index, (_, mask_path) in enumerate(pairs):

@@ -180,7 +180,21 @@ def _mask_file(masks_dir: Path, relative: Path) -> Path | None:
     return None
 
 
-def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int]) -> PromptBuilder:
+KEYINGS = ("class", "instance")  # what an object's noise key is: its class id, or its index in the image
+
+
+def object_keys(labels: Sequence[int], keying: str) -> list[int]:
+    """Keys of objects with these labels (class ids, or instance ids of an instance mask / COCO
+    annotation order): ``class`` -> the label itself (the same class gets the same noise code in
+    every image: a semantic victim's shortcut); ``instance`` -> 1, 2, ... in order (neighbouring
+    instances get different codes: an instance victim's shortcut). Key 0 is the null code."""
+    if keying not in KEYINGS:
+        raise SourceError(f"keying must be one of {KEYINGS}, got {keying!r}")
+    return [int(label) for label in labels] if keying == "class" else list(range(1, len(labels) + 1))
+
+
+def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int],
+                 keying: str = "class") -> PromptBuilder:
     def build(size: tuple[int, int]) -> ImagePrompt:
         if mask_path is None:
             raise ItemError(f"no mask for {stem}")
@@ -192,7 +206,9 @@ def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ig
             raise ItemError(f"mask {labels.shape[1]}x{labels.shape[0]} does not match image {size[1]}x{size[0]}")
         present = set(_labels_present(labels).tolist()) - ignore
         selected = (present - {0}) if classes is None else (present & classes)
-        return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected))
+        chosen = sorted(selected)
+        return ImagePrompt(objects=[labels == label for label in chosen], keys=object_keys(chosen, keying),
+                           keying=keying, num_objects=len(chosen))
 
     return build
 
@@ -214,20 +230,23 @@ def folder_source(
     ignore_index: Iterable[int] = (),
     jpeg: bool = False,
     exclude: Iterable[Path] = (),
+    keying: str = "class",
 ) -> list[ProtectItem]:
-    """Images with masks matched by stem (binary 0/1, 0/255, or class-index PNGs).
+    """Images with masks matched by stem (binary 0/1, 0/255, class-index or instance-id PNGs).
 
     The region is every non-zero, non-ignored label, or only ``classes`` when given (ids, or
     names looked up in ``class_names``). Each selected label present is one object with its own
-    generator pass (``ImagePrompt.objects``); ``num_objects`` counts them.
+    generator pass (``ImagePrompt.objects``) and noise key (:func:`object_keys`: ``class`` for
+    class-index masks, ``instance`` for instance-id masks); ``num_objects`` counts them.
     """
+    object_keys([], keying)  # validate early
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     if not masks_dir.is_dir():
         raise SourceError(f"masks folder not found: {masks_dir}")
     chosen = resolve_classes(classes, class_names)
     ignore = {int(value) for value in ignore_index}
     relatives = [path.relative_to(images_dir) for path in list_images(images_dir, [masks_dir, *exclude])]
-    builders = {rel: _mask_prompt(_mask_file(masks_dir, rel), rel.stem, chosen, ignore) for rel in relatives}
+    builders = {rel: _mask_prompt(_mask_file(masks_dir, rel), rel.stem, chosen, ignore, keying) for rel in relatives}
     return _items(images_dir, relatives, builders, jpeg)
 
 
@@ -245,8 +264,13 @@ def coco_source(
     classes: Sequence[str | int] | None = None,
     jpeg: bool = False,
     exclude: Iterable[Path] = (),
+    keying: str = "class",
 ) -> list[ProtectItem]:
     """Images of a COCO instances file (polygons or RLE); region = union of the selected instances.
+
+    Each instance (thing or stuff annotation) is one object; its noise key is its category id
+    (``keying="class"``, the default: semantic and instance victims both learn classes) or its
+    index in the image (``"instance"``), see :func:`object_keys`.
 
     ``classes`` are category ids or names (from the file's categories). Images in the folder
     that the file does not list get the background budget only; images the file lists but the
@@ -254,6 +278,7 @@ def coco_source(
     """
     from pycocotools.coco import COCO
 
+    object_keys([], keying)  # validate early
     images_dir, coco_file = Path(images_dir), Path(coco_file)
     if not coco_file.is_file():
         raise SourceError(f"COCO file not found: {coco_file}")
@@ -269,19 +294,20 @@ def coco_source(
     for image_id, info in coco.imgs.items():
         relative = Path(info["file_name"])
         annotations = [ann for ann in coco.imgToAnns.get(image_id, []) if ann["category_id"] in chosen_ids]
-        builders[relative] = _coco_prompt(coco, info, annotations, images_dir / relative)
+        builders[relative] = _coco_prompt(coco, info, annotations, images_dir / relative, keying)
     on_disk = [path.relative_to(images_dir) for path in list_images(images_dir, exclude)]
     relatives = sorted(set(on_disk) | set(builders))
     return _items(images_dir, relatives, builders, jpeg)
 
 
-def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path) -> PromptBuilder:
+def _coco_prompt(coco: Any, info: dict, annotations: list[dict], path: Path, keying: str = "class") -> PromptBuilder:
     def build(size: tuple[int, int]) -> ImagePrompt:
         expected = (int(info["height"]), int(info["width"]))
         if expected != size:
             raise ItemError(f"COCO size {expected[1]}x{expected[0]} does not match image {size[1]}x{size[0]}")
         objects = [coco.annToMask(annotation).astype(bool) for annotation in annotations]
-        return ImagePrompt(objects=objects, num_objects=len(annotations))
+        keys = object_keys([int(annotation["category_id"]) for annotation in annotations], keying)
+        return ImagePrompt(objects=objects, keys=keys, keying=keying, num_objects=len(annotations))
 
     return build
 

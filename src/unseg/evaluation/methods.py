@@ -105,15 +105,18 @@ def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[li
 
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
         images = [LoadedImage(sample.pixels) for sample in samples]
-        prompts = [ImagePrompt(objects=class_regions(sample.mask, sample.region)) for sample in samples]
+        prompts = [ImagePrompt(objects=masks, keys=keys)
+                   for masks, keys in (class_regions(sample.mask, sample.region) for sample in samples)]
         return [result.noise for result in protector.protect_batch(images, prompts)]
 
     return make, info
 
 
-def class_regions(labels: np.ndarray, region: np.ndarray) -> list[np.ndarray]:
-    """One mask per class label present inside ``region``."""
-    return [(labels == label) & region for label in np.unique(labels[region]).tolist()]
+def class_regions(labels: np.ndarray, region: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    """One mask per class label present inside ``region``, and the labels (the objects' keys, as
+    ``unseg protect --masks`` keys class-index masks)."""
+    present = np.unique(labels[region]).tolist()
+    return [(labels == label) & region for label in present], [int(label) for label in present]
 
 
 def _baseline_maker(name: str, num_classes: int, options: MethodOptions):

@@ -70,6 +70,7 @@ class ImagePrompt:
             generator gives each key its own noise code (key 0 = the null code, no noise), so
             adjacent objects of different keys get different textures; None = every object key 1.
         key: the key of the whole prompt (a mask, boxes or points without ``objects``); default 1.
+        keying: how the source chose the keys ("class", "instance"), recorded in the manifest.
 
     An empty prompt (all None) means the image has no object: only ε_bg applies.
     """
@@ -82,6 +83,7 @@ class ImagePrompt:
     objects: list[np.ndarray] | None = None
     keys: list[int] | None = None
     key: int = DEFAULT_KEY
+    keying: str | None = None
 
     def __post_init__(self) -> None:
         if self.key < 0:
@@ -180,7 +182,7 @@ class NativeNoise:
             later one wins).
         region: ``H x W`` bool, where ε applies.
         background: ``3 x N x N`` noise used off ``region`` instead of ``grid`` (a keyed
-            generator's background: the null code, zeros), or None (``grid`` everywhere).
+            generator's background: the prompt's noise without a code), or None (``grid`` everywhere).
         means: ``(2 + K) x 3`` channel means of the segments (:meth:`segment_rows`: the region
             outside the objects, off the region, then each object) removed before the sign when the
             noise is saturated (:meth:`saturated`); None for the generator's raw noise.
@@ -381,17 +383,19 @@ class Protector:
         if not images:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
-        noise, logits, object_noise = self._forward(images, prompts, boxes)
+        noise, logits, object_noise, background = self._forward(images, prompts, boxes)
         return [
-            self._finish(loaded, prompt, box, noise[i : i + 1], logits[i : i + 1], object_noise[i])
+            self._finish(loaded, prompt, box, noise[i : i + 1], logits[i : i + 1], object_noise[i],
+                         None if background is None else background[i])
             for i, (loaded, prompt, box) in enumerate(zip(images, prompts, boxes))
         ]
 
     @torch.no_grad()
     def _forward(
         self, images: list[LoadedImage], prompts: list[ImagePrompt], boxes: list[Letterbox]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
-        """Noise and mask logits over the model input for every image, and per-object noise.
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], torch.Tensor | None]:
+        """Noise and mask logits over the model input for every image, per-object noise, and for a
+        keyed generator the background noise (the same prompt, no code: the head's noise alone).
 
         Prompt tokens are padded only among images with the same number of tokens (one forward
         pass per distinct count): SAM's padding tokens take part in attention, so padding an
@@ -404,15 +408,21 @@ class Protector:
         masks = [_mask_input(prompt.mask, box) for prompt, box in zip(prompts, boxes)]
         noise: list[torch.Tensor | None] = [None] * len(images)
         logits: list[torch.Tensor | None] = [None] * len(images)
+        background: list[torch.Tensor | None] = [None] * len(images)
         for count in sorted({len(labels) for _, labels in tokens}):
             group = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
-            batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
-            codes = self._codes([prompts[i].key for i in group])
-            out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device),
-                                        codes)
+            batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size).to(self.device)
+            rows = features.select(torch.tensor(group, device=self.device))
+            out = self.generator.decode(rows, batch, self._codes([prompts[i].key for i in group]))
             for row, index in enumerate(group):
                 noise[index], logits[index] = out.noise[row].float().cpu(), out.mask_logits[row].float().cpu()
-        return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
+            if self.generator.config.keyed:
+                uncoded = self.generator.decode(rows, batch).noise
+                for row, index in enumerate(group):
+                    background[index] = uncoded[row].float().cpu()
+        backgrounds = torch.stack(background) if self.generator.config.keyed else None  # type: ignore[arg-type]
+        return (torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes),  # type: ignore[arg-type]
+                backgrounds)
 
     def _object_noise(self, features: ImageFeatures, prompts: list[ImagePrompt],
                       boxes: list[Letterbox]) -> list[torch.Tensor | None]:
@@ -443,13 +453,12 @@ class Protector:
 
     def _finish(
         self, loaded: LoadedImage, prompt: ImagePrompt, box: Letterbox, noise: torch.Tensor, logits: torch.Tensor,
-        object_noise: torch.Tensor | None,
+        object_noise: torch.Tensor | None, background: torch.Tensor | None = None,
     ) -> ProtectionResult:
         """Noise to native size, saturation, budget and statistics, strip by strip (bounded memory)."""
         region = _region(prompt, box, logits)
         objects = [] if object_noise is None else list(zip(prompt.objects, object_noise.numpy()))
-        background = np.zeros_like(noise[0].numpy()) if self.generator.config.keyed else None  # the null code
-        native = NativeNoise(box, noise[0].numpy(), objects, region, background)
+        native = NativeNoise(box, noise[0].numpy(), objects, region, None if background is None else background.numpy())
         if self.saturate:
             native = native.saturated()
         pixels = np.empty_like(loaded.pixels)
@@ -465,6 +474,9 @@ class Protector:
             "epsilon_bg_levels": budget_levels(self.epsilon_bg, max_value),
             **image_quality(loaded.pixels, pixels),
             "num_objects": _count_objects(prompt),
+            "keyed": self.generator.config.keyed,
+            "keying": prompt.keying,
+            "keys": list(prompt.keys) if prompt.keys is not None else ([prompt.key] if prompt.kind != "none" else []),
             "prompt": prompt.kind,
             "num_boxes": prompt.num_boxes,
             "num_points": prompt.num_points,

@@ -1,0 +1,212 @@
+"""Bilevel min-min for a *keyed* generator, on whole scenes (beyond the paper; see README).
+
+Every labelled object of a scene (each class region) is decoded with its own mask prompt and its
+class id as key, so each gets the noise code of its key (key 0: the null code, no noise); the
+object noises are composed into one map and saturated per object as protection does it (sign
+after removing the object's channel means — straight-through: sign forward, identity backward).
+
+Surrogate step:  min_θc  CE(f_c(x + δ.detach()), code(y))
+Generator step:  min_θg  CE(f_c(x + δ_g(x, y)), code(y))  (f_c frozen, batch statistics)
+                 + w · L(generator mask logits, object masks)
+
+f_c is a multi-class smp segmenter (``model.semantic_surrogate``, random init, no prompt) that
+reads x + δ resized to ``model.semantic_size`` (randomly shrunk, ``data.surrogate_rescale_min``)
+and predicts each pixel's *code* — not the dataset's class — so what it learns is the noise, and
+the codes stay meaningful on any other dataset. Every ``schedule.surrogate_reset_every`` rounds
+f_c starts again from a fresh initialisation: the codes must be what a *young* network picks up
+first (victims train from scratch), not only what a converged surrogate can read.
+Single process only (the generator runs outside any DDP wrapper).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unseg.data.scenes import IGNORE
+from unseg.models import PromptBatch
+from unseg.models.config import code_index
+from unseg.models.semantic import build_named
+from unseg.training.bilevel import BilevelTrainer, frozen, rescale_through, resize_images, step_generator
+from unseg.training.losses import bce_dice_loss
+
+Batch = dict[str, torch.Tensor]
+
+
+def scene_objects(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every labelled class region of a ``B x S x S`` label batch: ``(rows, keys, masks)`` with
+    ``K`` image indices, ``K`` class ids and ``K x 1 x S x S`` float masks (IGNORE is no object)."""
+    rows, keys, masks = [], [], []
+    for row, image_labels in enumerate(labels):
+        for key in torch.unique(image_labels).tolist():
+            if key == IGNORE:
+                continue
+            rows.append(row)
+            keys.append(key)
+            masks.append((image_labels == key).float())
+    if not rows:
+        raise ValueError("a training batch has no labelled pixel")
+    return torch.tensor(rows), torch.tensor(keys), torch.stack(masks)[:, None]
+
+
+def mask_prompts(masks: torch.Tensor) -> PromptBatch:
+    """Mask-only prompts (no points or boxes) for ``K x 1 x S x S`` masks."""
+    count = masks.shape[0]
+    return PromptBatch(coords=torch.zeros(count, 0, 2, device=masks.device),
+                       labels=torch.zeros(count, 0, dtype=torch.long, device=masks.device),
+                       masks=masks, has_mask=torch.ones(count, dtype=torch.bool, device=masks.device))
+
+
+def code_labels(labels: torch.Tensor, num_codes: int) -> torch.Tensor:
+    """Per-pixel code index of ``labels`` (class ids; IGNORE stays IGNORE)."""
+    table = {key: code_index(key, num_codes) for key in torch.unique(labels).tolist() if key != IGNORE}
+    out = torch.full_like(labels, IGNORE)
+    for key, code in table.items():
+        out[labels == key] = code
+    return out
+
+
+def saturate_objects(noise: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """``K x 3 x S x S`` object noises, each minus its channel means over its own mask, then the
+    sign (forward) with the identity's gradient (backward): protection's saturation, trainable.
+    Null-code objects (zero noise) stay zero."""
+    weight = masks / masks.flatten(1).sum(1).clamp_min(1).view(-1, 1, 1, 1)
+    centred = noise - (noise * weight).sum((2, 3), keepdim=True)
+    centred = torch.where(noise.abs().amax((1, 2, 3), keepdim=True) > 0, centred, torch.zeros_like(centred))
+    return centred + (torch.sign(centred) - centred).detach()
+
+
+class KeyedTrainer(BilevelTrainer):
+    """Min-min of a keyed generator against a multi-class semantic surrogate on whole scenes.
+
+    Shares the optimisers, learning-rate schedule, mixed precision and checkpoint layout of
+    :class:`BilevelTrainer` (the interactive surrogate is kept in the checkpoint but not trained:
+    ``surrogate`` is a placeholder there); ``semantic`` is required and has ``num_codes`` outputs.
+    """
+
+    def __init__(self, generator: nn.Module, surrogate: nn.Module, config, device: torch.device, rank: int = 0,
+                 semantic: nn.Module | None = None) -> None:
+        if semantic is None:
+            raise ValueError("keyed training needs model.semantic_surrogate (the multi-class code reader)")
+        super().__init__(generator, surrogate, config, device, rank, semantic)
+        self.num_codes = self.generator_module.config.num_codes
+        codes = [self.generator_module.noise_codes]
+        rest = [p for p in self.generator_module.parameters() if p.requires_grad and p is not codes[0]]
+        opt = config.optimiser
+        self.generator_optimiser = torch.optim.Adam(
+            [{"params": rest, "lr": opt.generator_lr}, {"params": codes, "lr": opt.code_lr}],
+            weight_decay=opt.weight_decay)
+
+    def set_learning_rates(self, factor: float) -> None:
+        super().set_learning_rates(factor)
+        self.generator_optimiser.param_groups[1]["lr"] = self.config.optimiser.code_lr * factor
+
+    def reset_semantic(self, round_index: int) -> None:
+        """A fresh semantic surrogate (seeded by the round) and a fresh optimiser for it."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.runtime.seed * 100003 + round_index)
+            fresh = build_named(self.config.model.semantic_surrogate, classes=self.num_codes).to(self.device)
+        self.semantic_module.load_state_dict(fresh.state_dict())
+        self.semantic_optimiser = torch.optim.Adam(self.semantic_module.parameters(), lr=self.config.optimiser.surrogate_lr,
+                                                   weight_decay=self.config.optimiser.weight_decay)
+
+    # --- noise -------------------------------------------------------------------------------
+    def scene_noise(self, images: torch.Tensor, labels: torch.Tensor,
+                    valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x + δ clamped to [0, 1], generator mask logits of the objects, their masks).
+
+        δ: each object's saturated noise at ε on its pixels, composed; on void pixels the noise of
+        the union prompt without a code at ε_bg (as protection treats the background); nothing on
+        padding."""
+        rows, keys, masks = scene_objects(labels.cpu())
+        masks = masks.to(self.device)
+        features = self.generator_module.encode(images)
+        codes = torch.tensor([code_index(k, self.num_codes) for k in keys.tolist()], device=self.device)
+        prompts = mask_prompts(masks)
+        out = self.generator_module.decode(features.select(rows.to(self.device)), prompts, codes)
+        noise = F.interpolate(out.noise.float(), size=images.shape[-2:], mode="bilinear", align_corners=False)
+        noise = saturate_objects(noise, masks)
+        composed = torch.zeros_like(images).index_add_(0, rows.to(self.device), noise * masks)
+        # background (void): the union prompt's noise without a code, at ε_bg, as protection makes it
+        union = torch.zeros(images.shape[0], 1, *images.shape[-2:], device=self.device).index_add_(
+            0, rows.to(self.device), masks).clamp(max=1)
+        whole = mask_prompts(union)
+        back = self.generator_module.decode(features, whole).noise.float()
+        back = saturate_objects(F.interpolate(back, size=images.shape[-2:], mode="bilinear", align_corners=False),
+                                1 - union)
+        eps = self.config.epsilon
+        delta = (composed * eps.train + back * (1 - union) * eps.train_bg) * valid
+        return (images + delta).clamp(0, 1), out.mask_logits, masks
+
+    def semantic_input(self, images: torch.Tensor, step: int) -> torch.Tensor:
+        """x + δ at the semantic surrogate's size, randomly shrunk (``data.surrogate_rescale_min``)."""
+        images = resize_images(images, self.config.model.semantic_size)
+        low = self.config.data.surrogate_rescale_min
+        if low >= 1:
+            return images
+        rng = step_generator(self.config.runtime.seed, step, self.rank, stream=2)
+        return rescale_through(images, low + (1 - low) * torch.rand((), generator=rng).item())
+
+    def code_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of ``B x codes x s x s`` logits against the code map (nearest-resized)."""
+        target = code_labels(labels, self.num_codes)
+        target = F.interpolate(target[:, None].float(), size=logits.shape[-2:], mode="nearest")[:, 0].long()
+        return F.cross_entropy(logits.float(), target, ignore_index=IGNORE)
+
+    def _scene_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(batch[k].to(self.device, non_blocking=True) for k in ("image", "labels", "valid"))
+
+    # --- the two phases ----------------------------------------------------------------------
+    def surrogate_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One update of the semantic surrogate on x + δ.detach() against the code map."""
+        images, labels, valid = self._scene_batch(batch)
+        with torch.no_grad(), self.autocast():
+            adv, _, _ = self.scene_noise(images, labels, valid)
+        self.semantic.train()
+        with self.autocast():
+            loss = self.code_loss(self.semantic(self.semantic_input(adv.float(), step)), labels)
+        self._optimise(loss, self.semantic_optimiser, self.semantic)
+        return {"semantic_loss": loss.item()}
+
+    def generator_step(self, batch: Batch, step: int) -> dict[str, float]:
+        """One generator update through the frozen semantic surrogate (batch statistics)."""
+        images, labels, valid = self._scene_batch(batch)
+        semantic = self.semantic_module
+        with frozen(semantic):
+            self.generator.train()
+            semantic.train()
+            with self.autocast():
+                adv, mask_logits, masks = self.scene_noise(images, labels, valid)
+                loss = self.code_loss(semantic(self.semantic_input(adv, step)), labels)
+                total = self.config.loss.semantic_weight * loss
+                mask_loss = torch.zeros(())
+                if self.train_generator_mask:
+                    mask_loss = bce_dice_loss(mask_logits, masks, torch.ones_like(masks))
+                    total = total + self.config.loss.generator_mask_weight * mask_loss
+            self._optimise(total, self.generator_optimiser, self.generator)
+        return {"generator_semantic_loss": loss.item(), "generator_mask_loss": mask_loss.item()}
+
+    # --- measurement -------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, batches: list[Batch]) -> dict[str, float]:
+        """Pixel accuracy of the current semantic surrogate's code predictions on protected vs clean
+        validation scenes (a surrogate that learned the codes is right on protected, wrong on clean)."""
+        semantic = self.semantic_module
+        semantic.eval()
+        hits = {"protected": [0, 0], "clean": [0, 0]}
+        for batch in batches:
+            images, labels, valid = self._scene_batch(batch)
+            with self.autocast():
+                adv, _, _ = self.scene_noise(images, labels, valid)
+            target = code_labels(labels, self.num_codes)
+            for name, source in (("protected", adv.float()), ("clean", images)):
+                with self.autocast():
+                    logits = semantic(resize_images(source, self.config.model.semantic_size)).float()
+                logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
+                keep = target != IGNORE
+                hits[name][0] += int((logits.argmax(1)[keep] == target[keep]).sum())
+                hits[name][1] += int(keep.sum())
+        semantic.train()
+        return {f"code_accuracy_{name}": hit / max(total, 1) for name, (hit, total) in hits.items()}
+
