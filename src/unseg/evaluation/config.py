@@ -120,6 +120,14 @@ PRESETS: dict[str, dict] = {
         methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"), defences=("none",),
         epochs=8, image_height=96, train_images=96, test_images=64, amp=True, em_rounds=6, em_height=96,
     ),
+    # Issue 9's grid with victims as strong as 2 CPU cores allow in an afternoon: full training
+    # splits and full test splits, 160 px, converged clean victims (CamVid UNet ~39 mIoU), the
+    # hand-made pattern beside UnSeg (benchmarks/results/evaluate_protection_strong_cpu/).
+    "strong_cpu": dict(
+        datasets=("camvid", "kvasir_seg"), victims=("unet", "deeplabv3plus", "fpn", "sam"),
+        methods=("clean", "unseg", "pattern", "synper", "random"), defences=("none",),
+        epochs=16, image_height=160, batch_size=8, amp=True,
+    ),
     # Same grid on a GPU: full splits, larger images, longer schedule.
     "gpu": dict(
         datasets=("camvid", "kvasir_seg"), victims=("unet", "unetplusplus", "fpn", "deeplabv3plus", "sam"),

@@ -25,6 +25,7 @@ from unseg.baselines.error_minimizing import MinMinSchedule
 from unseg.data.images import atomic_write, read_image, write_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.protection.budget import apply_budget, budget_levels, measured_linf
+from unseg.protection.quality import psnr
 
 CLEAN = "clean"
 UNSEG = "unseg"
@@ -143,7 +144,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     source = options.generator if method == UNSEG else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None
     make, info = unseg_noise_maker(source, options) if source is not None else _baseline_maker(method, folder.spec.num_classes, options)
     chunk = len(missing) if method == "em" else options.batch_size
-    seconds, worst = 0.0, [0, 0]
+    seconds, worst, psnr_sum = 0.0, [0, 0], 0.0
     for start in tqdm(range(0, len(missing), chunk), desc=f"protect {method} {folder.spec.name}", leave=False, disable=not progress):
         part = missing[start : start + chunk]
         samples = [_sample(folder, stem, options.seed) for stem in part]
@@ -154,13 +155,15 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
         for stem, sample, pixels in zip(part, samples, protected):
             inside, outside = measured_linf(sample.pixels, pixels, sample.region)
             worst = [max(worst[0], inside), max(worst[1], outside)]
+            psnr_sum += psnr(sample.pixels, pixels) or 99.0  # identical images: count as 99 dB
             write_image(target / f"{stem}.png", pixels)
     previous = json.loads(info_path.read_text()) if info_path.is_file() else {}
     generated = previous.get("generated", 0) + len(missing)
     total_seconds = previous.get("seconds", 0.0) + seconds
+    mean_psnr = (previous.get("mean_psnr", 0.0) * previous.get("generated", 0) + psnr_sum) / max(generated, 1)
     info.update({
         "method": method, "dataset": folder.spec.name, "images": len(stems), "generated": generated,
-        "seconds": total_seconds, "seconds_per_image": total_seconds / max(generated, 1),
+        "seconds": total_seconds, "seconds_per_image": total_seconds / max(generated, 1), "mean_psnr": mean_psnr,
         "epsilon_levels": budget_levels(options.epsilon), "epsilon_bg_levels": budget_levels(options.epsilon_bg),
         "max_linf_inside": max(worst[0], previous.get("max_linf_inside", 0)),
         "max_linf_outside": max(worst[1], previous.get("max_linf_outside", 0)),
