@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from unseg.baselines import NoiseSample
+from unseg.baselines.pattern import COLOUR, checkerboard
 from unseg.budget import Budget
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation import preset_config
@@ -43,7 +44,6 @@ from unseg.protection.budget import apply_budget
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
-COLOUR = np.array([1.0, -1.0, 1.0], dtype=np.float32)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,12 +60,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.out = args.out or RESULTS / f"noise_structure_probe_{args.dataset}_{args.victim}.md"
     return args
-
-
-def checkerboard(height: int, width: int, period: int) -> np.ndarray:
-    """``H x W`` ±1 checkerboard with squares of ``period / 2`` pixels."""
-    y, x = np.mgrid[0:height, 0:width]
-    return np.where((x // (period // 2) + y // (period // 2)) % 2 == 0, 1.0, -1.0).astype(np.float32)
 
 
 def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:

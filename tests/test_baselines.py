@@ -15,6 +15,7 @@ from unseg.data.images import read_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.evaluation.methods import MethodOptions, protect_split
 from unseg.protection.budget import apply_budget
+from unseg.protection.quality import psnr
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -166,6 +167,37 @@ def test_protect_split_bounds_every_baseline_and_records_timing(tmp_path):
             change = np.abs(protected - original).max(axis=2)
             assert change[region].max() <= 6 and change[~region].max() <= 1, name
         assert info["max_linf_inside"] <= 6 and info["max_linf_outside"] <= 1
+        psnrs = [psnr(folder.read_image(stem).rgb8(), read_image(target / f"{stem}.png").rgb8()) or 99.0
+                 for stem in stems]
+        assert info["mean_psnr"] == pytest.approx(np.mean(psnrs)), name  # the mean over the written images
     # a rerun reuses the cache: nothing is generated again
     _, again = protect_split("random", folder, stems, tmp_path / "cache", options, progress=False)
     assert again["generated"] == 3
+
+
+def test_pattern_is_one_checker_with_the_sign_flipped_off_the_object():
+    """The hand-made bar: squares of period/2 px, colour (+, -, +), negated off the region, image-independent,
+    and the exact budget on the object (every object pixel moves by the full ε)."""
+    from unseg.baselines.pattern import CheckerPattern
+
+    sample = _sample(70, 75, 1)
+    sample.pixels[:2] = 128  # no clipping on the rows the test reads
+    noise = CheckerPattern(period=16)([sample])[0]
+    assert set(np.unique(noise)) == {-1.0, 1.0}
+    np.testing.assert_array_equal(noise[..., 0], -noise[..., 1])  # colour (+, -, +)
+    np.testing.assert_array_equal(noise[..., 0], noise[..., 2])
+    sign = np.where(sample.region, 1.0, -1.0)
+    unsigned = noise[..., 0] * sign
+    np.testing.assert_array_equal(unsigned[:8, :8], 1.0)  # one square of 8 px ...
+    np.testing.assert_array_equal(unsigned[:8, 8:16], -1.0)  # ... then the opposite phase
+    np.testing.assert_array_equal(unsigned[16:24, :16], unsigned[:8, :16])  # period 16
+    other = _sample(70, 75, 2)
+    other.region = sample.region
+    np.testing.assert_array_equal(CheckerPattern(period=16)([other])[0], noise)  # ignores the pixels
+    protected = apply_budget(sample.pixels, noise, sample.region, BUDGET)
+    change = np.abs(protected.astype(int) - sample.pixels.astype(int))
+    unclipped = (sample.pixels > 10) & (sample.pixels < 245)
+    assert (change[sample.region][unclipped[sample.region]] == 6).all()
+    assert (change[~sample.region][unclipped[~sample.region]] == 1).all()
+    with pytest.raises(ValueError, match="period"):
+        CheckerPattern(period=1)

@@ -1,6 +1,7 @@
 """The per-pixel budget holds exactly on integer images."""
 
 import numpy as np
+import torch
 import pytest
 
 from unseg.budget import DEFAULT_BUDGET, Budget
@@ -72,3 +73,28 @@ def test_saturate_noise_keeps_the_pattern_drops_the_colour_cast_and_fills_the_bu
     assert not saturate_noise(np.full((4, 4, 3), 0.7, np.float32), np.ones((4, 4), bool)).any()  # flat: nothing
     with pytest.raises(ValueError, match="differ in size"):
         saturate_noise(noise, region[:10])
+
+
+def test_saturation_per_segment_removes_each_segments_own_cast_and_leaves_zero_noise_zero():
+    """Integer segment labels (protection's: region outside the objects, off the region, one per
+    object): each segment loses its own channel means, a segment of zero noise stays zero, and a
+    strip saturated with the whole image's means equals that strip of the whole."""
+    from unseg.protection import perturb
+
+    rng = np.random.default_rng(1)
+    segments = np.zeros((24, 30), np.int64)
+    segments[:, 20:] = 1
+    segments[2:12, 2:12], segments[12:22, 6:16] = 2, 3
+    pattern = np.where(rng.random((24, 30, 3)) < 0.5, 1.0, -1.0)
+    casts = np.array([[0.2, 0.1, -0.1], [-0.3, 0.0, 0.2], [0.6, -0.5, 0.4], [0.0, 0.0, 0.0]])
+    noise = (casts[segments] + 0.2 * pattern).astype(np.float32)
+    noise[segments == 3] = 0.0  # a null-code object
+    out = saturate_noise(noise, segments)
+    live = segments != 3
+    assert (out[live] == pattern[live]).mean() > 0.95  # every segment's cast removed, not one mean for all
+    assert not out[segments == 3].any()
+    two = saturate_noise(noise, segments < 2)  # one mean for segments 2 and 3: part of 2's cast stays
+    assert (two[segments == 2] == pattern[segments == 2]).mean() < 0.9
+    sums, counts = perturb.segment_channel_sums(torch.from_numpy(noise), torch.from_numpy(segments), 4)
+    means = perturb.segment_channel_means(sums, counts).numpy()
+    np.testing.assert_array_equal(saturate_noise(noise[5:17], segments[5:17], means), out[5:17])

@@ -145,9 +145,12 @@ def test_protected_images_obey_the_budget_and_the_cost_is_recorded(run):
 def test_report_puts_the_clean_metric_beside_each_method(run):
     _, out, data = run
     report = (out / "report.md").read_text()
-    value = {m: f"{data['cells'][f'toy|unet|{m}|none']['value']:.1f}" for m in METHODS}
-    assert "| victim | defence | clean-trained | unseg | random |" in report
-    assert f"| unet | none | {value['clean']} | {value['unseg']} | {value['random']} |" in report
+    value = {m: data["cells"][f"toy|unet|{m}|none"]["value"] for m in METHODS}
+    shares = {m: f"{value[m]:.1f} ({value[m] / value['clean']:.2f})" for m in ("unseg", "random")}
+    assert "| victim | defence | box-fill | clean-trained | unseg | random |" in report
+    # each method as "score (score / clean)"; box-fill is empty for a semantic victim
+    assert f"| unet | none |  | {value['clean']:.1f} | {shares['unseg']} | {shares['random']} |" in report
+    assert "| mean PSNR (dB) |" in report
     assert "UNTRAINED generator" in report
     for name in ("curves_toy.png", "bars.png", "grid_toy.png"):
         assert f"]({name})" in report
@@ -337,9 +340,11 @@ def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_o
     for stem in folder.stems("train"):
         pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
         region = folder.spec.object_region(mask)
-        expected = protector.protect(pixels, objects=class_regions(mask, region))
+        masks, keys = class_regions(mask, region)
+        prompt = ImagePrompt(objects=masks, keys=keys)  # each class region keyed by its class id
+        expected = protector.protect_batch([LoadedImage(pixels)], [prompt])[0]
         assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels), stem
-        natives = protector.noise_batch([LoadedImage(pixels)], [ImagePrompt(objects=class_regions(mask, region))])
+        natives = protector.noise_batch([LoadedImage(pixels)], [prompt])
         assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)
 
 

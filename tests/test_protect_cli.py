@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -350,3 +351,30 @@ def test_worker_threads_change_nothing_but_the_speed(tmp_path, tiny, monkeypatch
                             {p.name: p.read_bytes() for p in sorted(out.glob("*.png"))})
     assert outputs[0] == outputs[3]  # same files, same manifest lines in the same order
     assert '"source": "3b.png"' in outputs[0][0].splitlines()[4]  # records in item order
+
+
+def test_keyed_generator_keys_objects_by_class_and_the_manifest_records_it(tmp_path, tiny_sam):
+    """With a keyed generator, ``--masks`` keys every class by its id (``--keying instance``: 1, 2, ...)
+    and each manifest record says how; two classes side by side get different textures."""
+    torch.manual_seed(0)
+    keyed = tmp_path / "keyed.safetensors"
+    save_model(keyed, build_generator(GeneratorConfig(sam=tiny_sam, noise_upscale=-1, num_codes=6, code_cells=16,
+                                                      code_tile=2)), {"trained": False})
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir(), masks.mkdir()
+    pixels = np.full((32, 64, 3), 128, np.uint8)
+    Image.fromarray(pixels).save(images / "a.png")
+    labels = np.zeros((32, 64), np.uint8)
+    labels[:, :32], labels[:, 32:] = 1, 2
+    Image.fromarray(labels).save(masks / "a.png")
+    for keying, keys in (("class", [1, 2]), ("instance", [1, 2])):
+        out = tmp_path / keying
+        result = _run(images, out, "--masks", masks, "--generator", keyed, "--keying", keying)
+        assert result.exit_code == 0, result.output
+        record = _manifest(out)[0]
+        assert (record["keyed"], record["keying"], record["keys"]) == (True, keying, keys)
+        change = np.asarray(Image.open(out / "a.png")).astype(int) - 128
+        assert (np.abs(change) == 8).all()  # every pixel is on an object: the full ε
+        assert (change[:, :32] != change[:, 32:]).mean() > 0.3  # class 1 and class 2 carry different codes
+    bad = _run(images, tmp_path / "bad", "--masks", masks, "--generator", keyed, "--keying", "colour")
+    assert bad.exit_code == 2 and "keying must be" in bad.output

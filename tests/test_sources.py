@@ -152,3 +152,22 @@ def test_camvid_masks_with_void_ignored(shared_data):
     assert len(items) == 701
     prompt = next(item for item in items if item.description.endswith(".jpg")).prompt((288, 384))
     assert prompt.mask is None or prompt.mask.shape == (288, 384)
+
+
+def test_objects_are_keyed_by_class_or_by_instance(tmp_path):
+    """Class-index masks and COCO key each object by its class / category id (the same class, the
+    same noise code everywhere); ``keying="instance"`` keys them 1, 2, ... within the image."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    _write(images / "a.png", _rgb(4, 6))
+    _write(masks / "a.png", np.array([[0, 1, 1, 3, 3, 7]] * 4, np.uint8))
+    by_class = folder_source(images, masks)[0].prompt((4, 6))
+    assert by_class.keys == [1, 3, 7] and by_class.keying == "class"
+    assert [int(m[0].argmax()) for m in by_class.objects] == [1, 3, 5]
+    by_instance = folder_source(images, masks, keying="instance")[0].prompt((4, 6))
+    assert by_instance.keys == [1, 2, 3] and by_instance.keying == "instance"
+    with pytest.raises(SourceError, match="keying must be"):
+        folder_source(images, masks, keying="colour")
+    _write(tmp_path / "coco" / "x.png", _rgb(10, 12))
+    coco = _coco_file(tmp_path)
+    assert _by_name(coco_source(tmp_path / "coco", coco))["x.png"].prompt((10, 12)).keys == [1, 5]
+    assert _by_name(coco_source(tmp_path / "coco", coco, keying="instance"))["x.png"].prompt((10, 12)).keys == [1, 2]

@@ -1,4 +1,4 @@
-"""Baseline noise makers by name: ``random``, ``sign``, ``synper``, ``ar``, ``cuda``, ``em``."""
+"""Baseline noise makers by name: ``pattern``, ``random``, ``sign``, ``synper``, ``ar``, ``cuda``, ``em``."""
 
 from __future__ import annotations
 
@@ -8,11 +8,16 @@ from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.baselines.autoregressive import AutoregressiveNoise
 from unseg.baselines.cuda_filters import ConvolutionFilters
 from unseg.baselines.error_minimizing import ErrorMinimizingNoise, MinMinSchedule
+from unseg.baselines.pattern import CheckerPattern
 from unseg.baselines.random_noise import RandomNoise
 from unseg.baselines.sample import NoiseMaker
 from unseg.baselines.synper import SynPer
 
 BaselineFactory = Callable[..., NoiseMaker]
+
+
+def _pattern(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
+    return CheckerPattern()
 
 
 def _random(num_classes: int, seed: int, budget: Budget, device: str, **_: object) -> NoiseMaker:
@@ -41,6 +46,7 @@ def _em(num_classes: int, seed: int, budget: Budget, device: str, **options: obj
 
 
 BASELINES: dict[str, BaselineFactory] = {
+    "pattern": _pattern,
     "random": _random,
     "sign": _sign,
     "synper": _synper,

@@ -98,6 +98,7 @@ def build_source(
     class_names_file: Path | None,
     ignore_index: list[int],
     jpeg: bool,
+    keying: str = "class",
 ) -> list[ProtectItem]:
     """The items to protect for the chosen prompt source (raises SourceError on bad input)."""
     from unseg.data.sources import SourceError, coco_source, folder_source, plain_source, prompts_source, read_class_names
@@ -114,9 +115,9 @@ def build_source(
     if masks is not None:
         names = read_class_names(class_names_file) if class_names_file is not None else None
         return folder_source(images_dir, masks, classes=classes, class_names=names, ignore_index=ignore_index,
-                             jpeg=jpeg, exclude=exclude)
+                             jpeg=jpeg, exclude=exclude, keying=keying)
     if coco is not None:
-        return coco_source(images_dir, coco, classes=classes, jpeg=jpeg, exclude=exclude)
+        return coco_source(images_dir, coco, classes=classes, jpeg=jpeg, exclude=exclude, keying=keying)
     if prompts is not None:
         return prompts_source(images_dir, prompts, jpeg=jpeg, exclude=exclude)
     typer.echo("note: no --masks/--coco/--prompts: images get the background budget ε_bg only", err=True)

@@ -46,8 +46,12 @@ def protect_command(
     classes: str | None = classes_option(),
     class_names: Path | None = class_names_option(),
     ignore_index: str | None = ignore_index_option(),
+    keying: str = typer.Option("class", "--keying", help="Noise key of each object of --masks / --coco: 'class' "
+                               "(its class / category id: one noise code per class, what semantic victims learn; "
+                               "for class-index masks and COCO) or 'instance' (1, 2, ... per image: neighbouring "
+                               "instances differ; for instance-id masks). An object keyed 0 gets no noise (the null code)."),
     generator: str = typer.Option("default", "--generator", help="default (shipped weights), a preset (small, "
-                                  "vit_b: UNTRAINED, random init) or a generator .safetensors checkpoint."),
+                                  "keyed, vit_b: UNTRAINED, random init) or a generator .safetensors checkpoint."),
     sam_checkpoint: Path | None = typer.Option(None, "--sam-checkpoint", help="Official SAM weights loaded into a "
                                                "preset generator's SAM part."),
     epsilon: float | None = typer.Option(None, "--epsilon", help="Budget on the protected objects in 1/255 units of "
@@ -82,7 +86,7 @@ def protect_command(
         raise fail(f"images folder not found: {images_dir}")
     try:
         source = build_source(images_dir, out_dir, masks, coco, prompts, split_list(classes), class_names,
-                              parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None)
+                              parse_ignore_index(ignore_index), jpeg=jpeg_quality is not None, keying=keying)
     except SourceError as error:
         raise fail(str(error)) from error
     if not source:

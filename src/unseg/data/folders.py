@@ -109,6 +109,14 @@ class MaskFolder:
             raise FileNotFoundError(f"{len(missing)} masks missing in {self.masks}, e.g. {missing[:3]}")
         return pairs  # type: ignore[return-value]
 
+    def split_pairs(self, split_file: str | Path | None = None) -> list[tuple[Path, Path]]:
+        """(image, mask) paths of the stems of ``split_file`` (every mask when None), both folders
+        checked; ValueError when there is none (what the training datasets read)."""
+        pairs = self.check().pairs(self.stems(split_file))
+        if not pairs:
+            raise ValueError(f"no image/mask pairs found in {self.images} / {self.masks}")
+        return pairs
+
     def read_mask(self, stem: str) -> np.ndarray:
         """The ``H x W`` int64 mask of ``stem``."""
         path = self.mask_path(stem)

@@ -130,10 +130,7 @@ class InteractiveDataset(Dataset):
         seed: int = 0,
     ) -> "InteractiveDataset":
         """Objects of a folder of images + class-index masks (``min_area``: fraction of image area)."""
-        folder = MaskFolder(images_dir, masks_dir).check()
-        pairs = folder.pairs(folder.stems(split_file))
-        if not pairs:
-            raise ValueError(f"no image/mask pairs found in {images_dir} / {masks_dir}")
+        pairs = MaskFolder(images_dir, masks_dir).split_pairs(split_file)
         masks: dict[int, np.ndarray] = {}
         objects: list[ObjectRef] = []
         for index, (_, mask_path) in enumerate(pairs):

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+DEFAULT_KEY = 1  # the key of an object whose source names none (a box, points, a binary mask)
+
 
 @dataclass
 class ImagePrompt:
@@ -29,6 +31,12 @@ class ImagePrompt:
         image_size: (height, width) of the image the masks were drawn for (a mask file's size, a
             COCO entry's), when the source knows it: :meth:`check_fits` then rejects another image
             size even when no object was selected.
+        keys: optional integer key per entry of ``objects`` (class id, instance index): a keyed
+            generator gives each key its own noise code (key 0 = the null code, no noise), so
+            adjacent objects of different keys get different textures; None = every object
+            ``DEFAULT_KEY``. Empty objects are dropped together with their keys.
+        key: the key of the whole prompt (a mask, boxes or points without ``objects``); default 1.
+        keying: how the source chose the keys ("class", "instance"), recorded in the manifest.
 
     An empty prompt (all None) means the image has no object: only ε_bg applies.
     """
@@ -40,13 +48,25 @@ class ImagePrompt:
     num_objects: int | None = None
     objects: list[np.ndarray] | None = None
     image_size: tuple[int, int] | None = None
+    keys: list[int] | None = None
+    key: int = DEFAULT_KEY
+    keying: str | None = None
 
     def __post_init__(self) -> None:
+        if self.key < 0:
+            raise ValueError(f"key must be >= 0, got {self.key}")
+        if self.keys is not None:
+            if self.objects is None or len(self.keys) != len(self.objects):
+                raise ValueError("keys need objects, one key per object")
+            if any(int(k) < 0 for k in self.keys):
+                raise ValueError(f"object keys must be >= 0, got {list(self.keys)}")
         if self.objects is not None:
-            objects = [mask for mask in (np.asarray(m).astype(bool) for m in self.objects) if mask.any()]
-            if any(mask.ndim != 2 or mask.shape != objects[0].shape for mask in objects):
+            keys = [DEFAULT_KEY] * len(self.objects) if self.keys is None else [int(k) for k in self.keys]
+            kept = [(mask, k) for mask, k in zip((np.asarray(m).astype(bool) for m in self.objects), keys) if mask.any()]
+            if any(mask.ndim != 2 or mask.shape != kept[0][0].shape for mask, _ in kept):
                 raise ValueError("objects must be H x W masks of one size")
-            self.objects = objects or None  # no non-empty object: as if none were given
+            self.objects = [mask for mask, _ in kept] or None  # no non-empty object: as if none were given
+            self.keys = [k for _, k in kept] if self.keys is not None and kept else None
         if self.objects is not None:
             if self.mask is None:
                 self.mask = np.logical_or.reduce(self.objects)

@@ -168,7 +168,21 @@ def resolve_classes(classes: Sequence[str | int] | None, class_names: dict[str, 
     return chosen
 
 
-def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int]) -> PromptBuilder:
+KEYINGS = ("class", "instance")  # what an object's noise key is: its class id, or its index in the image
+
+
+def object_keys(labels: Sequence[int], keying: str) -> list[int]:
+    """Keys of objects with these labels (class ids, or instance ids of an instance mask / COCO
+    annotation order): ``class`` -> the label itself (the same class gets the same noise code in
+    every image: a semantic victim's shortcut); ``instance`` -> 1, 2, ... in order (neighbouring
+    instances get different codes: an instance victim's shortcut). Key 0 is the null code."""
+    if keying not in KEYINGS:
+        raise SourceError(f"keying must be one of {KEYINGS}, got {keying!r}")
+    return [int(label) for label in labels] if keying == "class" else list(range(1, len(labels) + 1))
+
+
+def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ignore: set[int],
+                 keying: str = "class") -> PromptBuilder:
     def build() -> ImagePrompt:
         if mask_path is None:
             raise ItemError(f"no mask for {stem}")
@@ -178,8 +192,9 @@ def _mask_prompt(mask_path: Path | None, stem: str, classes: set[int] | None, ig
             raise ItemError(str(error)) from error
         present = set(_labels_present(labels).tolist()) - ignore
         selected = (present - {0}) if classes is None else (present & classes)
-        return ImagePrompt(objects=[labels == label for label in sorted(selected)], num_objects=len(selected),
-                           image_size=labels.shape)
+        chosen = sorted(selected)
+        return ImagePrompt(objects=[labels == label for label in chosen], keys=object_keys(chosen, keying),
+                           keying=keying, num_objects=len(chosen), image_size=labels.shape)
 
     return build
 
@@ -201,13 +216,16 @@ def folder_source(
     ignore_index: Iterable[int] = (),
     jpeg: bool = False,
     exclude: Iterable[Path] = (),
+    keying: str = "class",
 ) -> list[ProtectItem]:
-    """Images with masks matched by stem (binary 0/1, 0/255, or class-index PNGs).
+    """Images with masks matched by stem (binary 0/1, 0/255, class-index or instance-id PNGs).
 
     The region is every non-zero, non-ignored label, or only ``classes`` when given (ids, or
     names looked up in ``class_names``). Each selected label present is one object with its own
-    generator pass (``ImagePrompt.objects``); ``num_objects`` counts them.
+    generator pass (``ImagePrompt.objects``) and noise key (:func:`object_keys`: ``class`` for
+    class-index masks, ``instance`` for instance-id masks); ``num_objects`` counts them.
     """
+    object_keys([], keying)  # validate early
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     if not masks_dir.is_dir():
         raise SourceError(f"masks folder not found: {masks_dir}")
@@ -215,7 +233,7 @@ def folder_source(
     chosen = resolve_classes(classes, class_names)
     ignore = {int(value) for value in ignore_index}
     relatives = _relatives(images_dir, [masks_dir, *exclude])
-    builders = {rel: _mask_prompt(folder.mask_path(rel), rel.stem, chosen, ignore) for rel in relatives}
+    builders = {rel: _mask_prompt(folder.mask_path(rel), rel.stem, chosen, ignore, keying) for rel in relatives}
     return _items(images_dir, relatives, builders, jpeg)
 
 
@@ -232,13 +250,19 @@ def coco_source(
     classes: Sequence[str | int] | None = None,
     jpeg: bool = False,
     exclude: Iterable[Path] = (),
+    keying: str = "class",
 ) -> list[ProtectItem]:
     """Images of a COCO instances file (polygons or RLE); region = union of the selected instances.
+
+    Each instance (thing or stuff annotation) is one object; its noise key is its category id
+    (``keying="class"``, the default: semantic and instance victims both learn classes) or its
+    index in the image (``"instance"``), see :func:`object_keys`.
 
     ``classes`` are category ids or names (from the file's categories). Images in the folder
     that the file does not list get the background budget only; images the file lists but the
     folder lacks are item errors.
     """
+    object_keys([], keying)  # validate early
     images_dir, coco_file = Path(images_dir), Path(coco_file)
     try:
         coco = CocoInstances.read(coco_file)
@@ -250,14 +274,15 @@ def coco_source(
     builders: dict[Path, PromptBuilder] = {}
     for info in coco.images():
         relative = Path(info["file_name"])
-        builders[relative] = _coco_prompt(coco, info, coco.annotations(info["id"], chosen_ids))
+        builders[relative] = _coco_prompt(coco, info, coco.annotations(info["id"], chosen_ids), keying)
     relatives = sorted(set(_relatives(images_dir, exclude)) | set(builders))
     return _items(images_dir, relatives, builders, jpeg)
 
 
-def _coco_prompt(coco: CocoInstances, info: dict, annotations: list[dict]) -> PromptBuilder:
+def _coco_prompt(coco: CocoInstances, info: dict, annotations: list[dict], keying: str = "class") -> PromptBuilder:
     def build() -> ImagePrompt:
-        return ImagePrompt(objects=[coco.mask(annotation) for annotation in annotations],
+        keys = object_keys([int(annotation["category_id"]) for annotation in annotations], keying)
+        return ImagePrompt(objects=[coco.mask(annotation) for annotation in annotations], keys=keys, keying=keying,
                            num_objects=len(annotations), image_size=(int(info["height"]), int(info["width"])))
 
     return build

@@ -24,7 +24,12 @@ MIN_OBJECT_PIXELS = 16
 
 @dataclass
 class ObjectSamples:
-    """``N x 3 x S x S`` images in [0, 1], their box prompts and ``N x 1 x M x M`` binary targets."""
+    """``N x 3 x S x S`` images in [0, 1], their box prompts and ``N x 1 x M x M`` binary targets.
+
+    The box reaches the victim twice, as SAM can take it: as its two corner tokens and as a dense
+    mask prompt (the filled box), so "fill the box" is what an untrained victim starts from and
+    whatever it learns beyond the box comes from the image.
+    """
 
     images: torch.Tensor
     prompts: PromptBatch
@@ -34,7 +39,10 @@ class ObjectSamples:
         return len(self.images)
 
     def subset(self, index: torch.Tensor) -> "ObjectSamples":
-        prompts = PromptBatch(self.prompts.coords[index], self.prompts.labels[index])
+        coords = self.prompts.coords[index]
+        size = self.images.shape[-1]
+        prompts = PromptBatch(coords, self.prompts.labels[index], masks=boxes_to_masks(coords, size, size),
+                              has_mask=torch.ones(len(coords), dtype=torch.bool))
         return ObjectSamples(self.images[index], prompts, self.targets[index])
 
     def to(self, device: torch.device) -> "ObjectSamples":
@@ -83,6 +91,28 @@ def interactive_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return bce + dice.mean()
 
 
+def boxes_to_masks(corners: torch.Tensor, size: int, side: int) -> torch.Tensor:
+    """``N x 1 x side x side`` filled boxes from ``N x 2 x 2`` corners ((x0, y0), (x1, y1)) given in
+    the coordinates of a ``size`` x ``size`` input: a pixel is in when its centre is."""
+    centres = (torch.arange(side, dtype=torch.float32, device=corners.device) + 0.5) * size / side
+    inside_x = (centres[None] >= corners[:, 0, 0:1]) & (centres[None] < corners[:, 1, 0:1])
+    inside_y = (centres[None] >= corners[:, 0, 1:2]) & (centres[None] < corners[:, 1, 1:2])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+
+
+def box_masks(samples: ObjectSamples) -> torch.Tensor:
+    """``N x 1 x M x M`` masks of each sample's box prompt at the target resolution: the trivial
+    "fill the box" prediction a victim that learned nothing beyond the prompt would make."""
+    return boxes_to_masks(samples.prompts.coords, samples.images.shape[-1], samples.targets.shape[-1])
+
+
+def box_fill_iou(samples: ObjectSamples) -> float:
+    """Pooled foreground IoU (0-100) of the box-fill prediction on ``samples`` (see :func:`box_masks`)."""
+    score = SegmentationScore(2)
+    score.update(box_masks(samples).long(), samples.targets.long())
+    return score.summary()["iou"]
+
+
 @torch.no_grad()
 def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.device, batch_size: int, amp: bool) -> dict:
     """Pooled foreground IoU / Dice (0–100) over all test objects."""
@@ -95,4 +125,4 @@ def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.de
         logits = F.interpolate(logits, size=batch.targets.shape[-2:], mode="bilinear", align_corners=False)
         score.update((logits > 0).long().cpu(), batch.targets.long().cpu())
     summary = score.summary()
-    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples)}
+    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples), "box_fill_iou": box_fill_iou(samples)}

@@ -27,6 +27,7 @@ from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import atomic_write, read_image, write_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.protection.budget import apply_budget, measured_linf
+from unseg.protection.quality import psnr
 
 CLEAN = "clean"
 UNSEG = "unseg"
@@ -107,15 +108,18 @@ def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[li
 
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
         images = [LoadedImage(sample.pixels) for sample in samples]
-        prompts = [ImagePrompt(objects=class_regions(sample.mask, sample.region)) for sample in samples]
+        prompts = [ImagePrompt(objects=masks, keys=keys)
+                   for masks, keys in (class_regions(sample.mask, sample.region) for sample in samples)]
         return [native.full() for native in protector.noise_batch(images, prompts)]  # the budget: once, below
 
     return make, info
 
 
-def class_regions(labels: np.ndarray, region: np.ndarray) -> list[np.ndarray]:
-    """One mask per class label present inside ``region``."""
-    return [(labels == label) & region for label in np.unique(labels[region]).tolist()]
+def class_regions(labels: np.ndarray, region: np.ndarray) -> tuple[list[np.ndarray], list[int]]:
+    """One mask per class label present inside ``region``, and the labels (the objects' keys, as
+    ``unseg protect --masks`` keys class-index masks)."""
+    present = np.unique(labels[region]).tolist()
+    return [(labels == label) & region for label in present], [int(label) for label in present]
 
 
 def _baseline_maker(name: str, num_classes: int, options: MethodOptions):
@@ -142,7 +146,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     source = options.generator if method == UNSEG else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None
     make, info = unseg_noise_maker(source, options) if source is not None else _baseline_maker(method, folder.spec.num_classes, options)
     chunk = len(missing) if method == "em" else options.batch_size
-    seconds, worst = 0.0, [0, 0]
+    seconds, worst, psnr_sum = 0.0, [0, 0], 0.0
     for start in tqdm(range(0, len(missing), chunk), desc=f"protect {method} {folder.spec.name}", leave=False, disable=not progress):
         part = missing[start : start + chunk]
         samples = [_sample(folder, stem, options.seed) for stem in part]
@@ -153,13 +157,15 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
         for stem, sample, pixels in zip(part, samples, protected):
             inside, outside = measured_linf(sample.pixels, pixels, sample.region)
             worst = [max(worst[0], inside), max(worst[1], outside)]
+            psnr_sum += psnr(sample.pixels, pixels) or 99.0  # identical images: count as 99 dB
             write_image(target / f"{stem}.png", pixels)
     previous = json.loads(info_path.read_text()) if info_path.is_file() else {}
     generated = previous.get("generated", 0) + len(missing)
     total_seconds = previous.get("seconds", 0.0) + seconds
+    mean_psnr = (previous.get("mean_psnr", 0.0) * previous.get("generated", 0) + psnr_sum) / max(generated, 1)
     info.update({
         "method": method, "dataset": folder.spec.name, "images": len(stems), "generated": generated,
-        "seconds": total_seconds, "seconds_per_image": total_seconds / max(generated, 1),
+        "seconds": total_seconds, "seconds_per_image": total_seconds / max(generated, 1), "mean_psnr": mean_psnr,
         "epsilon_levels": options.budget.levels()[0], "epsilon_bg_levels": options.budget.levels()[1],
         "max_linf_inside": max(worst[0], previous.get("max_linf_inside", 0)),
         "max_linf_outside": max(worst[1], previous.get("max_linf_outside", 0)),

@@ -39,29 +39,48 @@ def clean_reference(defence: str) -> str:
     return f"cleanpart{round(parsed.clean_fraction * 100)}" if parsed.is_mixture else defence
 
 
+def _with_ratio(value: float | None, reference: float | None) -> str:
+    """``value (value / reference)``: the protected score and its share of the clean-trained one."""
+    if value is None or reference is None or math.isnan(value) or not reference or math.isnan(reference):
+        return _fmt(value)
+    return f"{value:.1f} ({value / reference:.2f})"
+
+
+def box_fill(data: dict, dataset: str, victim: str) -> float | None:
+    """The trivial box-fill IoU of an interactive victim's test objects (same objects in every cell)."""
+    for cell in _cells(data):
+        if cell["dataset"] == dataset and cell["victim"] == victim and "box_fill_iou" in cell.get("final", {}):
+            return cell["final"]["box_fill_iou"]
+    return None
+
+
 def results_table(data: dict, dataset: str) -> list[str]:
-    """Markdown rows: one per (victim, defence); the clean-trained reference beside every method."""
+    """Markdown rows: one per (victim, defence); the clean-trained reference beside every method,
+    each method as "score (score / clean)"; interactive victims add the box-fill IoU of their
+    test objects (a victim that learned nothing beyond its box prompt scores this)."""
     config = data["config"]
     methods = [m for m in config["methods"] if m != CLEAN]
-    lines = ["| victim | defence | clean-trained | " + " | ".join(methods) + " |",
-             "|---|---|---|" + "---|" * len(methods)]
+    lines = ["| victim | defence | box-fill | clean-trained | " + " | ".join(methods) + " |",
+             "|---|---|---|---|" + "---|" * len(methods)]
     for victim in config["victims"]:
+        trivial = _fmt(box_fill(data, dataset, victim)) if box_fill(data, dataset, victim) is not None else ""
         for defence in config["defences"]:
             reference = _value(data, dataset, victim, CLEAN, clean_reference(defence))
             label = f"{defence} (ref: {clean_reference(defence)})" if clean_reference(defence) != defence else defence
-            row = [_fmt(_value(data, dataset, victim, m, defence)) for m in methods]
-            lines.append(f"| {victim} | {label} | {_fmt(reference)} | " + " | ".join(row) + " |")
+            row = [_with_ratio(_value(data, dataset, victim, m, defence), reference) for m in methods]
+            lines.append(f"| {victim} | {label} | {trivial} | {_fmt(reference)} | " + " | ".join(row) + " |")
     return lines
 
 
 def protection_table(data: dict) -> list[str]:
-    lines = ["| dataset | method | images | s / image | max L∞ inside / outside (levels) | budget (levels) | note |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| dataset | method | images | s / image | mean PSNR (dB) | max L∞ inside / outside (levels) | "
+             "budget (levels) | note |",
+             "|---|---|---|---|---|---|---|---|"]
     for key, info in sorted(data["protection"].items()):
         dataset, method = key.split("|", 1)
         note = "" if info.get("trained", True) else "UNTRAINED generator"
         lines.append(f"| {dataset} | {method} | {info['images']} | {info['seconds_per_image']:.4f} | "
-                     f"{info['max_linf_inside']} / {info['max_linf_outside']} | "
+                     f"{_fmt(info.get('mean_psnr'))} | {info['max_linf_inside']} / {info['max_linf_outside']} | "
                      f"{info['epsilon_levels']} / {info['epsilon_bg_levels']} | {note} |")
     return lines
 

@@ -60,6 +60,15 @@ class GeneratorConfig:
     noise map's side: textures finer than the window instead of flat colour shifts (0 = off, as
     in the paper). Coarse textures are a shortcut victims learn far more readily than a colour
     shift (``benchmarks/results/noise_structure_probe_*.md``).
+
+    ``num_codes`` > 0 makes the noise *keyed*: each object's prompt comes with an integer key (its
+    class id or instance index, see :func:`code_index`) that selects one of ``num_codes`` learned
+    noise codes — a ``3 x code_tile x code_tile`` tile of cells, each cell ``1 / code_cells`` of
+    the input side, repeated over the image and added to the head's pre-tanh map — so adjacent
+    objects of different keys get different textures and a multi-class victim can tell them apart.
+    Code 0 is the *null* code: objects keyed 0 (class 0, usually background) get no noise at all,
+    so a victim learns "no code -> class 0" and on clean images predicts class 0 everywhere.
+    Keyed noise maps are ``2 * code_cells`` px (two noise pixels per cell).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -67,18 +76,49 @@ class GeneratorConfig:
     noise_dim: int = 32
     noise_upscale: int = 1
     noise_highpass: float = 0.0
+    num_codes: int = 0
+    code_cells: int = 48
+    code_tile: int = 2
 
     @property
     def highpass_window(self) -> int:
         """Odd local-mean window in noise pixels for ``noise_highpass`` (0 when off)."""
         if self.noise_highpass <= 0:
             return 0
-        return int(round(self.noise_highpass * self.noise_size)) // 2 * 2 + 1
+        return int(round(self.noise_highpass * self.head_size)) // 2 * 2 + 1
+
+    @property
+    def head_size(self) -> int:
+        """Side of the noise head's own map (before any keyed codes are added)."""
+        return int(self.sam.mask_size * 2.0**self.noise_upscale)
 
     @property
     def noise_size(self) -> int:
         """Side of the square noise map the generator outputs."""
-        return int(self.sam.mask_size * 2.0**self.noise_upscale)
+        return 2 * self.code_cells if self.keyed else self.head_size
+
+    @property
+    def keyed(self) -> bool:
+        """Whether prompts carry keys that select learned noise codes."""
+        return self.num_codes > 0
+
+    def __post_init__(self) -> None:
+        if self.num_codes == 1 or self.num_codes < 0:
+            raise ValueError(f"num_codes must be 0 (unkeyed) or at least 2 (null code + one), got {self.num_codes}")
+        if self.keyed and (self.code_cells < 1 or self.code_tile < 1 or self.code_cells % self.code_tile):
+            raise ValueError(f"code_cells ({self.code_cells}) must be a positive multiple of code_tile ({self.code_tile})")
+
+
+NULL_KEY = 0
+
+
+def code_index(key: int, num_codes: int) -> int:
+    """The code an object key selects: key 0 (class 0 / background) -> the null code 0; any other
+    key k -> ``1 + (k - 1) mod (num_codes - 1)`` (keys beyond the codes wrap around; negative keys
+    are refused)."""
+    if key < 0:
+        raise ValueError(f"object keys must be >= 0, got {key}")
+    return 0 if key == NULL_KEY else 1 + (key - 1) % (num_codes - 1)
 
 
 @dataclass(frozen=True)

@@ -66,14 +66,20 @@ class NoiseHead(nn.Module):
         self.upscale = _rescale(noise_dim, extra_upscale)
         self.token_mlps = nn.ModuleList(MLP(prompt_dim, prompt_dim, noise_dim, 3) for _ in range(num_tokens))
 
-    def forward(
+    def forward(self, *features: torch.Tensor) -> torch.Tensor:
+        """The inputs of :meth:`logits`; returns ``B x K x H x W`` noise in [-1, 1] (its tanh). The
+        generator calls :meth:`logits` itself: a keyed generator adds its codes before the tanh."""
+        return torch.tanh(self.logits(*features))
+
+    def logits(
         self,
         token_out: torch.Tensor,
         early_feature: torch.Tensor,
         image_embedding: torch.Tensor,
         decoder_feature: torch.Tensor,
     ) -> torch.Tensor:
-        """``token_out``: ``B x K x D``; returns ``B x K x H x W`` noise in [-1, 1]."""
+        """``token_out``: ``B x K x D``; returns the pre-tanh ``B x K x H x W`` map (local mean
+        removed when ``highpass_window`` > 1)."""
         fused = (
             self.early_feature(early_feature)
             + self.final_feature(image_embedding)
@@ -82,13 +88,13 @@ class NoiseHead(nn.Module):
         fused = self.upscale(fused)
         weights = torch.stack([mlp(token_out[:, i]) for i, mlp in enumerate(self.token_mlps)], dim=1)
         b, c, h, w = fused.shape
-        return self.to_noise((weights @ fused.view(b, c, h * w)).view(b, -1, h, w))
+        return self.highpass((weights @ fused.view(b, c, h * w)).view(b, -1, h, w))
 
-    def to_noise(self, logits: torch.Tensor) -> torch.Tensor:
-        """Pre-activation map -> noise in [-1, 1] (local mean removed first when ``highpass_window`` > 1)."""
+    def highpass(self, logits: torch.Tensor) -> torch.Tensor:
+        """Pre-activation map minus its local mean when ``highpass_window`` > 1 (else unchanged)."""
         if self.highpass_window > 1:
-            logits = logits - local_mean(logits, self.highpass_window)
-        return torch.tanh(logits)
+            return logits - local_mean(logits, self.highpass_window)
+        return logits
 
 
 def local_mean(maps: torch.Tensor, window: int) -> torch.Tensor:

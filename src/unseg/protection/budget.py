@@ -17,11 +17,13 @@ from unseg.protection.strips import row_strips
 
 def saturate_noise(noise: np.ndarray, region: np.ndarray, means: np.ndarray | None = None) -> np.ndarray:
     """:func:`unseg.protection.perturb.saturate` of ``H x W x C`` noise on an ``H x W`` bool region
-    (``means``: ``2 x C`` on / off the region, default this noise's own); float32 in {-1, 0, 1}."""
+    or ``H x W`` integer segment labels (``means``: ``S x C`` per segment — on / off a bool
+    region —, default this noise's own); float32 in {-1, 0, 1}."""
     if noise.shape[:2] != region.shape:
         raise ValueError(f"noise {noise.shape} and region {region.shape} differ in size")
     means_tensor = None if means is None else torch.from_numpy(np.asarray(means, dtype=np.float64))
-    out = perturb.saturate(torch.from_numpy(np.ascontiguousarray(noise)), torch.from_numpy(region), means_tensor)
+    out = perturb.saturate(torch.from_numpy(np.ascontiguousarray(noise)), torch.from_numpy(np.ascontiguousarray(region)),
+                           means_tensor)
     return out.numpy()
 
 

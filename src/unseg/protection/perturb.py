@@ -7,8 +7,9 @@ Three stages, each usable alone:
    image's own rows (``(..., rows, W)``): the letterbox's padding cut off, the rest resized
    bilinearly (``align_corners=False`` geometry). Any range of rows can be made alone, with the
    same values whatever the split (bounded memory on large images, :mod:`unseg.protection.strips`).
-2. :func:`saturate`: each channel's mean removed separately on the protected region and off it,
-   then the sign: the whole budget spent on every pixel in the generator's pattern.
+2. :func:`saturate`: each channel's mean removed separately on every segment — the protected
+   region and the rest, or per object (:meth:`NativeNoise.segment_rows`) — then the sign: the
+   whole budget spent on every pixel in the generator's pattern.
    ``straight_through=True`` keeps a gradient (forward: the sign; backward: identity through the
    centred noise), so training can optimise the noise protection applies.
 3. :func:`apply_budget`: unit noise onto an integer image under the per-pixel budget, exactly.
@@ -19,6 +20,7 @@ products), so the bound is exact and the result does not depend on the device or
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -72,27 +74,46 @@ def map_to_native(grid: torch.Tensor, box: Letterbox, start: int = 0, stop: int 
     return cols[..., on_device(row0 - low), :] * (1 - row_w) + cols[..., on_device(row1 - low), :] * row_w
 
 
-def region_channel_sums(noise: torch.Tensor, region: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel sums of channels-last noise on ``region`` and off it.
+def _segment_index(segments: torch.Tensor, count: int) -> torch.Tensor:
+    """Flat index into ``(batch * count)`` rows for ``(..., H, W)`` segment labels (each leading
+    index gets its own ``count`` rows)."""
+    flat = segments.reshape(-1, segments.shape[-2] * segments.shape[-1]).long()
+    offsets = torch.arange(flat.shape[0], device=segments.device)[:, None] * count
+    return (flat + offsets).reshape(-1)
+
+
+def as_segments(region: torch.Tensor) -> torch.Tensor:
+    """Segment labels of a region argument: a bool region -> 0 on it, 1 off it; integer labels are
+    returned as they are."""
+    return (~region).to(torch.uint8) if region.dtype == torch.bool else region
+
+
+def segment_channel_sums(noise: torch.Tensor, segments: torch.Tensor,
+                         count: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel sums of channels-last noise over each segment.
 
     Args:
         noise: ``(..., H, W, C)`` float noise.
-        region: ``(..., H, W)`` bool.
+        segments: ``(..., H, W)`` integer labels in ``0 .. count - 1``, or a bool region
+            (:func:`as_segments`: segment 0 on it, 1 off it).
+        count: the number of segments.
 
     Returns:
-        ``(..., 2, C)`` float64 sums (index 0: on the region) and ``(..., 2)`` int64 pixel counts.
-        Sums of an image's strips add up to the image's; :func:`region_channel_means` divides.
+        ``(..., count, C)`` float64 sums and ``(..., count)`` int64 pixel counts. Sums of an
+        image's strips add up to the image's; :func:`segment_channel_means` divides.
     """
-    values = noise.double()
-    inside = region[..., None]
-    sums = torch.stack([torch.where(inside, values, 0.0).sum((-3, -2)), torch.where(inside, 0.0, values).sum((-3, -2))],
-                       dim=-2)
-    count = region.sum((-2, -1))
-    return sums, torch.stack([count, region.shape[-2] * region.shape[-1] - count], dim=-1)
+    segments = as_segments(segments)
+    lead, channels = segments.shape[:-2], noise.shape[-1]
+    index = _segment_index(segments, count)
+    rows = math.prod(lead) * count
+    values = noise.double().reshape(-1, channels)
+    sums = torch.zeros(rows, channels, dtype=torch.float64, device=noise.device).index_add(0, index, values)
+    counts = torch.bincount(index, minlength=rows)[:rows]
+    return sums.reshape(*lead, count, channels), counts.reshape(*lead, count)
 
 
-def region_channel_means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """``(..., 2, C)`` means from :func:`region_channel_sums` (0 for an empty part)."""
+def segment_channel_means(sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``(..., S, C)`` means from :func:`segment_channel_sums` (0 for an empty segment)."""
     return sums / counts.clamp(min=1)[..., None]
 
 
@@ -103,15 +124,18 @@ def saturate(noise: torch.Tensor, region: torch.Tensor, means: torch.Tensor | No
     Args:
         noise: ``(..., H, W, C)`` channels-last unit noise (a strip of one image's rows, or a
             batch ``B x H x W x C``).
-        region: ``(..., H, W)`` bool, the protected region.
-        means: ``(..., 2, C)`` channel means on / off the region to remove (those of the whole
-            image when ``noise`` is one strip of it); default: this noise's own.
+        region: ``(..., H, W)``: a bool protected region (two segments: on it, off it) or integer
+            segment labels (:meth:`NativeNoise.segment_rows` gives each object its own, so every
+            object keeps its own noise code and an object of zero noise, a keyed generator's
+            null code, stays exactly untouched).
+        means: ``(..., S, C)`` channel means of the segments to remove (those of the whole image
+            when ``noise`` is one strip of it); default: this noise's own.
         straight_through: keep a gradient: the forward value is the sign, the gradient is that
             of the centred noise (identity).
 
     Returns:
         float32 noise of ``noise``'s shape in {-1, 0, 1} (0 where the centred noise is within
-        ``SATURATE_DEAD_ZONE``, e.g. flat noise up to rounding).
+        ``SATURATE_DEAD_ZONE``, e.g. flat or zero noise up to rounding).
 
     Why: this keeps the noise's pattern, drops its colour cast, and spends the whole budget on
     every pixel. Measured (``src/unseg/weights/README.md``): a victim learns the generator's coarse
@@ -120,10 +144,14 @@ def saturate(noise: torch.Tensor, region: torch.Tensor, means: torch.Tensor | No
     """
     if noise.shape[:-1] != region.shape:
         raise ValueError(f"noise {tuple(noise.shape)} and region {tuple(region.shape)} differ in size")
+    segments = as_segments(region)
     if means is None:
-        means = region_channel_means(*region_channel_sums(noise, region))
+        count = int(segments.max()) + 1 if segments.numel() else 1
+        means = segment_channel_means(*segment_channel_sums(noise, segments, count))
     means = means.to(noise.device, torch.float64)
-    centred = noise.double() - torch.where(region[..., None], means[..., None, None, 0, :], means[..., None, None, 1, :])
+    count = means.shape[-2]
+    per_pixel = means.reshape(-1, means.shape[-1])[_segment_index(segments, count)].reshape(noise.shape)
+    centred = noise.double() - per_pixel
     hard = torch.where(centred.abs() < SATURATE_DEAD_ZONE, 0.0, torch.sign(centred.detach())).float()
     if straight_through:
         return hard + (centred - centred.detach()).float()
@@ -193,22 +221,32 @@ class NativeNoise:
         box: the image's letterbox (native size and model input size).
         grid: ``3 x N x N`` noise over the model input, for the whole prompt.
         objects: per object, its ``H x W`` bool mask and the ``3 x N x N`` noise made with its
-            own mask prompt, which replaces ``grid``'s on the mask (where objects overlap, the
-            later one wins).
+            own mask prompt (and, for a keyed generator, its key's code), which replaces
+            ``grid``'s on the mask (where objects overlap, the later one wins).
         region: ``H x W`` bool (host memory), where ε applies.
-        means: ``2 x 3`` float64 channel means on / off ``region`` removed before the sign when
-            the noise is saturated (:meth:`saturated`); None for the generator's raw noise.
+        background: ``3 x N x N`` noise used off ``region`` instead of ``grid`` (a keyed
+            generator's background: the whole prompt's noise without a code), or None (``grid``
+            everywhere).
+        means: ``(2 + K) x 3`` float64 channel means of the segments (:meth:`segment_rows`: the
+            region outside every object, off the region, then each object) removed before the sign
+            when the noise is saturated (:meth:`saturated`); None for the generator's raw noise.
     """
 
     box: Letterbox
     grid: torch.Tensor
     objects: list[tuple[np.ndarray, torch.Tensor]]
     region: np.ndarray
+    background: torch.Tensor | None = None
     means: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
         return self.grid.device
+
+    @property
+    def segment_count(self) -> int:
+        """Segments of :meth:`segment_rows`: 2 + one per object."""
+        return 2 + len(self.objects)
 
     def _on_device(self, array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
@@ -220,6 +258,11 @@ class NativeNoise:
     def raw_rows(self, start: int, stop: int) -> torch.Tensor:
         """``(stop - start) x W x 3`` float32 generator noise of those rows, objects composed in."""
         noise = map_to_native(self.grid, self.box, start, stop).permute(1, 2, 0)
+        if self.background is not None:
+            outside = ~self.region[start:stop]
+            if outside.any():
+                back = map_to_native(self.background, self.box, start, stop).permute(1, 2, 0)
+                noise = torch.where(self._on_device(outside)[..., None], back, noise)
         for mask, grid in self.objects:
             part = mask[start:stop]
             if part.any():
@@ -227,19 +270,31 @@ class NativeNoise:
                 noise = torch.where(self._on_device(part)[..., None], own, noise)
         return noise
 
+    def segment_rows(self, start: int, stop: int) -> torch.Tensor:
+        """``(stop - start) x W`` int64 segment labels on the noise's device: 0 on the region outside
+        every object, 1 off the region, ``2 + k`` on object ``k`` (the later object where they
+        overlap). Each segment is saturated with its own means, so every object keeps its own
+        noise (code) and an object of zero noise stays zero."""
+        segments = (~self.region[start:stop]).astype(np.int64)
+        for k, (mask, _) in enumerate(self.objects):
+            segments[mask[start:stop]] = 2 + k
+        return self._on_device(segments)
+
     def rows(self, start: int, stop: int) -> torch.Tensor:
         """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
         noise = self.raw_rows(start, stop)
-        return noise if self.means is None else saturate(noise, self.region_rows(start, stop), self.means)
+        return noise if self.means is None else saturate(noise, self.segment_rows(start, stop), self.means)
 
     def saturated(self) -> "NativeNoise":
-        """This noise with the per-region channel means of the whole image (a pass over the strips)."""
-        sums = torch.zeros(2, self.grid.shape[0], dtype=torch.float64, device=self.device)
-        counts = torch.zeros(2, dtype=torch.int64, device=self.device)
+        """This noise with the per-segment channel means of the whole image (a pass over the strips)."""
+        count = self.segment_count
+        sums = torch.zeros(count, self.grid.shape[0], dtype=torch.float64, device=self.device)
+        counts = torch.zeros(count, dtype=torch.int64, device=self.device)
         for start, stop in row_strips(self.box.height, self.box.width):
-            strip_sums, strip_counts = region_channel_sums(self.raw_rows(start, stop), self.region_rows(start, stop))
+            strip_sums, strip_counts = segment_channel_sums(self.raw_rows(start, stop), self.segment_rows(start, stop),
+                                                            count)
             sums, counts = sums + strip_sums, counts + strip_counts
-        return replace(self, means=region_channel_means(sums, counts))
+        return replace(self, means=segment_channel_means(sums, counts))
 
     def full(self) -> np.ndarray:
         """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel), in host memory."""

@@ -9,8 +9,8 @@ pixel for any size or aspect ratio. These stages run in torch on the generator's
 
 The native-size stages run one strip of rows at a time (:mod:`unseg.protection.strips`): the
 noise is mapped up per strip (:class:`~unseg.protection.perturb.NativeNoise`), saturation takes
-its per-region channel means from a first pass over the strips, and the budget, L∞, PSNR and SSIM
-are computed per strip. An image then costs its integer input, output and region mask plus
+its per-segment channel means (the region, the rest, each object) from a first pass over the
+strips, and the budget, L∞, PSNR and SSIM are computed per strip. An image then costs its integer input, output and region mask plus
 bounded temporaries.
 """
 
@@ -30,7 +30,7 @@ from skimage.draw import disk
 import unseg
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import LoadedImage, as_loaded
-from unseg.data.prompts import ImagePrompt
+from unseg.data.prompts import DEFAULT_KEY, ImagePrompt
 from unseg.data.transforms import Letterbox, image_to_model_input
 from unseg.devices import resolve_device
 from unseg.models import (
@@ -42,6 +42,7 @@ from unseg.models import (
     load_model,
     load_sam_weights,
 )
+from unseg.models.config import code_index
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.protection.perturb import NativeNoise, map_to_native
 from unseg.protection.quality import image_quality
@@ -224,19 +225,25 @@ class Protector:
         if not images:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
-        noise, logits, object_noise = self._forward(images, prompts, boxes)
+        noise, logits, object_noise, background = self._forward(images, prompts, boxes)
         natives = []
         for i, (prompt, box) in enumerate(zip(prompts, boxes)):
             objects = [] if object_noise[i] is None else list(zip(prompt.objects, object_noise[i]))
-            native = NativeNoise(box, noise[i], objects, _region(prompt, box, logits[i]))
+            native = NativeNoise(box, noise[i], objects, _region(prompt, box, logits[i]),
+                                 None if background is None else background[i])
             natives.append(native.saturated() if self.saturate else native)
         return natives
 
     @torch.no_grad()
     def _forward(
         self, images: list[LoadedImage], prompts: list[ImagePrompt], boxes: list[Letterbox]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None]]:
-        """Noise and mask logits over the model input for every image, and per-object noise.
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], torch.Tensor | None]:
+        """Noise and mask logits over the model input for every image, per-object noise, and for a
+        keyed generator the background noise (the same prompt, no code: the head's noise alone).
+
+        A keyed generator decodes the whole prompt with the code of ``prompt.key`` and each object
+        with the code of its own key (:func:`unseg.models.config.code_index`; key 0 = the null
+        code, zero noise).
 
         Prompt tokens are padded only among images with the same number of tokens (one forward
         pass per distinct count): SAM's padding tokens take part in attention, so padding an
@@ -249,13 +256,22 @@ class Protector:
         masks = [_mask_input(prompt.mask, box) for prompt, box in zip(prompts, boxes)]
         noise: list[torch.Tensor | None] = [None] * len(images)
         logits: list[torch.Tensor | None] = [None] * len(images)
+        background: list[torch.Tensor | None] = [None] * len(images)
+        keyed = self.generator.config.keyed
         for count in sorted({len(labels) for _, labels in tokens}):
             group = [i for i, (_, labels) in enumerate(tokens) if len(labels) == count]
-            batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size)
-            out = self.generator.decode(features.select(torch.tensor(group, device=self.device)), batch.to(self.device))
+            batch = _prompt_batch([tokens[i] for i in group], [masks[i] for i in group], self.input_size).to(self.device)
+            rows = features.select(torch.tensor(group, device=self.device))
+            out = self.generator.decode(rows, batch, self._codes([prompts[i].key for i in group]))
             for row, index in enumerate(group):
                 noise[index], logits[index] = out.noise[row].float(), out.mask_logits[row].float()
-        return torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes)  # type: ignore[arg-type]
+            if keyed:
+                uncoded = self.generator.decode(rows, batch).noise
+                for row, index in enumerate(group):
+                    background[index] = uncoded[row].float()
+        backgrounds = torch.stack(background) if keyed else None  # type: ignore[arg-type]
+        return (torch.stack(noise), torch.stack(logits), self._object_noise(features, prompts, boxes),  # type: ignore[arg-type]
+                backgrounds)
 
     def _object_noise(self, features: ImageFeatures, prompts: list[ImagePrompt],
                       boxes: list[Letterbox]) -> list[torch.Tensor | None]:
@@ -263,18 +279,26 @@ class Protector:
 
         Object prompts are mask-only (no tokens), so they batch without padding.
         """
-        jobs = [(index, _mask_input(mask, boxes[index]))
-                for index, prompt in enumerate(prompts) for mask in (prompt.objects or [])]
+        jobs = [(index, _mask_input(mask, boxes[index]), key)
+                for index, prompt in enumerate(prompts)
+                for mask, key in zip(prompt.objects or [], prompt.keys or [DEFAULT_KEY] * len(prompt.objects or []))]
         found: dict[int, list[torch.Tensor]] = {}
         chunk = 4 * self.batch_size
         for start in range(0, len(jobs), chunk):
             part = jobs[start : start + chunk]
-            rows = torch.tensor([index for index, _ in part], device=self.device)
-            batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask in part], self.input_size)
-            out = self.generator.decode(features.select(rows), batch.to(self.device))
-            for row, (index, _) in enumerate(part):
+            rows = torch.tensor([index for index, _, _ in part], device=self.device)
+            batch = _prompt_batch([_NO_TOKENS] * len(part), [mask for _, mask, _ in part], self.input_size)
+            out = self.generator.decode(features.select(rows), batch.to(self.device), self._codes([k for _, _, k in part]))
+            for row, (index, _, _) in enumerate(part):
                 found.setdefault(index, []).append(out.noise[row].float())
         return [torch.stack(found[i]) if i in found else None for i in range(len(prompts))]
+
+    def _codes(self, keys: list[int]) -> torch.Tensor | None:
+        """Code indices of object keys for a keyed generator (None for an unkeyed one)."""
+        config = self.generator.config
+        if not config.keyed:
+            return None
+        return torch.tensor([code_index(key, config.num_codes) for key in keys], dtype=torch.long, device=self.device)
 
     def _finish(self, loaded: LoadedImage, prompt: ImagePrompt, native: NativeNoise) -> ProtectionResult:
         """Budget and statistics, strip by strip (bounded memory)."""
@@ -288,6 +312,9 @@ class Protector:
             "epsilon_bg_levels": levels[1],
             **image_quality(loaded.pixels, pixels, self.device),
             "num_objects": prompt.object_count,
+            "keyed": self.generator.config.keyed,
+            "keying": prompt.keying,
+            "keys": list(prompt.keys) if prompt.keys is not None else ([prompt.key] if prompt.kind != "none" else []),
             "prompt": prompt.kind,
             "num_boxes": prompt.num_boxes,
             "num_points": prompt.num_points,

@@ -80,6 +80,14 @@ def rescale_through(images: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(resize_images(images, small), size=(size, size), mode="bilinear", align_corners=False)
 
 
+def input_noise(noise: torch.Tensor, size: int) -> torch.Tensor:
+    """``B x 3 x N x N`` generator noise at the square input's side ``size``, mapped as protection
+    maps it (:func:`unseg.protection.perturb.map_to_native` of an unpadded square letterbox)."""
+    if noise.shape[-1] == size:
+        return noise
+    return noise_to_pixels.map_to_native(noise, Letterbox(size, size, size))
+
+
 def saturated(noise: torch.Tensor, masks: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
     """``B x 3 x S x S`` noise through :func:`unseg.protection.perturb.saturate`, as protection applies
     it (per image: channel means on / off ``masks > 0.5`` removed, then the sign);
@@ -97,20 +105,18 @@ def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, val
     ``saturate``, saturated as protection saturates it (straight-through gradient when the
     generator is being trained, see ``epsilon.saturate``)."""
     output = generator(images, prompts)
-    noise = output.noise.float()
-    size = images.shape[-1]
-    if noise.shape[-1] != size:
-        noise = noise_to_pixels.map_to_native(noise, Letterbox(size, size, size))
+    noise = input_noise(output.noise.float(), images.shape[-1])
     if saturate:
         noise = saturated(noise, masks, straight_through=torch.is_grad_enabled())
     delta = noise_to_pixels.scale_noise(noise, masks, budget) * valid
     return (images + delta).clamp(0, 1), output
 
 
-def semantic_network(config: TrainConfig, device: torch.device) -> torch.nn.Module:
+def semantic_network(config: TrainConfig, device: torch.device, classes: int = 1) -> torch.nn.Module:
     """A freshly initialised semantic surrogate (``model.semantic_surrogate``) on ``device``, in
-    channels-last layout with ``runtime.channels_last``."""
-    network = build_named(config.model.semantic_surrogate, classes=1).to(device)
+    channels-last layout with ``runtime.channels_last``; ``classes`` outputs (1: the object; a
+    keyed generator's code reader: one per code)."""
+    network = build_named(config.model.semantic_surrogate, classes=classes).to(device)
     return network.to(memory_format=torch.channels_last) if config.runtime.channels_last else network
 
 

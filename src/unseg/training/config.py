@@ -73,6 +73,8 @@ class ScheduleConfig:
 
     The learning rates drop by ``decay_factor`` once ``decay_at`` of the rounds are done
     (the UnSeg paper, arXiv:2410.09909: x0.1 at epoch 20 of 27, i.e. ~0.75). ``eval_every`` / ``checkpoint_every`` count rounds.
+    ``surrogate_reset_every`` > 0 (keyed generators): the semantic surrogate restarts from a fresh
+    initialisation every that many rounds, so the codes stay what a young network learns first.
     """
 
     rounds: int = 500
@@ -83,6 +85,7 @@ class ScheduleConfig:
     decay_factor: float = 0.1
     eval_every: int = 50
     checkpoint_every: int = 50
+    surrogate_reset_every: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,7 @@ class OptimiserConfig:
 
     generator_lr: float = 3e-4
     surrogate_lr: float = 3e-4
+    code_lr: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float = 1.0
 
@@ -228,7 +232,10 @@ def validate(config: TrainConfig) -> None:
         if flat[key] not in allowed:
             raise ConfigError(f"{key} must be one of {allowed}, got {flat[key]!r}")
     positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every",
-                "schedule.checkpoint_every", "optimiser.generator_lr", "optimiser.surrogate_lr", "output.log_every"]
+                "schedule.checkpoint_every", "optimiser.generator_lr", "optimiser.surrogate_lr", "optimiser.code_lr",
+                "output.log_every"]
+    if config.schedule.surrogate_reset_every < 0:
+        raise ConfigError(f"schedule.surrogate_reset_every must be >= 0, got {config.schedule.surrogate_reset_every}")
     for key in positive:
         if flat[key] <= 0:
             raise ConfigError(f"{key} must be > 0, got {flat[key]}")

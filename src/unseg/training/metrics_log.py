@@ -12,7 +12,7 @@ import torch
 
 COLUMNS = ("step", "round", "phase", "surrogate_loss", "semantic_loss", "generator_loss", "generator_semantic_loss",
            "generator_mask_loss", "iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean",
-           "generator_lr", "surrogate_lr", "seconds")
+           "code_accuracy_protected", "code_accuracy_clean", "generator_lr", "surrogate_lr", "seconds")
 
 
 class MetricsLog:
@@ -109,13 +109,14 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> None:
     for axis, columns, title in (
         (axes[0], ("surrogate_loss", "semantic_loss"), "surrogate losses (protected inputs, true masks)"),
         (axes[1], ("generator_loss", "generator_semantic_loss", "generator_mask_loss"), "generator losses"),
-        (axes[2], ("iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean"),
-         "surrogate IoU on validation objects"),
+        (axes[2], ("iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean",
+                   "code_accuracy_protected", "code_accuracy_clean"),
+         "surrogate IoU (code accuracy) on validation objects"),
     ):
         for column in columns:
             xs, ys = _series(rows, column)
             if xs:
-                axis.plot(xs, ys, label=column, marker="o" if "iou" in column else None,
+                axis.plot(xs, ys, label=column, marker="o" if "iou" in column or "accuracy" in column else None,
                           linewidth=1 if column.endswith("loss") else 1.5)
         axis.set_title(title)
         axis.set_xlabel("step")

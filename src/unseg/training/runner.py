@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 import unseg
 from unseg.data.interactive import NO_AUGMENTATION, InteractiveDataset
+from unseg.data.scenes import SceneDataset
 from unseg.devices import DeviceError
 from unseg.models import (
     GeneratorConfig,
@@ -35,6 +36,7 @@ from unseg.models import (
 from unseg.models.config import config_from_dict
 from unseg.training.batches import BatchStream, collate
 from unseg.training.bilevel import BilevelTrainer, semantic_network
+from unseg.training.keyed import KeyedTrainer
 from unseg.training.checkpointing import load_training_state, read_training_metadata, save_training_state
 from unseg.training.config import ConfigError, TrainConfig, to_toml
 from unseg.training.distributed import (
@@ -76,8 +78,10 @@ def _resolve(root: Path, relative: str) -> Path | None:
     return path if path.is_absolute() else root / path
 
 
-def build_dataset(config: TrainConfig, size: int, split: str, augment: bool) -> InteractiveDataset | None:
-    """Training (``split="train"``) or validation objects; None when no validation split is configured."""
+def build_dataset(config: TrainConfig, size: int, split: str, augment: bool,
+                  scenes: bool = False) -> InteractiveDataset | SceneDataset | None:
+    """Training (``split="train"``) or validation objects (``scenes``: whole scenes, for a keyed
+    generator); None when no validation split is configured."""
     data = config.data
     if not data.root:
         raise ConfigError("no training data: give --data DIR (or data.root in the config)")
@@ -86,6 +90,8 @@ def build_dataset(config: TrainConfig, size: int, split: str, augment: bool) -> 
         raise ConfigError(f"data folder not found: {root}")
     augmentation = config.augmentation if augment else NO_AUGMENTATION
     seed = config.runtime.seed
+    if scenes and data.format != "folder":
+        raise ConfigError("a keyed generator trains on whole scenes: data.format must be folder")
     if data.format == "coco":
         json_path = data.train_json if split == "train" else data.val_json
         if not json_path:
@@ -100,11 +106,15 @@ def build_dataset(config: TrainConfig, size: int, split: str, augment: bool) -> 
     if split_file is not None and not split_file.is_file():
         raise ConfigError(f"split file not found: {split_file}")
     ignore = data.ignore_index if data.ignore_index >= 0 else None
+    if scenes:
+        return SceneDataset.from_folder(root / data.images_dir, root / data.masks_dir, size, split_file, ignore,
+                                        augmentation, seed)
     return InteractiveDataset.from_folder(root / data.images_dir, root / data.masks_dir, size, split_file, ignore,
                                           data.min_area, augmentation, seed)
 
 
-def evaluation_batches(dataset: InteractiveDataset, count: int, batch_size: int) -> list[dict[str, torch.Tensor]]:
+def evaluation_batches(dataset: InteractiveDataset | SceneDataset, count: int,
+                       batch_size: int) -> list[dict[str, torch.Tensor]]:
     """Fixed batches of ``count`` objects spread evenly over ``dataset`` (no augmentation)."""
     count = min(count, len(dataset))
     picks = np.linspace(0, len(dataset) - 1, count).round().astype(int).tolist() if count else []
@@ -138,8 +148,8 @@ def build_networks(config: TrainConfig, device: torch.device):
             raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
     surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
     semantic = None
-    if config.model.semantic_surrogate:
-        semantic = semantic_network(config, device)
+    if config.model.semantic_surrogate:  # a keyed generator's surrogate reads its codes
+        semantic = semantic_network(config, device, classes=generator.config.num_codes if generator.config.keyed else 1)
     return generator.to(device), surrogate.to(device), semantic
 
 
@@ -177,10 +187,18 @@ class _Run:
         self.context = context
         self.device = device
         self.out = Path(config.output.dir)
-        size = network_config(config.model.generator, "generator").sam.img_size
+        generator_kind = network_config(config.model.generator, "generator")
+        size = generator_kind.sam.img_size
+        self.keyed = generator_kind.keyed
+        if self.keyed and context.world_size > 1:
+            raise ConfigError("keyed generators train in one process (no DDP yet)")
+        if self.keyed and config.output.check_steps > 0:
+            raise ConfigError("--check-steps measures the interactive surrogate; keyed generators are checked by "
+                              "unseg evaluate (set output.check_steps = 0)")
         try:
-            self.train_set = build_dataset(config, size, "train", augment=True)
-            val_set = build_dataset(config, size, "val", augment=False) or build_dataset(config, size, "train", False)
+            self.train_set = build_dataset(config, size, "train", augment=True, scenes=self.keyed)
+            val_set = (build_dataset(config, size, "val", augment=False, scenes=self.keyed)
+                       or build_dataset(config, size, "train", False, scenes=self.keyed))
             self.val_set = val_set
             self.eval_batches = evaluation_batches(val_set, config.data.val_objects, config.schedule.batch_size)
             self.stream = BatchStream(self.train_set, config.schedule.batch_size, config.runtime.seed, context.rank,
@@ -191,9 +209,10 @@ class _Run:
             raise ConfigError(f"training data: {error}") from error
         seed_everything(config.runtime.seed)
         generator, surrogate, semantic = build_networks(config, device)
-        self.trainer = BilevelTrainer(wrap_model(generator, context, device), wrap_model(surrogate, context, device),
-                                      config, device, context.rank,
-                                      None if semantic is None else wrap_model(semantic, context, device))
+        trainer = KeyedTrainer if self.keyed else BilevelTrainer
+        self.trainer = trainer(wrap_model(generator, context, device), wrap_model(surrogate, context, device),
+                               config, device, context.rank,
+                               None if semantic is None else wrap_model(semantic, context, device))
         self.steps_per_round = config.schedule.surrogate_steps + config.schedule.generator_steps
 
     def save(self, round_index: int, extra: dict[str, Any] | None = None) -> None:
@@ -249,6 +268,9 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
     progress = tqdm(range(start_round, schedule.rounds), initial=start_round, total=schedule.rounds,
                     disable=not (context.is_main and config.output.progress), desc="train", unit="round")
     for round_index in progress:
+        reset = schedule.surrogate_reset_every
+        if run.keyed and reset > 0 and round_index > 0 and round_index % reset == 0:
+            trainer.reset_semantic(round_index)
         trainer.set_learning_rates(learning_rate_factor(config, round_index))
         lrs = {"generator_lr": trainer.generator_optimiser.param_groups[0]["lr"],
                "surrogate_lr": trainer.surrogate_optimiser.param_groups[0]["lr"]}

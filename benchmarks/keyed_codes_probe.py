@@ -1,0 +1,182 @@
+"""Which hand-made *class-keyed* noise makes a multi-class victim fail? (the probe behind the keyed generator)
+
+Each row protects the full CamVid training split with one noise (exact budget, 8/255 on every
+labelled pixel, 2/255 on void), trains a victim from scratch and scores it on the clean test split.
+Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor``):
+
+- ``clean``: no noise; ``pattern``: the class-agnostic checker of period P, one colour;
+- ``synper``: the SynPer baseline (class-wise random 8-px tiles);
+- ``keyed``: per class a texture of period P — checker, horizontal, vertical, diagonal or
+  anti-diagonal stripes — in one of four colour-sign vectors (class k: texture k mod 5, colour k // 5);
+- ``keyedmg``: as ``keyed`` but every class in the colour (+, −, +) (almost no luminance), classes
+  k = 0..4 / 5..9 / 10.. at periods P, 1.5 P, 2 P;
+- ``chan3``: per class an independent texture per channel (distinct triples);
+- ``krand``: per class a random ±1 4x4-cell tile (cells of P/2 px), per channel;
+- ``...null``: the same, with class 0 left without noise (the null code);
+- ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
+- ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id).
+
+This chose the keyed generator's code family and cell size (``src/unseg/models/registry.py``,
+``keyed`` preset). Usage (from the repository root; ~5 min per row at 128 px on 2 CPU cores):
+
+    python benchmarks/keyed_codes_probe.py --kinds clean keyed keyednull chan3 --out benchmarks/results/keyed_codes_probe.md
+    python benchmarks/keyed_codes_probe.py --kinds keyed --period-divisor 32 --append
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from provenance import commit as code_commit
+from unseg.baselines import NoiseSample, build_baseline
+from unseg.baselines.sample import class_index_map
+from unseg.budget import DEFAULT_BUDGET
+from unseg.data.segmentation import SegmentationFolder, victim_size
+from unseg.evaluation.protocol import load_split
+from unseg.evaluation.training import TrainSchedule, train_victim
+from unseg.evaluation.victims import parse_victim
+from unseg.protection.budget import apply_budget
+
+REPO = Path(__file__).resolve().parents[1]
+COLOURS = np.array([[1, 1, 1], [1, -1, 1], [1, 1, -1], [-1, 1, 1]], np.float32)
+TEXTURES = ("checker", "hstripe", "vstripe", "diag", "adiag")
+
+
+def texture(kind: str, height: int, width: int, period: int) -> np.ndarray:
+    """``H x W`` ±1 texture of ``period`` px (squares / stripes of ``period // 2``)."""
+    y, x = np.mgrid[0:height, 0:width]
+    half = max(1, period // 2)
+    index = {"checker": x // half + y // half, "hstripe": y // half, "vstripe": x // half,
+             "diag": (x + y) // half, "adiag": (x - y + 100_000) // half}[kind]
+    return np.where(index % 2 == 0, 1.0, -1.0).astype(np.float32)
+
+
+def code_bank(family: str, count: int, height: int, width: int, period: int) -> np.ndarray:
+    """``count x H x W x 3`` unit noise, one per class index, of a hand-made family."""
+    null = family.endswith("null")
+    family = family.removesuffix("null")
+    if family == "keyed":
+        bank = [texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4] for k in range(count)]
+    elif family == "keyedmg":  # every code magenta/green (+, -, +): nearly no luminance; textures x 3 periods
+        bank = [texture(TEXTURES[k % 5], height, width, max(2, period * (2, 3, 4)[(k // 5) % 3] // 2))[..., None]
+                * COLOURS[1] for k in range(count)]
+    elif family == "chan3":
+        triples = [t for t in itertools.product(range(5), repeat=3) if len(set(t)) == 3]
+        np.random.default_rng(0).shuffle(triples)
+        bank = [np.stack([texture(TEXTURES[c], height, width, period) for c in triples[k]], -1) for k in range(count)]
+    elif family == "krand":
+        rng, cell = np.random.default_rng(123), max(1, period // 2)
+        bank = []
+        for _ in range(count):
+            tile = np.repeat(np.repeat(rng.choice([-1.0, 1.0], size=(4, 4, 3)), cell, 0), cell, 1)
+            bank.append(np.tile(tile, (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1))[:height, :width])
+    elif family == "pattern":
+        bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
+    else:
+        raise ValueError(f"unknown noise family {family!r}")
+    bank = np.stack(bank).astype(np.float32)
+    if null:
+        bank[0] = 0.0
+    return bank
+
+
+def contrast_shift(pixels: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Per class region and channel, the sign that moves its mean colour towards the image's."""
+    shift = np.zeros(pixels.shape, np.float32)
+    overall = pixels.reshape(-1, 3).mean(0)
+    for label in np.unique(index):
+        part = index == label
+        shift[part] = np.sign(overall - pixels[part].mean(0))
+    return shift
+
+
+def noises_for(kind: str, pixels, masks, regions, spec, divisor: float) -> list[np.ndarray]:
+    """Unit noise of ``kind`` for every training image."""
+    if kind.startswith("gen:"):
+        from unseg.evaluation.methods import MethodOptions, unseg_noise_maker
+
+        make, _ = unseg_noise_maker(kind[4:], MethodOptions())
+        samples = [NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)]
+        return [n for i in range(0, len(samples), 4) for n in make(samples[i : i + 4], [])]
+    if kind == "synper":
+        return build_baseline("synper", spec.num_classes)([NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)])
+    family = kind.replace("keyedcr", "keyed")
+    banks, out = {}, []
+    for p, m in zip(pixels, masks):
+        height, width = m.shape
+        if (height, width) not in banks:
+            banks[(height, width)] = code_bank(family, spec.num_classes + 1, height, width,
+                                               max(2, int(round(max(height, width) / divisor))))
+        index = class_index_map(m, spec.num_classes)
+        noise = np.take_along_axis(banks[(height, width)], index[None, :, :, None], 0)[0]
+        out.append(0.5 * noise + 0.5 * contrast_shift(p, index) if kind.startswith("keyedcr") else noise)
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--dataset", default="camvid")
+    parser.add_argument("--victim", default="unet")
+    parser.add_argument("--height", type=int, default=128, help="victim training height (px)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--period-divisor", type=float, default=24, help="texture period = longer side / this")
+    parser.add_argument("--kinds", nargs="+", default=["clean", "pattern", "synper", "keyed", "keyednull"])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "keyed_codes_probe.md")
+    parser.add_argument("--append", action="store_true", help="add rows to an existing results file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(2)
+    folder = SegmentationFolder(args.data_root / args.dataset)
+    spec = folder.spec
+    size = victim_size(spec, args.height)
+    train_stems, test_stems = folder.stems(spec.train_split), folder.stems(spec.test_split)
+    test = load_split([folder.read_image(s).rgb8() for s in test_stems], [folder.read_mask(s) for s in test_stems], size)
+    pixels = [folder.read_image(s).rgb8() for s in train_stems]
+    masks = [folder.read_mask(s) for s in train_stems]
+    regions = [spec.object_region(m) for m in masks]
+    schedule = TrainSchedule(epochs=args.epochs, batch_size=8, lr=1e-3, amp=True)
+    commit = code_commit()
+    if not args.append or not args.out.is_file():
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(
+            "# Keyed-codes probe: class-keyed hand-made noise against a multi-class victim\n\n"
+            f"Produced by `benchmarks/keyed_codes_probe.py` (see its docstring for every noise). "
+            f"Small CPU runs (2 cores, {platform.machine()}), one seed; {spec.name}: all {len(train_stems)} training "
+            f"images protected, {len(test_stems)} clean test images.\n\n"
+            "| noise | period | victim | size | epochs | test metric | per-class IoU | "
+            "history | code | date |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    for kind in args.kinds:
+        images = pixels if kind == "clean" else [
+            apply_budget(p, n, r, DEFAULT_BUDGET)
+            for p, n, r in zip(pixels, noises_for(kind, pixels, masks, regions, spec, args.period_divisor), regions)]
+        began = time.perf_counter()
+        result = train_victim(parse_victim(args.victim), spec, load_split(images, masks, size), test, schedule,
+                              torch.device("cpu"), 0, progress=None)
+        metric = spec.primary_metric
+        value = result.final[metric]
+        per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
+        history = [round(h[metric], 1) for h in result.history]
+        print(json.dumps({"kind": kind, "final": round(value, 1), "per_class": per_class, "history": history,
+                          "seconds": round(time.perf_counter() - began)}), flush=True)
+        period = "–" if kind in ("clean", "synper") or kind.startswith("gen:") else f"1/{args.period_divisor:g}"
+        with args.out.open("a") as handle:
+            handle.write(f"| {kind} | {period} | {args.victim} | {size[0]}x{size[1]} | {args.epochs} | {value:.1f} | "
+                         f"{per_class} | {history} | {commit} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} |\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""The interactive victim's samples and its trivial reference: the box-fill prediction."""
+
+import torch
+
+from unseg.data.segmentation import DatasetSpec
+from unseg.evaluation.interactive import box_fill_iou, box_masks, object_samples
+from unseg.evaluation.training import SplitTensors
+
+SPEC = DatasetSpec(name="toy", num_classes=3, ignore_index=None, class_names=("bg", "square", "triangle"),
+                   objects="foreground", primary_metric="miou")
+
+
+def _split() -> SplitTensors:
+    masks = torch.zeros(2, 40, 40, dtype=torch.long)
+    masks[0, 8:24, 10:30] = 1  # a rectangle fills its box exactly
+    rows, cols = torch.meshgrid(torch.arange(40), torch.arange(40), indexing="ij")
+    masks[1][(rows >= 4) & (cols >= 4) & (cols - 4 <= rows - 4) & (rows < 36)] = 2  # a right triangle: half its box
+    return SplitTensors(torch.randint(0, 255, (2, 3, 40, 40), dtype=torch.uint8), masks)
+
+
+def test_box_fill_of_a_rectangle_is_the_object_and_of_a_triangle_about_half():
+    samples = object_samples(_split(), SPEC, size=64, max_objects=3, generator=torch.Generator().manual_seed(0))
+    assert len(samples) == 2
+    boxes = box_masks(samples)
+    assert boxes.shape == samples.targets.shape == (2, 1, 32, 32)
+    by_area = sorted(range(2), key=lambda i: -float((samples.targets[i] * boxes[i]).sum() / boxes[i].sum()))
+    rectangle, triangle = by_area
+    inter = float((boxes[rectangle] * samples.targets[rectangle]).sum())
+    union = float(((boxes[rectangle] + samples.targets[rectangle]) > 0).sum())
+    assert inter / union > 0.9  # box fill = the object, up to one row of resampling at the edges
+    overlap = float((boxes[triangle] * samples.targets[triangle]).sum() / boxes[triangle].sum())
+    assert 0.45 < overlap < 0.62  # a triangle covers about half of its box
+    pooled = box_fill_iou(samples)
+    inter = float((boxes * samples.targets).sum())
+    union = float(((boxes + samples.targets) > 0).sum())
+    assert abs(pooled - 100 * inter / union) < 1e-6
