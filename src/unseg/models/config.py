@@ -68,7 +68,12 @@ class GeneratorConfig:
     objects of different keys get different textures and a multi-class victim can tell them apart.
     Code 0 is the *null* code: objects keyed 0 (class 0, usually background) get no noise at all,
     so a victim learns "no code -> class 0" and on clean images predicts class 0 everywhere.
-    Keyed noise maps are ``2 * code_cells`` px (two noise pixels per cell).
+    Keyed noise maps are ``2 * code_cells`` px (two noise pixels per cell). A coded object's
+    pre-tanh map is ``code + code_head_mix * tanh(head map)``: the head's texture enters bounded, so
+    while a code's cells exceed ``code_head_mix`` in size the code sets the sign of every pixel of
+    its objects and the head only shapes the amplitude and the uncoded background — what the victim
+    probe favours (``benchmarks/results/keyed_codes_probe.md``: the same codes under a dominant head
+    texture protected far less).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -79,6 +84,7 @@ class GeneratorConfig:
     num_codes: int = 0
     code_cells: int = 48
     code_tile: int = 2
+    code_head_mix: float = 1.0
 
     @property
     def highpass_window(self) -> int:

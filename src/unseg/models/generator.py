@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import torch
@@ -91,7 +90,10 @@ class NoiseGenerator(SamTrunk):
             codes = torch.full((logits.shape[0],), UNCODED, dtype=torch.long, device=logits.device)
         codes = codes.to(logits.device)
         coded = codes != UNCODED
-        logits = logits + self.code_maps(codes.clamp(min=0)) * coded.view(-1, 1, 1, 1)
+        # coded: code + a bounded share of the head's texture (so, with |code| > code_head_mix, the
+        # code sets every sign); uncoded: the head's texture alone
+        coded_logits = self.code_maps(codes.clamp(min=0)) + self.config.code_head_mix * torch.tanh(logits)
+        logits = torch.where(coded.view(-1, 1, 1, 1), coded_logits, logits)
         noise = torch.tanh(logits) * (codes != 0).view(-1, 1, 1, 1).to(logits.dtype)
         return GeneratorOutput(noise=noise, mask_logits=decoded.masks[:, :1])
 
@@ -110,31 +112,36 @@ class NoiseGenerator(SamTrunk):
             parameter.requires_grad_(False)
 
 
-def initial_codes(num_codes: int, tile: int) -> torch.Tensor:
-    """``num_codes x 3 x tile x tile`` ±1 codes that differ even up to translation (code 0, the null
-    code, is zeros).
+CODE_COLOURS = ((1.0, 1.0, 1.0), (1.0, -1.0, 1.0), (1.0, 1.0, -1.0), (-1.0, 1.0, 1.0))
 
-    Each channel carries one of three period-2-cell textures — checkerboard, horizontal stripes,
-    vertical stripes — with a sign; a code is one (texture, sign) per channel. Codes equal after a
-    shift of the tile are one texture to a translation-invariant CNN, so only one of each such class
-    is kept, and classes are taken round-robin over the 27 texture triples (distinct textures first).
-    Measured (``benchmarks/results/keyed_codes_probe.md``): per-channel textures beat one texture
-    in a colour, and textures of 1/24 of the side beat coarser ones.
-    """
+
+def code_textures(tile: int) -> list[torch.Tensor]:
+    """The ±1 ``tile x tile`` textures of period one tile: checkerboard, horizontal, vertical,
+    diagonal and anti-diagonal stripes (squares / stripes of half a tile); the diagonals need a
+    tile of at least 4 cells."""
     y, x = torch.meshgrid(torch.arange(tile), torch.arange(tile), indexing="ij")
-    textures = [((x + y) % 2), (y % 2), (x % 2)]  # checker, horizontal, vertical (period 2 cells)
-    textures = [1.0 - 2.0 * t.float() for t in textures]
-    by_triple: list[list[torch.Tensor]] = []
-    for triple in itertools.product(range(3), repeat=3):
-        seen: list[torch.Tensor] = []
-        for signs in itertools.product((1.0, -1.0), repeat=3):
-            code = torch.stack([sign * textures[t] for sign, t in zip(signs, triple)])
-            shifts = [torch.roll(code, (dy, dx), dims=(1, 2)) for dy in range(2) for dx in range(2)]
-            if not any(torch.equal(shifted, other) for shifted in shifts for other in seen):
-                seen.append(code)
-        by_triple.append(seen)
-    by_triple.sort(key=lambda codes: -len({id(c) for c in codes}))
-    order = [codes[i] for i in range(8) for codes in by_triple if i < len(codes)]
-    if num_codes - 1 > len(order):
-        raise ValueError(f"at most {len(order) + 1} distinct codes for tile {tile}, asked for {num_codes}")
-    return torch.stack([torch.zeros(3, tile, tile), *order[: num_codes - 1]])
+    half = max(1, tile // 2)
+    index = [x // half + y // half, y // half, x // half]
+    if tile >= 4:
+        index += [(x + y) % tile // half, (x - y) % tile // half]
+    return [1.0 - 2.0 * (i % 2).float() for i in index]
+
+
+def initial_codes(num_codes: int, tile: int) -> torch.Tensor:
+    """``num_codes x 3 x tile x tile`` ±1 codes (code 0, the null code, is zeros): code ``k`` >= 1 is
+    texture ``(k - 1) mod T`` of :func:`code_textures` in colour ``(k - 1) // T`` of
+    ``CODE_COLOURS`` (T textures), so neighbouring keys differ in orientation first, then in colour.
+
+    This is the best hand-made family of ``benchmarks/keyed_codes_probe.py`` (``keyed``: period 1/24
+    of the image side, results in ``benchmarks/results/keyed_codes_probe.md``); distinct textures
+    and colours stay distinct after any shift, so a translation-invariant victim can tell them apart.
+    """
+    textures = code_textures(tile)
+    count = len(textures) * len(CODE_COLOURS)
+    if num_codes - 1 > count:
+        raise ValueError(f"at most {count + 1} codes for tile {tile}, asked for {num_codes}")
+    codes = [torch.zeros(3, tile, tile)]
+    for k in range(num_codes - 1):
+        colour = torch.tensor(CODE_COLOURS[k // len(textures)]).view(3, 1, 1)
+        codes.append(colour * textures[k % len(textures)])
+    return torch.stack(codes)

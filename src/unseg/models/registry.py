@@ -27,11 +27,11 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
     # high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
     "small": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8),
-    # CPU default since v8: "small" plus 16 learned noise codes selected by each object's key
-    # (class id / instance index; key 0 = the null code, no noise), cells of 1/48 of the side,
-    # period 2 cells (benchmarks/results/keyed_codes_probe.md: 1/24-of-the-side textures beat
-    # coarser and finer ones on a 128-px CamVid victim).
-    "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=48, code_tile=2),
+    # CPU default since v8: "small" plus 16 noise codes selected by each object's key (class id /
+    # instance index; key 0 = the null code, no noise): 4 x 4-cell tiles of cells 1/96 of the side,
+    # i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
+    # 1/16 and 1/32 on a 128-px CamVid victim).
+    "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4),
     # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (the UnSeg paper, arXiv:2410.09909); frozen SAM part loads
     # from an official checkpoint file given by the user.
     "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),

@@ -1,0 +1,79 @@
+"""Rebuild the shipped default generator (v8) from the v7 weights and the designed noise codes.
+
+v8 = the ``keyed`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1 5e9b16452d69,
+reproducible with the command in ``src/unseg/weights/README.md``) plus 16 noise codes that are
+*designed, not trained*: ``CODE_SCALE`` x :func:`unseg.models.generator.initial_codes` (textures of
+period 1/24 of the side in four sign-colours, one per object key). Inside a keyed object the code
+sets the sign of every pixel; the v7 head only moves pixels off the objects and of unkeyed prompts.
+
+Usage (from the repository root; the v7 file is read from git unless ``--v7`` names it)::
+
+    python benchmarks/make_default_generator.py --out src/unseg/weights/default_generator.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+from unseg.models.checkpoint import load_model, save_tensors
+from unseg.models.config import config_to_dict
+from unseg.models.registry import build_generator
+
+V7_COMMIT = "7e2dc50"
+V7_PATH = "src/unseg/weights/default_generator.safetensors"
+V7_SHA1 = "5e9b16452d69085cae6637d139d451b213cca25a"
+
+
+def v7_bytes(path: str | None) -> bytes:
+    """The v7 checkpoint's bytes, from ``path`` or from git history; checked against its sha1."""
+    data = Path(path).read_bytes() if path else subprocess.check_output(["git", "show", f"{V7_COMMIT}:{V7_PATH}"])
+    digest = hashlib.sha1(data).hexdigest()
+    if digest != V7_SHA1:
+        raise SystemExit(f"v7 checkpoint sha1 is {digest}, expected {V7_SHA1}")
+    return data
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
+    parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        v7_file = Path(tmp) / "v7.safetensors"
+        v7_file.write_bytes(v7_bytes(args.v7))
+        v7, meta = load_model(v7_file, kind="generator")
+    torch.manual_seed(0)
+    v8 = build_generator("keyed")
+    result = v8.load_state_dict({k: v.float() for k, v in v7.state_dict().items()}, strict=False)
+    if result.unexpected_keys or set(result.missing_keys) != {"noise_codes"}:
+        raise SystemExit(f"v7 does not fit the keyed preset: {result}")
+
+    meta = {k: v for k, v in meta.items() if k not in ("unseg_kind", "unseg_config")}
+    meta.update(
+        trained=True,
+        version="v8",
+        recommended_epsilon=8 / 255,
+        recommended_epsilon_bg=2 / 255,
+        note=(
+            f"v7 trunk and noise head (sha1 {V7_SHA1[:12]}, trained on CamVid train) + 16 designed "
+            "keyed noise codes (initial_codes x CODE_SCALE, not trained); built by "
+            "benchmarks/make_default_generator.py"
+        ),
+    )
+    tensors = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in v8.state_dict().items()}
+    header = {"unseg_kind": "generator", "unseg_config": json.dumps(config_to_dict(v8.config))}
+    header.update({k: json.dumps(v) for k, v in meta.items()})
+    save_tensors(args.out, tensors, header)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
+
+
+if __name__ == "__main__":
+    main()
