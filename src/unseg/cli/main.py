@@ -36,6 +36,11 @@ def info() -> None:
                    "unless --epsilon / --epsilon-bg)")
         if "data" in meta:
             typer.echo(f"  trained on: {meta['data']}")
+        codes = meta["unseg_config"].get("num_codes", 0)
+        if codes:
+            typer.echo(f"  keyed: {codes} noise codes, one per object key (unseg protect --keying class|instance)")
+        if "note" in meta:
+            typer.echo(f"  note: {meta['note']}")
     typer.echo("presets (random init, UNTRAINED unless given a checkpoint):")
     for name, config in GENERATOR_PRESETS.items():
         typer.echo(f"  preset {name}: input {config.sam.img_size}px, noise {config.noise_size}px")

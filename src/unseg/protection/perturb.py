@@ -249,7 +249,8 @@ class NativeNoise:
         return 2 + len(self.objects)
 
     def _on_device(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device, non_blocking=True)
+        # np.require copies only a read-only or strided view (torch cannot wrap a read-only array)
+        return torch.from_numpy(np.require(array, requirements=("C", "W"))).to(self.device, non_blocking=True)
 
     def region_rows(self, start: int, stop: int) -> torch.Tensor:
         """``(stop - start) x W`` bool region of those rows, on the noise's device."""
