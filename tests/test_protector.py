@@ -199,6 +199,28 @@ def test_shipped_default_generator_is_trained_and_bounded():
     assert result.region[5:50, 10:60].all() and result.region.sum() == 45 * 50
 
 
+def test_shipped_default_generator_keys_adjacent_classes_apart():
+    """The shipped generator is keyed: two touching class regions get different textures, the same
+    class id the same texture in another image, every object pixel the full ε."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shipped = Protector.load("default")
+    assert shipped.generator.config.num_codes > 0
+    left = np.zeros((96, 128), bool)
+    left[:, :64] = True
+    right = ~left
+    image = (_image(96, 128, seed=3) // 2 + 64).astype(np.uint8)  # mid-range: no clipping at 0 / 255
+    result = shipped.protect_batch([LoadedImage(image)], [ImagePrompt(objects=[left, right], keys=[1, 3])])[0]
+    change = result.pixels.astype(int) - image.astype(int)
+    assert (np.abs(change) == 8).all()
+    other = (_image(96, 128, seed=4) // 2 + 64).astype(np.uint8)
+    again = shipped.protect_batch([LoadedImage(other)], [ImagePrompt(objects=[left, right], keys=[3, 1])])[0]
+    signs, swapped = np.sign(change), np.sign(again.pixels.astype(int) - other.astype(int))
+    assert (signs[:, :64] != signs[:, 64:]).mean() > 0.3  # keys 1 and 3: different textures side by side
+    # the codes are image-independent tilings: key 3 on the left of `other` repeats key 3 on the right of `image`
+    assert (swapped[:, :64] == signs[:, 64:]).mean() > 0.9 and (swapped[:, 64:] == signs[:, :64]).mean() > 0.9
+
+
 def test_a_checkpoints_stored_protection_budget_is_the_default(tmp_path, protector):
     """``unseg train`` stores ``epsilon.protect`` in generator.safetensors; Protector.load uses it
     unless a budget is given (and a file that stores none gets the default 8 / 2)."""
