@@ -27,7 +27,8 @@ def evaluate(
     methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg, unseg:PATH, random, sign, synper, ar, cuda, em."),
     defences: Optional[str] = typer.Option(None, help="Comma list: none, jpeg<Q>, blur<S>, bits<B>, gray, augment, "
                                            "advtrain[<L>], mix<K> (K % clean; adds cleanpart<K> reference)."),
-    preset: Optional[str] = typer.Option(None, help="Start from a preset: quick, benchmark, gpu (main grid, ~8 min on one H100/H200), "
+    preset: Optional[str] = typer.Option(None, help="Start from a preset: quick, benchmark, strong_cpu (issue 9 grid, full splits, hours on 2 CPU cores), "
+                                          "gpu (main grid, ~8 min on one H100/H200), "
                                           "gpu_full (every victim, baseline and defence) (options given here override it)."),
     quick: bool = typer.Option(False, "--quick", help="Same as --preset quick: a few minutes on 2 CPU cores."),
     generator: Optional[str] = typer.Option(None, help="What 'unseg' loads: default, a preset name or a checkpoint path."),
