@@ -71,9 +71,9 @@ class GeneratorConfig:
     Keyed noise maps are ``2 * code_cells`` px (two noise pixels per cell). A coded object's
     pre-tanh map is ``code + code_head_mix * tanh(head map)``: the head's texture enters bounded, so
     while a code's cells exceed ``code_head_mix`` in size the code sets the sign of every pixel of
-    its objects and the head only shapes the amplitude and the uncoded background — what the victim
-    probe favours (``benchmarks/results/keyed_codes_probe.md``: the same codes under a dominant head
-    texture protected far less).
+    its objects and the head only shapes the amplitude and the uncoded background (in the keyed
+    training run of ``src/unseg/weights/README.md`` the head's texture grew over the codes and the
+    victim learned far less from them).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
