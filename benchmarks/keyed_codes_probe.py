@@ -44,10 +44,11 @@ from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation.protocol import load_split
 from unseg.evaluation.training import TrainSchedule, train_victim
 from unseg.evaluation.victims import parse_victim
+from unseg.models.generator import CODE_COLOURS
 from unseg.protection.budget import apply_budget
 
 REPO = Path(__file__).resolve().parents[1]
-COLOURS = np.array([[1, 1, 1], [1, -1, 1], [1, 1, -1], [-1, 1, 1]], np.float32)
+COLOURS = np.array(CODE_COLOURS, np.float32)  # the generator's sign-colours, in its order
 TEXTURES = ("checker", "hstripe", "vstripe", "diag", "adiag")
 
 

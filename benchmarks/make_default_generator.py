@@ -19,8 +19,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import torch
-
 from unseg.models.checkpoint import load_model, save_model
 from unseg.models.registry import build_generator
 
@@ -48,7 +46,6 @@ def main() -> None:
         v7_file = Path(tmp) / "v7.safetensors"
         v7_file.write_bytes(v7_bytes(args.v7))
         v7, meta = load_model(v7_file, kind="generator")
-    torch.manual_seed(0)
     v8 = build_generator("keyed")
     result = v8.load_state_dict({k: v.float() for k, v in v7.state_dict().items()}, strict=False)
     if result.unexpected_keys or set(result.missing_keys) != {"noise_codes"}:
