@@ -5,6 +5,7 @@ labelled pixel, 2/255 on void), trains a victim from scratch and scores it on th
 Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor``):
 
 - ``clean``: no noise; ``pattern``: the class-agnostic checker of period P, one colour;
+- ``flat``: per class one flat sign-colour, no texture (class k: ± colour k // 2, the sign alternating);
 - ``synper``: the SynPer baseline (class-wise random 8-px tiles);
 - ``keyed``: per class a texture of period P — checker, horizontal, vertical, diagonal or
   anti-diagonal stripes — in one of four colour-sign vectors (class k: texture k mod 5, colour k // 5);
@@ -80,6 +81,9 @@ def code_bank(family: str, count: int, height: int, width: int, period: int) -> 
         for _ in range(count):
             tile = np.repeat(np.repeat(rng.choice([-1.0, 1.0], size=(4, 4, 3)), cell, 0), cell, 1)
             bank.append(np.tile(tile, (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1))[:height, :width])
+    elif family == "flat":  # per class one flat sign-colour (no texture): class k -> ±colour, sign alternating
+        bank = [np.ones((height, width, 1), np.float32) * COLOURS[(k // 2) % 4] * (1.0 if k % 2 else -1.0)
+                for k in range(count)]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
     else:
@@ -135,12 +139,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--kinds", nargs="+", default=["clean", "pattern", "synper", "keyed", "keyednull"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "keyed_codes_probe.md")
     parser.add_argument("--append", action="store_true", help="add rows to an existing results file")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
+                        help="bf16 autocast (about 13x slower than fp32 on a CPU without AVX-512: use --no-amp there)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, args.height)
@@ -149,7 +156,7 @@ def main(argv=None) -> None:
     pixels = [folder.read_image(s).rgb8() for s in train_stems]
     masks = [folder.read_mask(s) for s in train_stems]
     regions = [spec.object_region(m) for m in masks]
-    schedule = TrainSchedule(epochs=args.epochs, batch_size=8, lr=1e-3, amp=True)
+    schedule = TrainSchedule(epochs=args.epochs, batch_size=8, lr=1e-3, amp=args.amp)
     commit = code_commit()
     if not args.append or not args.out.is_file():
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -169,7 +176,8 @@ def main(argv=None) -> None:
                               torch.device("cpu"), 0, progress=None)
         metric = spec.primary_metric
         value = result.final[metric]
-        per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
+        per_class = ([None if v is None else round(v) for v in result.final["per_class_iou"]]
+                     if "per_class_iou" in result.final else f"box-fill {result.final['box_fill_iou']:.1f}")
         history = [round(h[metric], 1) for h in result.history]
         print(json.dumps({"kind": kind, "final": round(value, 1), "per_class": per_class, "history": history,
                           "seconds": round(time.perf_counter() - began)}), flush=True)

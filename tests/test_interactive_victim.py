@@ -1,9 +1,9 @@
-"""The interactive victim's samples and its trivial reference: the box-fill prediction."""
+"""The interactive victim's samples and its prompt-only references: box-fill and the inscribed ellipse."""
 
 import torch
 
 from unseg.data.segmentation import DatasetSpec
-from unseg.evaluation.interactive import box_fill_iou, box_masks, object_samples
+from unseg.evaluation.interactive import box_fill_iou, box_masks, ellipse_masks, object_samples, prompt_only_ious
 from unseg.evaluation.training import SplitTensors
 
 SPEC = DatasetSpec(name="toy", num_classes=3, ignore_index=None, class_names=("bg", "square", "triangle"),
@@ -34,3 +34,18 @@ def test_box_fill_of_a_rectangle_is_the_object_and_of_a_triangle_about_half():
     inter = float((boxes * samples.targets).sum())
     union = float(((boxes + samples.targets) > 0).sum())
     assert abs(pooled - 100 * inter / union) < 1e-6
+
+
+def test_ellipse_prior_fills_pi_over_four_of_its_box_and_beats_box_fill_on_a_disc():
+    masks = torch.zeros(1, 80, 80, dtype=torch.long)
+    rows, cols = torch.meshgrid(torch.arange(80), torch.arange(80), indexing="ij")
+    masks[0][(rows - 40) ** 2 + (cols - 36) ** 2 <= 24 ** 2] = 1  # a disc of radius 24
+    split = SplitTensors(torch.zeros(1, 3, 80, 80, dtype=torch.uint8), masks)
+    samples = object_samples(split, SPEC, size=128, max_objects=1, generator=torch.Generator().manual_seed(0))
+    ellipse, boxes = ellipse_masks(samples), box_masks(samples)
+    assert ellipse.shape == boxes.shape == samples.targets.shape
+    assert (ellipse <= boxes).all()  # inside its box
+    assert abs(float(ellipse.sum() / boxes.sum()) - torch.pi / 4) < 0.03
+    scores = prompt_only_ious(samples)
+    assert scores["ellipse_iou"] > 90 and scores["ellipse_iou"] > scores["box_fill_iou"] + 15
+    assert scores["box_fill_iou"] == box_fill_iou(samples)

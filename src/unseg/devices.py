@@ -50,3 +50,36 @@ def resolve_device(name: "str | torch.device" = "auto", local_rank: int | None =
     if not 0 <= index < count:
         raise DeviceError(f"cuda:{index} asked for, but this machine has {count} CUDA device(s)")
     return torch.device("cuda", index)
+
+
+def bf16_is_fast(device: "torch.device") -> bool:
+    """Whether bf16 autocast speeds ``device`` up: always on CUDA; on the CPU only where oneDNN has
+    native bf16 kernels (AVX-512 BW/VL/DQ or newer). On an AVX2-only CPU (seen: an AMD EPYC) a
+    UNet-ResNet18 training step at 8 x 128 x 160 took 20 s in bf16 against 1.5 s in fp32."""
+    import torch
+
+    if device.type != "cpu":
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+_slow_bf16_warned = False
+
+
+def mixed_precision(device: "torch.device", enabled: bool = True, dtype: "torch.dtype | None" = None):
+    """``torch.autocast`` on ``device`` in ``dtype`` (bf16 unless given) when ``enabled``; bf16 on a
+    CPU where :func:`bf16_is_fast` is false runs in fp32 instead, with one warning, because the
+    presets ask for bf16 for speed, not for its numbers."""
+    import warnings
+
+    import torch
+
+    global _slow_bf16_warned
+    dtype = dtype or torch.bfloat16
+    if enabled and dtype == torch.bfloat16 and not bf16_is_fast(device):
+        if not _slow_bf16_warned:
+            warnings.warn("bf16 autocast asked for, but this CPU has no native bf16 kernels (it would run "
+                          "about 10x slower): running in fp32", RuntimeWarning, stacklevel=2)
+            _slow_bf16_warned = True
+        enabled = False
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)

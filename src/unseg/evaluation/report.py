@@ -46,24 +46,27 @@ def _with_ratio(value: float | None, reference: float | None) -> str:
     return f"{value:.1f} ({value / reference:.2f})"
 
 
-def box_fill(data: dict, dataset: str, victim: str) -> float | None:
-    """The trivial box-fill IoU of an interactive victim's test objects (same objects in every cell)."""
+def prompt_only(data: dict, dataset: str, victim: str) -> str:
+    """The "box-fill / ellipse" cell: the IoUs of the prompt-only predictors on an interactive victim's test
+    objects (the same objects in every cell; :func:`unseg.evaluation.interactive.prompt_only_ious`),
+    or "" for a semantic victim. Runs from before the ellipse was recorded give box-fill alone."""
     for cell in _cells(data):
-        if cell["dataset"] == dataset and cell["victim"] == victim and "box_fill_iou" in cell.get("final", {}):
-            return cell["final"]["box_fill_iou"]
-    return None
+        final = cell.get("final", {})
+        if cell["dataset"] == dataset and cell["victim"] == victim and "box_fill_iou" in final:
+            return " / ".join(_fmt(final[key]) for key in ("box_fill_iou", "ellipse_iou") if key in final)
+    return ""
 
 
 def results_table(data: dict, dataset: str) -> list[str]:
     """Markdown rows: one per (victim, defence); the clean-trained reference beside every method,
     each method as "score (score / clean)"; interactive victims add the box-fill IoU of their
-    test objects (a victim that learned nothing beyond its box prompt scores this)."""
+    test objects and that of the ellipse inscribed in the box (predictors that never look at the image)."""
     config = data["config"]
     methods = [m for m in config["methods"] if m != CLEAN]
-    lines = ["| victim | defence | box-fill | clean-trained | " + " | ".join(methods) + " |",
+    lines = ["| victim | defence | box-fill / ellipse | clean-trained | " + " | ".join(methods) + " |",
              "|---|---|---|---|" + "---|" * len(methods)]
     for victim in config["victims"]:
-        trivial = _fmt(box_fill(data, dataset, victim)) if box_fill(data, dataset, victim) is not None else ""
+        trivial = prompt_only(data, dataset, victim)
         for defence in config["defences"]:
             reference = _value(data, dataset, victim, CLEAN, clean_reference(defence))
             label = f"{defence} (ref: {clean_reference(defence)})" if clean_reference(defence) != defence else defence

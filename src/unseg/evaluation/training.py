@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unseg.data.segmentation import DatasetSpec
+from unseg.devices import mixed_precision
 from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, score_interactive
 from unseg.evaluation.metrics import SegmentationScore
 from unseg.evaluation.victims import VictimSpec, build_victim
@@ -124,10 +125,6 @@ def pgd_attack(model: nn.Module, forward, images: torch.Tensor, loss_fn, epsilon
     return adversarial.detach()
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
-
-
 @torch.no_grad()
 def evaluate_semantic(model: nn.Module, test: SplitTensors, spec: DatasetSpec, device: torch.device, batch_size: int, amp: bool) -> tuple[dict, torch.Tensor]:
     """Metrics of ``model`` on the clean test split, and its predictions (``N x H x W`` uint8)."""
@@ -136,7 +133,7 @@ def evaluate_semantic(model: nn.Module, test: SplitTensors, spec: DatasetSpec, d
     predictions = []
     for start in range(0, len(test), batch_size):
         images = test.images[start : start + batch_size].to(device).float() / 255
-        with _autocast(device, amp):
+        with mixed_precision(device, amp):
             pred = model(images).float().argmax(1).cpu()
         score.update(pred, test.masks[start : start + batch_size])
         predictions.append(pred.to(torch.uint8))
@@ -253,7 +250,7 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
             if schedule.adversarial_epsilon > 0:
                 batch = loop.attack(batch, generator)
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, schedule.amp):
+            with mixed_precision(device, schedule.amp):
                 loss = loop.loss(batch)
             loss.backward()
             optimizer.step()

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unseg.budget import Budget
+from unseg.devices import mixed_precision
 from unseg.data.transforms import Letterbox
 from unseg.models import NoiseGenerator, PromptBatch
 from unseg.models.semantic import build_named
@@ -187,7 +188,7 @@ class BilevelTrainer:
         """Mixed-precision context for forward passes (no-op when amp is "none")."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return mixed_precision(self.device, dtype=self.amp_dtype)
 
     def sample_prompts(self, masks: torch.Tensor, rng: torch.Generator) -> StepPrompts:
         """Generator prompts (random non-empty subset) and surrogate prompts (one type), from CPU masks."""
