@@ -141,7 +141,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--append", action="store_true", help="add rows to an existing results file")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=True,
-                        help="bf16 autocast (about 13x slower than fp32 on a CPU without AVX-512: use --no-amp there)")
+                        help="bf16 autocast (fp32 with a warning on a CPU without native bf16 kernels)")
     return parser.parse_args(argv)
 
 

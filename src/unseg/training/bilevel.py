@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from unseg.budget import Budget
-from unseg.devices import mixed_precision
 from unseg.data.transforms import Letterbox
+from unseg.devices import mixed_precision
 from unseg.models import NoiseGenerator, PromptBatch
 from unseg.models.semantic import build_named
 from unseg.protection import perturb as noise_to_pixels
