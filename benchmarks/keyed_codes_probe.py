@@ -62,8 +62,9 @@ def texture(kind: str, height: int, width: int, period: int) -> np.ndarray:
     return np.where(index % 2 == 0, 1.0, -1.0).astype(np.float32)
 
 
-def code_bank(family: str, count: int, height: int, width: int, period: int) -> np.ndarray:
-    """``count x H x W x 3`` unit noise, one per class index, of a hand-made family."""
+def code_bank(family: str, count: int, height: int, width: int, period: int, null_class: int = 0) -> np.ndarray:
+    """``count x H x W x 3`` unit noise, one per class index, of a hand-made family (``...null``: class
+    ``null_class`` left without noise)."""
     null = family.endswith("null")
     family = family.removesuffix("null")
     if family == "keyed":
@@ -90,7 +91,7 @@ def code_bank(family: str, count: int, height: int, width: int, period: int) -> 
         raise ValueError(f"unknown noise family {family!r}")
     bank = np.stack(bank).astype(np.float32)
     if null:
-        bank[0] = 0.0
+        bank[null_class] = 0.0
     return bank
 
 
@@ -104,7 +105,7 @@ def contrast_shift(pixels: np.ndarray, index: np.ndarray) -> np.ndarray:
     return shift
 
 
-def noises_for(kind: str, pixels, masks, regions, spec, divisor: float) -> list[np.ndarray]:
+def noises_for(kind: str, pixels, masks, regions, spec, divisor: float, null_class: int = 0) -> list[np.ndarray]:
     """Unit noise of ``kind`` for every training image."""
     if kind.startswith("gen:"):
         from unseg.evaluation.methods import MethodOptions, unseg_noise_maker
@@ -120,7 +121,7 @@ def noises_for(kind: str, pixels, masks, regions, spec, divisor: float) -> list[
         height, width = m.shape
         if (height, width) not in banks:
             banks[(height, width)] = code_bank(family, spec.num_classes + 1, height, width,
-                                               max(2, int(round(max(height, width) / divisor))))
+                                               max(2, int(round(max(height, width) / divisor))), null_class)
         index = class_index_map(m, spec.num_classes)
         noise = np.take_along_axis(banks[(height, width)], index[None, :, :, None], 0)[0]
         out.append(0.5 * noise + 0.5 * contrast_shift(p, index) if kind.startswith("keyedcr") else noise)
@@ -136,6 +137,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--height", type=int, default=128, help="victim training height (px)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--period-divisor", type=float, default=24, help="texture period = longer side / this")
+    parser.add_argument("--null-class", type=int, default=0, help="the class a ...null family leaves without noise")
     parser.add_argument("--kinds", nargs="+", default=["clean", "pattern", "synper", "keyed", "keyednull"])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "keyed_codes_probe.md")
     parser.add_argument("--append", action="store_true", help="add rows to an existing results file")
@@ -170,7 +172,7 @@ def main(argv=None) -> None:
     for kind in args.kinds:
         images = pixels if kind == "clean" else [
             apply_budget(p, n, r, DEFAULT_BUDGET)
-            for p, n, r in zip(pixels, noises_for(kind, pixels, masks, regions, spec, args.period_divisor), regions)]
+            for p, n, r in zip(pixels, noises_for(kind, pixels, masks, regions, spec, args.period_divisor, args.null_class), regions)]
         began = time.perf_counter()
         result = train_victim(parse_victim(args.victim), spec, load_split(images, masks, size), test, schedule,
                               torch.device("cpu"), 0, progress=None)
@@ -182,8 +184,9 @@ def main(argv=None) -> None:
         print(json.dumps({"kind": kind, "final": round(value, 1), "per_class": per_class, "history": history,
                           "seconds": round(time.perf_counter() - began)}), flush=True)
         period = "–" if kind in ("clean", "synper") or kind.startswith("gen:") else f"1/{args.period_divisor:g}"
+        label = f"{kind} (null class {args.null_class})" if kind.endswith("null") and args.null_class else kind
         with args.out.open("a") as handle:
-            handle.write(f"| {kind} | {period} | {args.victim} | {size[0]}x{size[1]} | {args.epochs} | {value:.1f} | "
+            handle.write(f"| {label} | {period} | {args.victim} | {size[0]}x{size[1]} | {args.epochs} | {value:.1f} | "
                          f"{per_class} | {history} | {commit} | {datetime.now(timezone.utc):%Y-%m-%d %H:%M} |\n")
 
 

@@ -147,9 +147,10 @@ def test_report_puts_the_clean_metric_beside_each_method(run):
     report = (out / "report.md").read_text()
     value = {m: data["cells"][f"toy|unet|{m}|none"]["value"] for m in METHODS}
     shares = {m: f"{value[m]:.1f} ({value[m] / value['clean']:.2f})" for m in ("unseg", "random")}
-    assert "| victim | defence | box-fill / ellipse | clean-trained | unseg | random |" in report
-    # each method as "score (score / clean)"; box-fill / ellipse is empty for a semantic victim
-    assert f"| unet | none |  | {value['clean']:.1f} | {shares['unseg']} | {shares['random']} |" in report
+    assert "| victim | defence | no-image baseline | clean-trained | unseg | random |" in report
+    # each method as "score (score / clean)"; the no-image baseline of a semantic victim is the layout prior
+    prior = data["priors"]["toy"][data["cells"]["toy|unet|clean|none"]["metric"]]
+    assert f"| unet | none | {prior:.1f} | {value['clean']:.1f} | {shares['unseg']} | {shares['random']} |" in report
     assert "| mean PSNR (dB) |" in report
     assert "UNTRAINED generator" in report
     for name in ("curves_toy.png", "bars.png", "grid_toy.png"):

@@ -49,3 +49,20 @@ def test_ellipse_prior_fills_pi_over_four_of_its_box_and_beats_box_fill_on_a_dis
     scores = prompt_only_ious(samples)
     assert scores["ellipse_iou"] > 90 and scores["ellipse_iou"] > scores["box_fill_iou"] + 15
     assert scores["box_fill_iou"] == box_fill_iou(samples)
+
+
+def test_a_trained_interactive_victim_reports_its_test_objects_prompt_only_baselines():
+    import numpy as np
+
+    from unseg.evaluation.interactive import object_samples as samples_of
+    from unseg.evaluation.training import TrainSchedule, train_victim
+    from unseg.evaluation.victims import parse_victim
+
+    split = _split()
+    result = train_victim(parse_victim("sam"), SPEC, split, split, TrainSchedule(epochs=1, batch_size=2),
+                          torch.device("cpu"), seed=0, progress=None)
+    size = 128  # the sam victim's input side
+    expected = prompt_only_ious(samples_of(split, SPEC, size, max_objects=3, generator=torch.Generator().manual_seed(1)))
+    assert {k: result.final[k] for k in expected} == expected
+    assert 0 <= result.final["iou"] <= 100 and result.final["objects"] == 2
+    assert np.isfinite(result.history[0]["loss"])

@@ -147,5 +147,10 @@ def resize_pair(pixels: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> 
     """uint8 ``H x W x 3`` image and ``H x W`` mask -> ``3 x h x w`` uint8 (bilinear, antialiased) and ``h x w`` long (nearest)."""
     image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
     image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return image[0].round().clamp(0, 255).to(torch.uint8), resize_mask(mask, size)
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """``H x W`` integer mask -> ``h x w`` long (nearest: labels are never blended)."""
     label = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")
-    return image[0].round().clamp(0, 255).to(torch.uint8), label[0, 0].long()
+    return label[0, 0].long()

@@ -141,7 +141,8 @@ def prompt_only_ious(samples: ObjectSamples) -> dict:
 
 @torch.no_grad()
 def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.device, batch_size: int, amp: bool) -> dict:
-    """Pooled foreground IoU / Dice (0–100) over all test objects."""
+    """Pooled foreground IoU / Dice (0–100) over all test objects (the prompt-only baselines of the same
+    objects, which no training changes, come from :func:`prompt_only_ious`)."""
     model.eval()
     score = SegmentationScore(2)
     for start in range(0, len(samples), batch_size):
@@ -151,4 +152,4 @@ def score_interactive(model: nn.Module, samples: ObjectSamples, device: torch.de
         logits = F.interpolate(logits, size=batch.targets.shape[-2:], mode="bilinear", align_corners=False)
         score.update((logits > 0).long().cpu(), batch.targets.long().cpu())
     summary = score.summary()
-    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples), **prompt_only_ious(samples)}
+    return {"iou": summary["iou"], "dice": summary["dice"], "objects": len(samples)}

@@ -20,11 +20,12 @@ from tqdm.auto import tqdm
 
 import unseg
 from unseg.data.images import atomic_write
-from unseg.data.segmentation import SegmentationFolder, resize_pair, victim_size
+from unseg.data.segmentation import SegmentationFolder, resize_mask, resize_pair, victim_size
 from unseg.devices import resolve_device
 from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import Defence, clean_subset, parse_defence
 from unseg.evaluation.methods import CLEAN, generator_identity, protect_split, read_protected
+from unseg.evaluation.priors import layout_prior_scores
 from unseg.evaluation.training import SplitTensors, train_victim
 from unseg.evaluation.victims import parse_victim
 
@@ -81,7 +82,7 @@ class ResultsStore:
     def __init__(self, out: Path, config: EvaluationConfig) -> None:
         self.path = Path(out) / RESULTS_FILE
         self.data: dict = {"config": config.to_dict(), "versions": library_versions(), "generators": {},
-                           "protection": {}, "cells": {}}
+                           "protection": {}, "priors": {}, "cells": {}}
         if self.path.is_file():
             previous = json.loads(self.path.read_text())
             old = EvaluationConfig.from_dict(previous["config"])
@@ -91,6 +92,7 @@ class ResultsStore:
             self.data["protection"] = previous.get("protection", {})
             self.data["cells"] = previous.get("cells", {})
             self.data["generators"] = previous.get("generators", {})
+            self.data["priors"] = previous.get("priors", {})
         self._check_generators(config)
 
     def _check_generators(self, config: EvaluationConfig) -> None:
@@ -113,6 +115,11 @@ class ResultsStore:
 
     def add_protection(self, method: str, dataset: str, info: dict) -> None:
         self.data["protection"][f"{dataset}|{method}"] = info
+        self.save()
+
+    def add_prior(self, dataset: str, scores: dict) -> None:
+        """The dataset's image-free layout prior (:mod:`unseg.evaluation.priors`) on the test split."""
+        self.data["priors"][dataset] = scores
         self.save()
 
     def save(self) -> None:
@@ -177,6 +184,10 @@ def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
         size = victim_size(spec, config.image_height)
         train_stems = pick_stems(folder.stems(spec.train_split), config.train_limit(len(folder.stems(spec.train_split))), config.seed)
         test_stems = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)
+        if dataset not in store.data["priors"]:
+            store.add_prior(dataset, layout_prior_scores(
+                torch.stack([resize_mask(folder.read_mask(s), size) for s in train_stems]),
+                torch.stack([resize_mask(folder.read_mask(s), size) for s in test_stems]), spec))
         test = None
         for method in config.methods:
             todo = [c for c in cells if c.dataset == dataset and c.method == method and not store.done(c)]

@@ -46,27 +46,30 @@ def _with_ratio(value: float | None, reference: float | None) -> str:
     return f"{value:.1f} ({value / reference:.2f})"
 
 
-def prompt_only(data: dict, dataset: str, victim: str) -> str:
-    """The "box-fill / ellipse" cell: the IoUs of the prompt-only predictors on an interactive victim's test
-    objects (the same objects in every cell; :func:`unseg.evaluation.interactive.prompt_only_ious`),
-    or "" for a semantic victim. Runs from before the ellipse was recorded give box-fill alone."""
+def image_free(data: dict, dataset: str, victim: str) -> str:
+    """The "no-image baseline" cell: what predictors that never look at the pixels score on the same test
+    split. Interactive victims: "box-fill / ellipse", the IoUs of the prompt-only predictors on their test
+    objects (:func:`unseg.evaluation.interactive.prompt_only_ious`); semantic victims: the layout prior's
+    metric (:mod:`unseg.evaluation.priors`). "" where the run did not record it (older runs)."""
     for cell in _cells(data):
         final = cell.get("final", {})
         if cell["dataset"] == dataset and cell["victim"] == victim and "box_fill_iou" in final:
             return " / ".join(_fmt(final[key]) for key in ("box_fill_iou", "ellipse_iou") if key in final)
+        if cell["dataset"] == dataset and cell["victim"] == victim and dataset in data.get("priors", {}):
+            return _fmt(data["priors"][dataset].get(cell["metric"]))
     return ""
 
 
 def results_table(data: dict, dataset: str) -> list[str]:
     """Markdown rows: one per (victim, defence); the clean-trained reference beside every method,
-    each method as "score (score / clean)"; interactive victims add the box-fill IoU of their
-    test objects and that of the ellipse inscribed in the box (predictors that never look at the image)."""
+    each method as "score (score / clean)"; beside them the no-image baseline (:func:`image_free`): a
+    protected-trained victim near it learned nothing from the content, one below it was misled."""
     config = data["config"]
     methods = [m for m in config["methods"] if m != CLEAN]
-    lines = ["| victim | defence | box-fill / ellipse | clean-trained | " + " | ".join(methods) + " |",
+    lines = ["| victim | defence | no-image baseline | clean-trained | " + " | ".join(methods) + " |",
              "|---|---|---|---|" + "---|" * len(methods)]
     for victim in config["victims"]:
-        trivial = prompt_only(data, dataset, victim)
+        trivial = image_free(data, dataset, victim)
         for defence in config["defences"]:
             reference = _value(data, dataset, victim, CLEAN, clean_reference(defence))
             label = f"{defence} (ref: {clean_reference(defence)})" if clean_reference(defence) != defence else defence
@@ -117,6 +120,10 @@ def write_report(data: dict, out: str | Path) -> Path:
              f"ε_bg = {budget.epsilon_bg:g}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
              f"victim height {config['image_height']} px, train images ≤ {config['train_images'] or 'all'}, "
              f"test images ≤ {config['test_images'] or 'all'}, seed {config['seed']}, device {config['device']}.",
+             "", "No-image baseline: what a predictor that never looks at the pixels scores on the same test "
+             "split — interactive victims: box-fill / ellipse inscribed in the box prompt; semantic victims: "
+             "the layout prior (each pixel's most frequent training class). A protected-trained victim near it "
+             "learned nothing from the content; below it, the noise misled the victim.",
              "", "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()), ""]
     for dataset in config["datasets"]:
         metrics = sorted({c["metric"] for c in cells if c["dataset"] == dataset}) or ["–"]

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from unseg.data.segmentation import DatasetSpec
 from unseg.devices import mixed_precision
-from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, score_interactive
+from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, prompt_only_ious, score_interactive
 from unseg.evaluation.metrics import SegmentationScore
 from unseg.evaluation.victims import VictimSpec, build_victim
 
@@ -204,6 +204,7 @@ def interactive_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, t
     size = model.config.sam.img_size
     test_objects = object_samples(test, spec, size, max_objects=schedule.max_objects,
                                   generator=torch.Generator().manual_seed(seed + 1))
+    baselines = prompt_only_ious(test_objects)  # image-free: the same every epoch
 
     def batches(generator: torch.Generator) -> Iterator[ObjectSamples]:
         objects = object_samples(train, spec, size, max_objects=schedule.max_objects, generator=generator)
@@ -218,7 +219,7 @@ def interactive_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, t
         return batch
 
     def evaluate():
-        return score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp), None
+        return {**score_interactive(model, test_objects, device, schedule.batch_size * 2, schedule.amp), **baselines}, None
 
     return VictimLoop(lr=schedule.lr * 0.5, cosine=False, epoch_batches=batches,
                       loss=lambda batch: interactive_loss(model(batch.images, batch.prompts).float(), batch.targets),
