@@ -159,6 +159,23 @@ def test_report_puts_the_clean_metric_beside_each_method(run):
             assert figure.size[0] > 100 and figure.size[1] > 100
 
 
+def test_report_without_the_protected_cache_keeps_the_grid_it_had(run, tmp_path, capsys):
+    """A results folder copied without protected/ (as committed benchmarks are) must not draw clean
+    images as "protected": the grid is kept from before, or left out when there is none."""
+    _, out, data = run
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "grid_toy.png").write_bytes((out / "grid_toy.png").read_bytes())
+    write_report(data, kept)
+    assert (kept / "grid_toy.png").read_bytes() == (out / "grid_toy.png").read_bytes()
+    assert "](grid_toy.png)" in (kept / "report.md").read_text()
+    assert "image grid kept from before: no protected unseg image" in capsys.readouterr().out
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    write_report(data, bare)
+    assert not (bare / "grid_toy.png").exists() and "grid_toy.png" not in (bare / "report.md").read_text()
+
+
 def test_rerun_skips_finished_cells_and_reuses_protection(run, count_training, tmp_path):
     config, out, _ = run
     copy = tmp_path / "out"

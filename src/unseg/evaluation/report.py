@@ -107,11 +107,13 @@ def write_report(data: dict, out: str | Path) -> Path:
     out = Path(out)
     config = data["config"]
     figures = [plot_curves(data, out, d) for d in config["datasets"]] + [plot_bars(data, out)]
-    try:
-        figures += [image_grid(data, out, d) for d in config["datasets"]]
-    except (FileNotFoundError, OSError, ValueError) as error:  # the grid is a convenience; never lose the report
-        figures.append(None)
-        print(f"image grid skipped: {error}")
+    for dataset in config["datasets"]:
+        try:
+            figures.append(image_grid(data, out, dataset))
+        except (FileNotFoundError, OSError, ValueError) as error:  # the grid is a convenience; never lose the report
+            previous = out / f"grid_{dataset}.png"  # e.g. a results folder kept without its protected-image cache
+            figures.append(previous if previous.is_file() else None)
+            print(f"image grid {'kept from before' if previous.is_file() else 'skipped'}: {error}")
     cells = _cells(data)
     budget = EvaluationConfig.from_dict(config).budget
     lines = ["# UnSeg protection evaluation", "",
@@ -212,7 +214,9 @@ def image_grid(data: dict, out: Path, dataset: str) -> Path:
     colour = dict(cmap="tab20", vmin=0, vmax=max(spec.num_classes, 20) - 1, interpolation="nearest")
     for row, method in enumerate(methods):
         cache = protected_folder(out / "protected", method, dataset, config.method_options(spec.aspect))
-        protected = read_protected(cache, train_stem) if (cache / f"{train_stem}.png").is_file() else clean
+        if not (cache / f"{train_stem}.png").is_file():
+            raise FileNotFoundError(f"no protected {method} image of {train_stem} in {cache}")
+        protected = read_protected(cache, train_stem)
         noise = protected.astype(np.int16) - clean.astype(np.int16)
         peak = max(int(np.abs(noise).max()), 1)
         panels = [clean, (127.5 + noise * 127.5 / peak).clip(0, 255).astype(np.uint8), protected,
