@@ -151,6 +151,9 @@ def test_report_puts_the_clean_metric_beside_each_method(run):
     # each method as "score (score / clean)"; the no-image baseline of a semantic victim is the layout prior
     prior = data["priors"]["toy"][data["cells"]["toy|unet|clean|none"]["metric"]]
     assert f"| unet | none | {prior:.1f} | {value['clean']:.1f} | {shares['unseg']} | {shares['random']} |" in report
+    # and the share of the clean victim's gain over that baseline each method keeps
+    kept = [f"{(value[m] - prior) / (value['clean'] - prior):.2f}" if value["clean"] > prior else "–" for m in ("unseg", "random")]
+    assert f"| unet | {prior:.1f} | {kept[0]} | {kept[1]} |" in report
     assert "| mean PSNR (dB) |" in report
     assert "UNTRAINED generator" in report
     for name in ("curves_toy.png", "bars.png", "grid_toy.png"):
@@ -383,3 +386,12 @@ def test_every_preset_is_a_valid_config_and_gpu_is_the_main_grid():
     assert len(plan_cells(preset_config("gpu", methods=("clean", "unseg", "random")))) == 12  # + pattern: 16
     full = PRESETS["gpu_full"]
     assert set(full["victims"]) >= set(gpu["victims"]) and set(full["methods"]) >= set(gpu["methods"])
+
+
+def test_kept_gain_is_the_share_above_the_no_image_baseline():
+    from unseg.evaluation.report import kept_gain
+
+    assert kept_gain(19.4, 35.2, 17.0) == "0.13"  # CamVid v8 UNet against the layout prior
+    assert kept_gain(17.0, 35.2, 17.0) == "0.00" and kept_gain(35.2, 35.2, 17.0) == "1.00"
+    assert kept_gain(0.7, 44.9, 1.5) == "-0.02"  # below the baseline: misled
+    assert kept_gain(50.0, 10.0, 20.0) == "–" and kept_gain(None, 35.2, 17.0) == "–"  # clean below baseline / missing

@@ -46,18 +46,49 @@ def _with_ratio(value: float | None, reference: float | None) -> str:
     return f"{value:.1f} ({value / reference:.2f})"
 
 
-def image_free(data: dict, dataset: str, victim: str) -> str:
-    """The "no-image baseline" cell: what predictors that never look at the pixels score on the same test
-    split. Interactive victims: "box-fill / ellipse", the IoUs of the prompt-only predictors on their test
-    objects (:func:`unseg.evaluation.interactive.prompt_only_ious`); semantic victims: the layout prior's
-    metric (:mod:`unseg.evaluation.priors`). "" where the run did not record it (older runs)."""
+def no_image_baselines(data: dict, dataset: str, victim: str) -> list[float]:
+    """What predictors that never look at the pixels score on the same test split as ``victim``.
+    Interactive victims: [box-fill, ellipse], the IoUs of the prompt-only predictors on their test
+    objects (:func:`unseg.evaluation.interactive.prompt_only_ious`); semantic victims: [the layout
+    prior's metric] (:mod:`unseg.evaluation.priors`); [] where the run did not record it (older runs)."""
     for cell in _cells(data):
         final = cell.get("final", {})
         if cell["dataset"] == dataset and cell["victim"] == victim and "box_fill_iou" in final:
-            return " / ".join(_fmt(final[key]) for key in ("box_fill_iou", "ellipse_iou") if key in final)
+            return [final[key] for key in ("box_fill_iou", "ellipse_iou") if key in final]
         if cell["dataset"] == dataset and cell["victim"] == victim and dataset in data.get("priors", {}):
-            return _fmt(data["priors"][dataset].get(cell["metric"]))
-    return ""
+            prior = data["priors"][dataset].get(cell["metric"])
+            return [] if prior is None else [prior]
+    return []
+
+
+def image_free(data: dict, dataset: str, victim: str) -> str:
+    """The "no-image baseline" cell: :func:`no_image_baselines` as "box-fill / ellipse" or "prior"."""
+    return " / ".join(_fmt(value) for value in no_image_baselines(data, dataset, victim))
+
+
+def kept_gain(value: float | None, clean: float | None, baseline: float) -> str:
+    """``(value − baseline) / (clean − baseline)``: the share of what the clean-trained victim learned
+    *from the image* (its score above the no-image baseline) that the protected-trained one still has.
+    1 = protection took nothing, 0 = the victim learned nothing beyond the baseline, < 0 = misled."""
+    if value is None or clean is None or math.isnan(value) or math.isnan(clean) or clean - baseline <= 0:
+        return "–"
+    return f"{(value - baseline) / (clean - baseline):.2f}"
+
+
+def kept_gain_table(data: dict, dataset: str) -> list[str]:
+    """Markdown rows (no defence): :func:`kept_gain` per victim and method, against the first no-image
+    baseline (layout prior; box-fill for interactive victims, the bar issue 9 sets). [] without baselines."""
+    methods = [m for m in data["config"]["methods"] if m != CLEAN]
+    rows = []
+    for victim in data["config"]["victims"]:
+        baselines = no_image_baselines(data, dataset, victim)
+        if baselines:
+            clean = _value(data, dataset, victim, CLEAN, "none")
+            rows.append(f"| {victim} | {_fmt(baselines[0])} | "
+                        + " | ".join(kept_gain(_value(data, dataset, victim, m, "none"), clean, baselines[0]) for m in methods) + " |")
+    if not rows:
+        return []
+    return ["| victim | no-image baseline | " + " | ".join(methods) + " |", "|---|---|" + "---|" * len(methods)] + rows
 
 
 def results_table(data: dict, dataset: str) -> list[str]:
@@ -130,6 +161,11 @@ def write_report(data: dict, out: str | Path) -> Path:
     for dataset in config["datasets"]:
         metrics = sorted({c["metric"] for c in cells if c["dataset"] == dataset}) or ["–"]
         lines += [f"## {dataset} (test {', '.join(metrics)}, 0–100)", ""] + results_table(data, dataset) + [""]
+        gains = kept_gain_table(data, dataset)
+        if gains:
+            lines += ["Share of the clean victim's gain over the no-image baseline that survives protection, "
+                      "(protected − baseline) / (clean − baseline): 0 = nothing learned from the image beyond the "
+                      "baseline, below 0 = misled.", ""] + gains + [""]
         means = mean_over_victims(data, dataset)
         if means:
             lines += ["Mean over victims (no defence): " + ", ".join(f"{m} {_fmt(v)}" for m, v in means.items()), ""]
