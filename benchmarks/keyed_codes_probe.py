@@ -13,7 +13,9 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
   k = 0..4 / 5..9 / 10.. at periods P, 1.5 P, 2 P;
 - ``chan3``: per class an independent texture per channel (distinct triples);
 - ``krand``: per class a random ±1 4x4-cell tile (cells of P/2 px), per channel;
-- ``...null``: the same, with class 0 left without noise (the null code);
+- ``...null``: the same, with class 0 (``--null-class``) left without noise (the null code);
+- ``mimic``: misleading codes for CamVid — a checker of period P / 2 on the classes that are smooth in clean
+  images (sky, road, pavement, car), no noise on the most textured (building, tree), ``keyed`` elsewhere;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id).
 
@@ -84,6 +86,17 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             bank.append(np.tile(tile, (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1))[:height, :width])
     elif family == "flat":  # per class one flat sign-colour (no texture): class k -> ±colour, sign alternating
         bank = [np.ones((height, width, 1), np.float32) * COLOURS[(k // 2) % 4] * (1.0 if k % 2 else -1.0)
+                for k in range(count)]
+    elif family == "mimic":  # misleading on purpose: the fine texture goes where clean images are smooth
+        # CamVid ids: sky 0, road 3, pavement 4, car 8 are smooth in clean images and get a checker of half
+        # the period (the finest that survives the resize to the victim's size)
+        # (one colour each); building 1 and tree 5, the most textured in clean images, get no noise; the
+        # rest keep their ``keyed`` code. A victim that decodes "fine texture -> smooth class" would then
+        # call clean facades and foliage sky / road, and clean sky / road building or tree.
+        fine = {0: 0, 3: 1, 4: 2, 8: 3}
+        bank = [texture("checker", height, width, max(2, period // 2))[..., None] * COLOURS[fine[k]] if k in fine
+                else np.zeros((height, width, 3), np.float32) if k in (1, 5)
+                else texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
                 for k in range(count)]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count

@@ -364,20 +364,21 @@ def load_config(path: str | Path | None) -> TrainConfig:
     path = Path(path) if path is not None else default_config_path()
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text()
-    try:
-        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
-        raise ConfigError(f"cannot parse {path}: {error}") from error
-    return config_from_mapping(data or {})
+    return _parse(path.read_text(), yaml_text=path.suffix in (".yaml", ".yml"), source=str(path))
 
 
 def config_from_toml_text(text: str) -> TrainConfig:
     """Config from TOML text (e.g. the copy stored in a training checkpoint)."""
+    return _parse(text, yaml_text=False, source="config")
+
+
+def _parse(text: str, yaml_text: bool, source: str) -> TrainConfig:
+    """TOML or YAML text -> config; a syntax error becomes a :class:`ConfigError` naming ``source``."""
     try:
-        return config_from_mapping(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"cannot parse config: {error}") from error
+        data = yaml.safe_load(text) if yaml_text else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot parse {source}: {error}") from error
+    return config_from_mapping(data or {})
 
 
 def default_config_path() -> Path:
