@@ -395,3 +395,38 @@ def test_kept_gain_is_the_share_above_the_no_image_baseline():
     assert kept_gain(17.0, 35.2, 17.0) == "0.00" and kept_gain(35.2, 35.2, 17.0) == "1.00"
     assert kept_gain(0.7, 44.9, 1.5) == "-0.02"  # below the baseline: misled
     assert kept_gain(50.0, 10.0, 20.0) == "–" and kept_gain(None, 35.2, 17.0) == "–"  # clean below baseline / missing
+
+
+def _merge_module():
+    spec = importlib.util.spec_from_file_location("merge_results", REPO / "benchmarks" / "merge_results.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
+    """Two one-method runs of one grid merge into the report a single run would write; runs of
+    another schedule are refused."""
+    config, out, data = run
+    merge_results = _merge_module()
+    parts = []
+    for method in ("clean", "unseg"):
+        part = tmp_path / method
+        (part / "predictions").mkdir(parents=True)
+        cells = {k: c for k, c in data["cells"].items() if c["method"] == method}
+        protection = {k: v for k, v in data["protection"].items() if k.endswith(f"|{method}")}
+        (part / "results.json").write_text(json.dumps({**data, "config": {**data["config"], "methods": [method]},
+                                                       "cells": cells, "protection": protection}))
+        parts.append(part)
+    merged_dir = tmp_path / "merged"
+    merge_results.main([str(merged_dir), *map(str, parts)])
+    merged = json.loads((merged_dir / "results.json").read_text())
+    assert merged["config"]["methods"] == ["clean", "unseg"]
+    assert set(merged["cells"]) == {k for k, c in data["cells"].items() if c["method"] in ("clean", "unseg")}
+    assert merged["priors"] == json.loads(json.dumps(data["priors"]))
+    assert "| victim | defence | no-image baseline | clean-trained | unseg |" in (merged_dir / "report.md").read_text()
+    other = json.loads((parts[1] / "results.json").read_text())
+    other["config"]["epochs"] += 1
+    (parts[1] / "results.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="runs differ in epochs"):
+        merge_results.main([str(tmp_path / "refused"), *map(str, parts)])
