@@ -14,8 +14,10 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
 - ``chan3``: per class an independent texture per channel (distinct triples);
 - ``krand``: per class a random ±1 4x4-cell tile (cells of P/2 px), per channel;
 - ``...null``: the same, with class 0 (``--null-class``) left without noise (the null code);
-- ``mimic``: misleading codes for CamVid — a checker of period P / 2 on the classes that are smooth in clean
-  images (sky, road, pavement, car), no noise on the most textured (building, tree), ``keyed`` elsewhere;
+- ``mimic``: misleading codes for CamVid — a checker (one colour each) on the classes that are smooth in clean
+  images (sky, road, pavement, car), no noise on the most textured (building, tree), ``keyed`` elsewhere
+  (bicyclist's keyed code is pavement's checker); ``mimicb``: the same with only building left without
+  noise and distinct codes for every class;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id).
 
@@ -87,15 +89,23 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
     elif family == "flat":  # per class one flat sign-colour (no texture): class k -> ±colour, sign alternating
         bank = [np.ones((height, width, 1), np.float32) * COLOURS[(k // 2) % 4] * (1.0 if k % 2 else -1.0)
                 for k in range(count)]
-    elif family == "mimic":  # misleading on purpose: the fine texture goes where clean images are smooth
-        # CamVid ids: sky 0, road 3, pavement 4, car 8 are smooth in clean images and get a checker of half
-        # the period (the finest that survives the resize to the victim's size)
-        # (one colour each); building 1 and tree 5, the most textured in clean images, get no noise; the
-        # rest keep their ``keyed`` code. A victim that decodes "fine texture -> smooth class" would then
-        # call clean facades and foliage sky / road, and clean sky / road building or tree.
-        fine = {0: 0, 3: 1, 4: 2, 8: 3}
-        bank = [texture("checker", height, width, max(2, period // 2))[..., None] * COLOURS[fine[k]] if k in fine
+    elif family == "mimic":  # misleading on purpose: texture where clean images are smooth, none where they are textured
+        # CamVid ids: sky 0, road 3, pavement 4, car 8 are smooth in clean images and get a checker of
+        # period P, one colour each; building 1 and tree 5, the most textured in clean images, get no
+        # noise; the rest keep their ``keyed`` code. A victim that decodes "texture -> smooth class" would
+        # then call clean facades and foliage sky / road, and clean sky / road building or tree. (At P / 2
+        # it did nothing, 35.9 mIoU = clean: the resize to 128 px keeps 41 % of its mean amplitude, 67 %
+        # at P, and half amplitude already lost most of keyedcr's effect.)
+        checkered = {0: 0, 3: 1, 4: 2, 8: 3}
+        bank = [texture("checker", height, width, period)[..., None] * COLOURS[checkered[k]] if k in checkered
                 else np.zeros((height, width, 3), np.float32) if k in (1, 5)
+                else texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
+                for k in range(count)]
+    elif family == "mimicb":  # as mimic, but only building left without noise (tree, bicyclist: unused keyed codes)
+        table = {0: ("checker", 0), 3: ("checker", 1), 4: ("checker", 2), 8: ("checker", 3), 5: ("hstripe", 0),
+                 10: ("diag", 1)}
+        bank = [np.zeros((height, width, 3), np.float32) if k == 1
+                else texture(table[k][0], height, width, period)[..., None] * COLOURS[table[k][1]] if k in table
                 else texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
                 for k in range(count)]
     elif family == "pattern":
