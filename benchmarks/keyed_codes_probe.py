@@ -66,13 +66,25 @@ def texture(kind: str, height: int, width: int, period: int) -> np.ndarray:
     return np.where(index % 2 == 0, 1.0, -1.0).astype(np.float32)
 
 
+SMOOTH_CHECKERS = {0: ("checker", 0), 3: ("checker", 1), 4: ("checker", 2), 8: ("checker", 3)}  # (texture, colour)
+MIMIC = {  # family -> (class -> (texture, colour index), classes without noise)
+    "mimic": (SMOOTH_CHECKERS, {1, 5}),  # bicyclist (10) keeps its keyed code, which is pavement's checker
+    "mimicb": ({**SMOOTH_CHECKERS, 5: ("hstripe", 0), 10: ("diag", 1)}, {1}),  # every code distinct
+}
+
+
+def keyed_code(k: int, height: int, width: int, period: int) -> np.ndarray:
+    """``H x W x 3`` code of class ``k`` in the ``keyed`` family: texture k mod 5 in colour k // 5."""
+    return texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
+
+
 def code_bank(family: str, count: int, height: int, width: int, period: int, null_class: int = 0) -> np.ndarray:
     """``count x H x W x 3`` unit noise, one per class index, of a hand-made family (``...null``: class
     ``null_class`` left without noise)."""
     null = family.endswith("null")
     family = family.removesuffix("null")
     if family == "keyed":
-        bank = [texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4] for k in range(count)]
+        bank = [keyed_code(k, height, width, period) for k in range(count)]
     elif family == "keyedmg":  # every code magenta/green (+, -, +): nearly no luminance; textures x 3 periods
         bank = [texture(TEXTURES[k % 5], height, width, max(2, period * (2, 3, 4)[(k // 5) % 3] // 2))[..., None]
                 * COLOURS[1] for k in range(count)]
@@ -89,25 +101,17 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
     elif family == "flat":  # per class one flat sign-colour (no texture): class k -> ±colour, sign alternating
         bank = [np.ones((height, width, 1), np.float32) * COLOURS[(k // 2) % 4] * (1.0 if k % 2 else -1.0)
                 for k in range(count)]
-    elif family == "mimic":  # misleading on purpose: texture where clean images are smooth, none where they are textured
+    elif family in MIMIC:  # misleading on purpose: texture where clean images are smooth, none where they are textured
         # CamVid ids: sky 0, road 3, pavement 4, car 8 are smooth in clean images and get a checker of
-        # period P, one colour each; building 1 and tree 5, the most textured in clean images, get no
-        # noise; the rest keep their ``keyed`` code. A victim that decodes "texture -> smooth class" would
-        # then call clean facades and foliage sky / road, and clean sky / road building or tree. (At P / 2
-        # it did nothing, 35.9 mIoU = clean: the resize to 128 px keeps 41 % of its mean amplitude, 67 %
-        # at P, and half amplitude already lost most of keyedcr's effect.)
-        checkered = {0: 0, 3: 1, 4: 2, 8: 3}
-        bank = [texture("checker", height, width, period)[..., None] * COLOURS[checkered[k]] if k in checkered
-                else np.zeros((height, width, 3), np.float32) if k in (1, 5)
-                else texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
-                for k in range(count)]
-    elif family == "mimicb":  # as mimic, but only building left without noise (tree, bicyclist: unused keyed codes)
-        table = {0: ("checker", 0), 3: ("checker", 1), 4: ("checker", 2), 8: ("checker", 3), 5: ("hstripe", 0),
-                 10: ("diag", 1)}
-        bank = [np.zeros((height, width, 3), np.float32) if k == 1
+        # period P, one colour each; building 1 (and in ``mimic`` tree 5), the most textured in clean
+        # images, get no noise; the rest keep their ``keyed`` code. A victim that decodes "texture ->
+        # smooth class" would then call clean facades and foliage sky / road, and clean sky / road
+        # building or tree. (At P / 2 it did nothing, 35.9 mIoU = clean: the resize to 128 px keeps 41 %
+        # of its mean amplitude, 67 % at P, and half amplitude already lost most of keyedcr's effect.)
+        table, nulls = MIMIC[family]
+        bank = [np.zeros((height, width, 3), np.float32) if k in nulls
                 else texture(table[k][0], height, width, period)[..., None] * COLOURS[table[k][1]] if k in table
-                else texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
-                for k in range(count)]
+                else keyed_code(k, height, width, period) for k in range(count)]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
     else:
