@@ -7,15 +7,21 @@ object, ε_bg elsewhere, as every method in ``unseg.evaluation``), trains the sa
 
 - ``flat``: a constant colour shift (+, −, +) on the object, the opposite on the background;
 - ``checker-P``: a ±1 checkerboard of period P native pixels, colour (+, −, +), opposite phase on
-  the background;
+  the background; ``checker-1/D``: period 1/D of the image's longer side (images of any size);
+- ``hybrid-1/D``: red and blue shifted flat (+), green a ``checker-1/D`` — a colour shift and a
+  texture at once, each channel still at ±1;
 - ``unseg``: a trained generator (``--generator``, default: the shipped weights).
 
 This is what chose the generator's ``noise_highpass`` (no flat shifts) and the training's
 ``surrogate_rescale_min`` (noise must survive downscaling): see ``src/unseg/weights/README.md``.
+With ``--victim sam`` it asks the same of the box-prompted interactive victim (a ViT: it reads flat
+shifts, CNNs read textures; ``benchmarks/results/noise_structure_probe_kvasir_seg_sam.md``).
 
-Usage (from the repository root; ~25 s per row on 2 CPU cores):
+Usage (from the repository root; ~25 s per row on 2 CPU cores with the benchmark preset):
     python benchmarks/noise_structure_probe.py
     python benchmarks/noise_structure_probe.py --dataset camvid --victim fpn --periods 16 64
+    python benchmarks/noise_structure_probe.py --victim sam --preset strong_cpu --epochs 5 --no-amp \
+        --epsilon-bg 0 --kinds flat checker-1/24 hybrid-1/24 --generator none --append   # ~8 min a row, 1 thread
 """
 
 from __future__ import annotations
@@ -53,7 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="kvasir_seg")
     parser.add_argument("--victim", default="unet")
     parser.add_argument("--periods", type=int, nargs="+", default=[8, 16, 32, 64], help="checkerboard periods, native px")
+    parser.add_argument("--kinds", nargs="+", default=None,
+                        help="noises to try instead of flat + checker-<periods> (clean always runs first)")
     parser.add_argument("--generator", default="default", help="what the unseg row loads ('none': skip the row)")
+    parser.add_argument("--preset", default="benchmark", help="evaluation preset giving data sizes and schedule")
+    parser.add_argument("--epochs", type=int, default=None, help="victim epochs [the preset's]")
+    parser.add_argument("--image-height", type=int, default=None, help="victim height in px [the preset's]")
+    parser.add_argument("--epsilon-bg", type=float, default=None, help="background budget in 1/255 [the preset's]")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 victims (CPUs without bf16 kernels)")
+    parser.add_argument("--append", action="store_true", help="add rows to --out instead of rewriting it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None,
                         help="markdown results [benchmarks/results/noise_structure_probe_<dataset>_<victim>.md]")
@@ -62,12 +76,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def texture_period(spec: str, height: int, width: int) -> int:
+    """``"64"`` -> 64 native px; ``"1/24"`` -> 1/24 of the longer side (at least 2 px)."""
+    if spec.startswith("1/"):
+        return max(2, round(max(height, width) / float(spec[2:])))
+    return int(spec)
+
+
 def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
-    """Unit ``H x W x 3`` noise of a hand-made kind, sign flipped off the object."""
+    """Unit ``H x W x 3`` noise of a hand-made kind (module docstring), sign flipped off the object."""
     height, width = region.shape
-    pattern = np.ones((height, width), np.float32) if kind == "flat" else checkerboard(height, width, int(kind.split("-")[1]))
-    sign = np.where(region, 1.0, -1.0).astype(np.float32)
-    return (pattern * sign)[..., None] * COLOUR
+    sign = np.where(region, 1.0, -1.0).astype(np.float32)[..., None]
+    if kind == "flat":
+        return sign * COLOUR
+    name, _, period = kind.partition("-")
+    checker = checkerboard(height, width, texture_period(period, height, width))
+    if name == "checker":
+        return sign * checker[..., None] * COLOUR
+    if name == "hybrid":
+        flat = np.ones_like(checker)
+        return sign * np.stack([flat, checker, flat], axis=-1)
+    raise ValueError(f"unknown noise kind {kind!r}")
 
 
 def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarray], regions: list[np.ndarray],
@@ -83,7 +112,10 @@ def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarr
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    config = preset_config("benchmark", data_root=str(args.data_root))
+    base = preset_config(args.preset)
+    budget = Budget(base.budget.epsilon, base.budget.epsilon_bg if args.epsilon_bg is None else args.epsilon_bg)
+    config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs, image_height=args.image_height,
+                           budget=budget, amp=False if args.no_amp else None)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
@@ -96,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     victim = parse_victim(args.victim)
     metric = spec.primary_metric
 
-    kinds = ["clean", "flat"] + [f"checker-{p}" for p in args.periods] + ([] if args.generator == "none" else ["unseg"])
+    kinds = args.kinds or ["flat"] + [f"checker-{p}" for p in args.periods]
+    kinds = ([] if args.append else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
     rows = []
     for kind in kinds:
         if kind == "clean":
@@ -108,29 +141,32 @@ def main(argv: list[str] | None = None) -> None:
         began = time.perf_counter()
         result = train_victim(victim, spec, load_split(images, masks, size), test, config.schedule(),
                               torch.device("cpu"), config.seed, progress=None)
-        rows.append((kind, result.final[metric], time.perf_counter() - began))  # already 0-100
-        print(f"{kind:12s} {metric} {rows[-1][1]:.1f}  ({rows[-1][2]:.0f} s)", flush=True)
-    write_results(args, config, spec, rows, size)
+        history = [round(epoch[metric], 1) for epoch in result.history]  # already 0-100
+        rows.append((kind, result.final[metric], history, time.perf_counter() - began))
+        print(f"{kind:12s} {metric} {rows[-1][1]:.1f}  history {history}  ({rows[-1][3]:.0f} s)", flush=True)
+    write_results(args, config, spec, rows, size, (len(train_stems), len(test_stems)))
 
 
-def write_results(args, config, spec, rows, size) -> None:
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    clean = rows[0][1]
+def write_results(args, config, spec, rows, size, counts) -> None:
+    """One section per invocation: how it ran, then a row per noise (``--append`` adds a section)."""
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    title = "# Noise-structure probe: which hand-made noise does a victim learn as a shortcut?\n\n"
     lines = [
-        "# Noise-structure probe: which hand-made noise does a victim learn as a shortcut?", "",
         "- Command: `" + " ".join(["python", f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]) + "`",
-        f"- Data: {spec.name}, {config.train_images} training images, {config.test_images} clean test images; "
-        f"victim `{args.victim}` trained {config.epochs} epochs at {size[0]}x{size[1]} px (benchmark preset schedule, bf16)",
+        f"- Data: {spec.name}, {counts[0]} training images, {counts[1]} clean test images; "
+        f"victim `{args.victim}` trained {config.epochs} epochs at {size[0]}x{size[1]} px "
+        f"({args.preset} preset schedule, {'bf16' if config.amp else 'fp32'})",
         f"- Budget: ε = {config.budget.epsilon:g}/255 on the object, ε_bg = {config.budget.epsilon_bg:g}/255 elsewhere; "
         f"noise applied at native resolution, victims see the images downscaled",
         f"- Generator (unseg row): `{args.generator}`",
         f"- Machine: small CPU run, {args.threads} threads, {platform.machine()}; code {commit}; "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; one seed",
-        "", f"| noise | {spec.primary_metric} (%) | change vs clean | seconds |", "|---|---|---|---|",
+        "", f"| noise | {spec.primary_metric} (%) | per epoch | seconds |", "|---|---|---|---|",
     ]
-    lines += [f"| {kind} | {value:.1f} | {value - clean:+.1f} | {seconds:.0f} |" for kind, value, seconds in rows]
+    lines += [f"| {kind} | {value:.1f} | {history} | {seconds:.0f} |" for kind, value, history, seconds in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    previous = args.out.read_text() + "\n" if args.append and args.out.is_file() else title
+    args.out.write_text(previous + "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

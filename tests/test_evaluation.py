@@ -290,8 +290,9 @@ def test_cli_needs_an_out_folder():
     assert result.exit_code == 2 and "--out" in result.output
 
 
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("evaluate_protection", REPO / "benchmarks" / "evaluate_protection.py")
+def _benchmark_module(name: str = "evaluate_protection"):
+    """A script of ``benchmarks/`` imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -397,18 +398,11 @@ def test_kept_gain_is_the_share_above_the_no_image_baseline():
     assert kept_gain(50.0, 10.0, 20.0) == "–" and kept_gain(None, 35.2, 17.0) == "–"  # clean below baseline / missing
 
 
-def _merge_module():
-    spec = importlib.util.spec_from_file_location("merge_results", REPO / "benchmarks" / "merge_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
     """Two one-method runs of one grid merge into the report a single run would write; runs of
     another schedule are refused."""
     config, out, data = run
-    merge_results = _merge_module()
+    merge_results = _benchmark_module("merge_results")
     parts = []
     for method in ("clean", "unseg"):
         part = tmp_path / method
@@ -430,3 +424,28 @@ def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
     (parts[1] / "results.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="runs differ in epochs"):
         merge_results.main([str(tmp_path / "refused"), *map(str, parts)])
+
+
+@pytest.mark.parametrize("kind", ["flat", "checker-8", "checker-1/4", "hybrid-1/4"])
+def test_probe_noises_are_unit_and_flip_off_the_object(kind):
+    """Every hand-made probe noise is ±1 in each channel and exactly negated off the object."""
+    probe = _benchmark_module("noise_structure_probe")
+    region = np.zeros((24, 32), bool)
+    region[4:16, 6:20] = True
+    noise = probe.fixed_noise(kind, region)
+    assert noise.shape == (24, 32, 3) and set(np.unique(noise)) == {-1.0, 1.0}
+    unflipped = np.where(region[..., None], noise, -noise)
+    # one pattern over the whole image: the object's pixels continue into the background
+    reference = probe.fixed_noise(kind, np.ones_like(region))
+    np.testing.assert_array_equal(unflipped, reference)
+    if kind.startswith("hybrid"):  # red and blue flat, green a texture
+        assert (reference[..., 0] == 1).all() and (reference[..., 2] == 1).all() and len(np.unique(reference[..., 1])) == 2
+
+
+def test_probe_texture_period_native_or_relative():
+    probe = _benchmark_module("noise_structure_probe")
+    assert probe.texture_period("64", 100, 300) == 64
+    assert probe.texture_period("1/24", 240, 480) == 20
+    assert probe.texture_period("1/1000", 24, 32) == 2
+    with pytest.raises(ValueError):
+        probe.fixed_noise("stripes-4", np.ones((4, 4), bool))
