@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-height", type=int, default=None, help="victim height in px [the preset's]")
     parser.add_argument("--epsilon-bg", type=float, default=None, help="background budget in 1/255 [the preset's]")
     parser.add_argument("--no-amp", action="store_true", help="fp32 victims (CPUs without bf16 kernels)")
+    parser.add_argument("--seed", type=int, default=None, help="victim initialisation and image picks [the preset's]")
     parser.add_argument("--append", action="store_true", help="add rows to --out instead of rewriting it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None,
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     base = preset_config(args.preset)
     budget = Budget(base.budget.epsilon, base.budget.epsilon_bg if args.epsilon_bg is None else args.epsilon_bg)
     config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs, image_height=args.image_height,
-                           budget=budget, amp=False if args.no_amp else None)
+                           budget=budget, amp=False if args.no_amp else None, seed=args.seed)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
@@ -160,7 +161,7 @@ def write_results(args, config, spec, rows, size, counts) -> None:
         f"noise applied at native resolution, victims see the images downscaled",
         f"- Generator (unseg row): `{args.generator}`",
         f"- Machine: small CPU run, {args.threads} threads, {platform.machine()}; code {commit}; "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; one seed",
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {config.seed}",
         "", f"| noise | {spec.primary_metric} (%) | per epoch | seconds |", "|---|---|---|---|",
     ]
     lines += [f"| {kind} | {value:.1f} | {history} | {seconds:.0f} |" for kind, value, history, seconds in rows]
