@@ -9,7 +9,8 @@ object, ε_bg elsewhere, as every method in ``unseg.evaluation``), trains the sa
 - ``checker-P``: a ±1 checkerboard of period P native pixels, colour (+, −, +), opposite phase on
   the background; ``checker-1/D``: period 1/D of the image's longer side (images of any size);
 - ``hybrid-1/D``: red and blue shifted flat (+), green a ``checker-1/D`` — a colour shift and a
-  texture at once, each channel still at ±1;
+  texture at once, each channel still at ±1; ``hybridr-1/D``: green (−) and blue (+) flat, red the
+  checker (keeps the shift along Kvasir's colour direction of least variance, mostly green−blue);
 - ``unseg``: a trained generator (``--generator``, default: the shipped weights).
 
 This is what chose the generator's ``noise_highpass`` (no flat shifts) and the training's
@@ -77,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+TEXTURED_CHANNEL = {"hybrid": 1, "hybridr": 0}  # kind -> the channel that carries the checker
+
+
 def texture_period(spec: str, height: int, width: int) -> int:
     """``"64"`` -> 64 native px; ``"1/24"`` -> 1/24 of the longer side (at least 2 px)."""
     if spec.startswith("1/"):
@@ -94,9 +98,10 @@ def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
     checker = checkerboard(height, width, texture_period(period, height, width))
     if name == "checker":
         return sign * checker[..., None] * COLOUR
-    if name == "hybrid":
-        flat = np.ones_like(checker)
-        return sign * np.stack([flat, checker, flat], axis=-1)
+    if name in TEXTURED_CHANNEL:  # the flat colour (+, −, +) with one channel a checker instead
+        noise = np.repeat(COLOUR[None, None], height, 0).repeat(width, 1)
+        noise[..., TEXTURED_CHANNEL[name]] = checker
+        return sign * noise
     raise ValueError(f"unknown noise kind {kind!r}")
 
 

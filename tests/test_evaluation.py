@@ -426,7 +426,7 @@ def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
         merge_results.main([str(tmp_path / "refused"), *map(str, parts)])
 
 
-@pytest.mark.parametrize("kind", ["flat", "checker-8", "checker-1/4", "hybrid-1/4"])
+@pytest.mark.parametrize("kind", ["flat", "checker-8", "checker-1/4", "hybrid-1/4", "hybridr-1/4"])
 def test_probe_noises_are_unit_and_flip_off_the_object(kind):
     """Every hand-made probe noise is ±1 in each channel and exactly negated off the object."""
     probe = _benchmark_module("noise_structure_probe")
@@ -438,8 +438,10 @@ def test_probe_noises_are_unit_and_flip_off_the_object(kind):
     # one pattern over the whole image: the object's pixels continue into the background
     reference = probe.fixed_noise(kind, np.ones_like(region))
     np.testing.assert_array_equal(unflipped, reference)
-    if kind.startswith("hybrid"):  # red and blue flat, green a texture
-        assert (reference[..., 0] == 1).all() and (reference[..., 2] == 1).all() and len(np.unique(reference[..., 1])) == 2
+    if kind.startswith("hybrid"):  # two channels the flat colour (+, −, +), one a texture
+        textured = 1 if kind.startswith("hybrid-") else 0
+        flat = [c for c in range(3) if c != textured]
+        assert (reference[..., flat] == probe.COLOUR[flat]).all() and len(np.unique(reference[..., textured])) == 2
 
 
 def test_probe_texture_period_native_or_relative():
