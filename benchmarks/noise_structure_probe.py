@@ -32,6 +32,7 @@ import platform
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--victim", default="unet")
     parser.add_argument("--periods", type=int, nargs="+", default=[8, 16, 32, 64], help="checkerboard periods, native px")
     parser.add_argument("--kinds", nargs="+", default=None,
-                        help="noises to try instead of flat + checker-<periods> (clean always runs first)")
+                        help="noises to try instead of flat + checker-<periods> (clean runs first unless --append)")
     parser.add_argument("--generator", default="default", help="what the unseg row loads ('none': skip the row)")
     parser.add_argument("--preset", default="benchmark", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--epochs", type=int, default=None, help="victim epochs [the preset's]")
@@ -99,7 +100,7 @@ def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
     if name == "checker":
         return sign * checker[..., None] * COLOUR
     if name in TEXTURED_CHANNEL:  # the flat colour (+, −, +) with one channel a checker instead
-        noise = np.repeat(COLOUR[None, None], height, 0).repeat(width, 1)
+        noise = np.broadcast_to(COLOUR, (height, width, 3)).copy()
         noise[..., TEXTURED_CHANNEL[name]] = checker
         return sign * noise
     raise ValueError(f"unknown noise kind {kind!r}")
@@ -118,10 +119,10 @@ def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarr
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    base = preset_config(args.preset)
-    budget = Budget(base.budget.epsilon, base.budget.epsilon_bg if args.epsilon_bg is None else args.epsilon_bg)
     config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs, image_height=args.image_height,
-                           budget=budget, amp=False if args.no_amp else None, seed=args.seed)
+                           amp=False if args.no_amp else None, seed=args.seed)
+    if args.epsilon_bg is not None:
+        config = replace(config, budget=Budget(config.budget.epsilon, args.epsilon_bg))
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
