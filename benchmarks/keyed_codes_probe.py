@@ -12,6 +12,10 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
 - ``keyedmg``: as ``keyed`` but every class in the colour (+, −, +) (almost no luminance), classes
   k = 0..4 / 5..9 / 10.. at periods P, 1.5 P, 2 P;
 - ``chan3``: per class an independent texture per channel (distinct triples);
+- ``hybrid``: per class a texture for CNN victims and a flat colour for transformer victims at
+  once: green carries texture k mod 5, red and blue a flat sign pair (++, +−, −+, −−; class k: pair k // 5);
+  ``hybridm``: the same with pair k mod 4, so neighbouring classes differ in the flat colour too
+  (texture and pair together are distinct for 20 classes);
 - ``krand``: per class a random ±1 4x4-cell tile (cells of P/2 px), per channel;
 - ``...null``: the same, with class 0 (``--null-class``) left without noise (the null code);
 - ``mimic``: misleading codes for CamVid — a checker (one colour each) on the classes that are smooth in clean
@@ -78,6 +82,17 @@ def keyed_code(k: int, height: int, width: int, period: int) -> np.ndarray:
     return texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
 
 
+HYBRID_FLAT = ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))  # (red, blue) signs of the hybrid codes
+
+
+def hybrid_code(k: int, height: int, width: int, period: int, pair: int) -> np.ndarray:
+    """``H x W x 3`` code of class ``k`` in the ``hybrid`` families: red and blue flat (sign pair
+    ``pair``), green texture k mod 5 — each channel still ±1."""
+    green = texture(TEXTURES[k % 5], height, width, period)
+    red, blue = HYBRID_FLAT[pair % 4]
+    return np.stack([np.full_like(green, red), green, np.full_like(green, blue)], -1)
+
+
 def code_bank(family: str, count: int, height: int, width: int, period: int, null_class: int = 0) -> np.ndarray:
     """``count x H x W x 3`` unit noise, one per class index, of a hand-made family (``...null``: class
     ``null_class`` left without noise)."""
@@ -85,6 +100,10 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
     family = family.removesuffix("null")
     if family == "keyed":
         bank = [keyed_code(k, height, width, period) for k in range(count)]
+    elif family == "hybrid":
+        bank = [hybrid_code(k, height, width, period, k // 5) for k in range(count)]
+    elif family == "hybridm":
+        bank = [hybrid_code(k, height, width, period, k) for k in range(count)]
     elif family == "keyedmg":  # every code magenta/green (+, -, +): nearly no luminance; textures x 3 periods
         bank = [texture(TEXTURES[k % 5], height, width, max(2, period * (2, 3, 4)[(k // 5) % 3] // 2))[..., None]
                 * COLOURS[1] for k in range(count)]

@@ -1,14 +1,17 @@
-"""Rebuild the shipped default generator (v8) from the v7 weights and the designed noise codes.
+"""Rebuild the shipped default generator (v9) from the v7 weights and the designed noise codes.
 
-v8 = the ``keyed`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1 5e9b16452d69,
-reproducible with the command in ``src/unseg/weights/README.md``) plus 16 noise codes that are
-*designed, not trained*: ``CODE_SCALE`` x :func:`unseg.models.generator.initial_codes` (textures of
-period 1/24 of the side in four sign-colours, one per object key). Inside a keyed object the code
-sets the sign of every pixel; the v7 head only moves pixels off the objects and of unkeyed prompts.
+v9 = the ``keyed_flat`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1
+5e9b16452d69, reproducible with the command in ``src/unseg/weights/README.md``) plus 16 noise codes
+that are *designed, not trained*: ``CODE_SCALE`` x :func:`unseg.models.generator.initial_codes` of
+the ``"flat"`` family (key 1 — binary masks, boxes, points — a texture of period 1/24 of the side;
+keys >= 2 a flat colour each). Inside a keyed object the code sets the sign of every pixel; the v7
+head only moves pixels off the objects and of unkeyed prompts. ``--preset keyed`` builds v8 (the
+``"texture"`` family: a texture per key).
 
 Usage (from the repository root; the v7 file is read from git unless ``--v7`` names it)::
 
     python benchmarks/make_default_generator.py --out src/unseg/weights/default_generator.safetensors
+    python benchmarks/make_default_generator.py --preset keyed --out runs/v8.safetensors
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from unseg.models.registry import build_generator
 V7_COMMIT = "7e2dc50"
 V7_PATH = "src/unseg/weights/default_generator.safetensors"
 V7_SHA1 = "5e9b16452d69085cae6637d139d451b213cca25a"
+VERSIONS = {"keyed": "v8", "keyed_flat": "v9"}  # generator preset -> the shipped version it builds
 
 
 def v7_bytes(path: str | None) -> bytes:
@@ -40,30 +44,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
     parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
+    parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_flat",
+                        help="codes: keyed_flat = v9 (flat colours beyond key 1), keyed = v8 (textures) [keyed_flat]")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         v7_file = Path(tmp) / "v7.safetensors"
         v7_file.write_bytes(v7_bytes(args.v7))
         v7, meta = load_model(v7_file, kind="generator")
-    v8 = build_generator("keyed")
-    result = v8.load_state_dict({k: v.float() for k, v in v7.state_dict().items()}, strict=False)
+    built = build_generator(args.preset)
+    result = built.load_state_dict({k: v.float() for k, v in v7.state_dict().items()}, strict=False)
     if result.unexpected_keys or set(result.missing_keys) != {"noise_codes"}:
-        raise SystemExit(f"v7 does not fit the keyed preset: {result}")
+        raise SystemExit(f"v7 does not fit the {args.preset} preset: {result}")
 
     meta = {k: v for k, v in meta.items() if k not in ("unseg_kind", "unseg_config")}
     meta.update(
         trained=True,
-        version="v8",
+        version=VERSIONS[args.preset],
         recommended_epsilon=8 / 255,
         recommended_epsilon_bg=2 / 255,
         note=(
             f"v7 trunk and noise head (sha1 {V7_SHA1[:12]}, trained on CamVid train) + 16 designed "
-            "keyed noise codes (initial_codes x CODE_SCALE, not trained); built by "
-            "benchmarks/make_default_generator.py"
+            f"keyed noise codes ({built.config.code_family} family: initial_codes x CODE_SCALE, not trained); "
+            f"built by benchmarks/make_default_generator.py --preset {args.preset}"
         ),
     )
-    save_model(args.out, v8.half(), meta)  # float16: 8 MB
+    save_model(args.out, built.half(), meta)  # float16: 8 MB
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB)")
 
 

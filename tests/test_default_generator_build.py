@@ -21,7 +21,7 @@ def test_the_build_script_reproduces_the_shipped_weights(tmp_path):
                              cwd=REPO, capture_output=True).returncode == 0
     if not have_v7:
         pytest.skip("the v7 weights are not in this clone's git history (shallow clone?)")
-    out = tmp_path / "v8.safetensors"
+    out = tmp_path / "default.safetensors"
     subprocess.run([sys.executable, "benchmarks/make_default_generator.py", "--out", str(out)], cwd=REPO, check=True,
                    capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     with safe_open(str(out), "pt") as built, safe_open(str(SHIPPED), "pt") as shipped:

@@ -1,5 +1,7 @@
 """Keyed noise: codes per object key, distinct between neighbours, identical for the same key, exact budget."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from unseg.data.images import LoadedImage
 from unseg.data.prompts import ImagePrompt
 from unseg.models import GeneratorConfig, PromptBatch, build_generator
 from unseg.models.config import code_index
-from unseg.models.generator import CODE_SCALE, UNCODED, initial_codes
+from unseg.models.generator import CODE_COLOURS, CODE_SCALE, UNCODED, initial_codes
 from unseg.protection.protector import Protector
 from unseg.training.bilevel import saturated
 from unseg.training.keyed import code_labels, scene_objects
@@ -56,6 +58,43 @@ def test_initial_codes_differ_even_up_to_translation_and_code_zero_is_null():
     assert len(initial_codes(12, 2)) == 12  # 3 textures x 4 colours fit a 2-cell tile (no diagonals)
     with pytest.raises(ValueError, match="at most 12 codes"):
         initial_codes(16, 2)
+
+
+def test_flat_codes_keep_the_binary_texture_and_give_neighbouring_keys_different_colours():
+    """``"flat"`` (v9): code 1 (binary masks, boxes, points) is v8's code 1; code k >= 2 is the flat
+    colour ±CODE_COLOURS[(k // 2) mod 4] (+ for odd k): neighbouring keys differ, 8 colours."""
+    codes, textures = initial_codes(16, 4, "flat"), initial_codes(16, 4)
+    assert codes.shape == (16, 3, 4, 4) and torch.count_nonzero(codes[0]) == 0
+    torch.testing.assert_close(codes[1], textures[1])
+    colours = [tuple(codes[k, :, 0, 0].tolist()) for k in range(2, 16)]
+    for k, colour in zip(range(2, 16), colours):
+        assert (codes[k] == codes[k, :, :1, :1]).all()  # flat
+        assert colour == tuple((1.0 if k % 2 else -1.0) * c for c in CODE_COLOURS[(k // 2) % 4])
+    assert all(a != b for a, b in zip(colours, colours[1:]))  # neighbouring keys
+    assert len(set(colours)) == 8 and colours[0] == colours[8]  # keys 2 and 10 share a colour
+    with pytest.raises(ValueError, match="code_family"):
+        GeneratorConfig(num_codes=4, code_family="plaid")
+
+
+def test_flat_codes_survive_saturation_exactly(keyed):
+    """With ``"flat"`` codes saturation keeps each object's colour (every pixel of a key moves by
+    the same ±ε per channel), key 1 keeps a texture, the background stays within ε_bg; with the v8
+    textures no object is flat."""
+    left, right = _halves()
+    right[:, -8:] = False  # a background strip
+    image = _image()
+    prompt = ImagePrompt(objects=[left, right], keys=[2, 3])
+    flat = _protector(replace(keyed, code_family="flat")).protect_batch([LoadedImage(image)], [prompt])[0]
+    change = flat.pixels.astype(int) - image.astype(int)
+    for mask, key in ((left, 2), (right, 3)):
+        expected = 8 * (1 if key % 2 else -1) * np.array(CODE_COLOURS[(key // 2) % 4])
+        assert (change[mask] == expected).all()
+    assert np.abs(change[~(left | right)]).max() <= 2
+    one = _protector(replace(keyed, code_family="flat")).protect_batch([LoadedImage(image)], [ImagePrompt(mask=left)])[0]
+    assert len(np.unique((one.pixels.astype(int) - image.astype(int))[left][:, 0])) == 2  # key 1: a texture
+    texture = _protector(keyed).protect_batch([LoadedImage(image)], [prompt])[0]
+    change = texture.pixels.astype(int) - image.astype(int)
+    assert all(len(np.unique(change[left][:, c])) == 2 for c in range(3))
 
 
 def test_code_index_keeps_zero_null_and_wraps_other_keys():
@@ -142,6 +181,18 @@ def test_training_saturation_of_objects_is_sign_forward_identity_backward():
     torch.testing.assert_close(noise.grad, weights - weights.mean((2, 3), keepdim=True))
     zero = saturated(torch.zeros(1, 3, 2, 2), masks, straight_through=True)
     assert torch.count_nonzero(zero) == 0
+
+
+def test_training_saturation_keeps_flat_codes_on_the_objects():
+    """With flat codes (``flat_region``) training keeps the object's channel means, as protection
+    does: a flat positive object stays +1 instead of vanishing; off the mask the means still go."""
+    noise = torch.full((1, 3, 2, 2), 0.7)
+    noise[..., 1, :] = torch.tensor([0.1, 0.3])  # the second row is off the object
+    masks = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    out = saturated(noise, masks, flat_region=True)
+    assert out[0, :, 0].eq(1).all()  # flat code kept
+    assert out[0, :, 1].tolist() == [[-1.0, 1.0]] * 3  # off the object: centred, then the sign
+    assert torch.count_nonzero(saturated(noise, masks)[0, :, 0]) == 0  # without: the flat code vanishes
 
 
 def test_scene_objects_and_code_labels():

@@ -131,3 +131,27 @@ def test_official_sam_state_dict_loads_into_generator_and_freezes(tmp_path, tiny
     wrong = build_generator("small")
     with pytest.raises(CheckpointError, match="does not fit"):
         load_sam_weights(wrong, tmp_path / "sam.pth")
+
+
+@pytest.mark.parametrize("name", ["unet", "segformer"])
+def test_semantic_victims_build_and_learn(name):
+    """Every semantic victim architecture (CNNs and the SegFormer transformer) takes [0, 1] images
+    at a victim size (multiples of 32) and returns per-class logits of the same size, and a few Adam
+    steps at the victims' learning rate fit a fixed batch (labels = which third of the width)."""
+    from unseg.evaluation.training import TrainSchedule
+    from unseg.evaluation.victims import build_victim, parse_victim
+
+    torch.manual_seed(0)
+    model = build_victim(parse_victim(name), num_classes=3)
+    images = torch.rand(2, 3, 64, 96)
+    labels = (torch.arange(96) // 32).expand(2, 64, 96)
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainSchedule.lr)
+    losses = []
+    for _ in range(8):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert model(images).shape == (2, 3, 64, 96)
+    assert losses[-1] < 0.8 * losses[0]

@@ -318,7 +318,7 @@ OVERRIDE_ERRORS = [
     ("schedule.rounds=0", "schedule.rounds must be > 0"),
     ("epsilon.protect=2", "epsilon.protect must be in [0, 1]"),
     ("data.surrogate_rescale_min=0", "data.surrogate_rescale_min must be in"),
-    ("model.semantic_surrogate=segformer", "model.semantic_surrogate: unknown segmenter 'segformer'"),
+    ("model.semantic_surrogate=maskformer", "model.semantic_surrogate: unknown segmenter 'maskformer'"),
     ("model.semantic_size=100", "model.semantic_size must be a multiple of 32"),
     ("loss.semantic_weight=-1", "loss.semantic_weight must be >= 0"),
     ("prompts.surrogate_unprompted=2", "prompts: surrogate_unprompted must be in [0, 1]"),

@@ -74,6 +74,12 @@ class GeneratorConfig:
     its objects and the head only shapes the amplitude and the uncoded background (in the keyed
     training run of ``src/unseg/weights/README.md`` the head's texture grew over the codes and the
     victim learned far less from them).
+
+    ``code_family`` chooses the designed codes the parameters start from
+    (:func:`unseg.models.generator.initial_codes`): ``"texture"`` (v8: a texture in a sign-colour
+    per key) or ``"flat"`` (v9: the binary key's texture, then a flat colour per key, which
+    multi-class victims, CNN and transformer, decode into classes;
+    ``benchmarks/results/keyed_codes_probe.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -85,6 +91,13 @@ class GeneratorConfig:
     code_cells: int = 48
     code_tile: int = 2
     code_head_mix: float = 1.0
+    code_family: str = "texture"
+
+    @property
+    def flat_codes(self) -> bool:
+        """Whether the codes carry flat (constant) channels that protection must keep: saturation
+        then leaves each coded object's channel means in place instead of removing them."""
+        return self.keyed and self.code_family == "flat"
 
     @property
     def highpass_window(self) -> int:
@@ -111,11 +124,14 @@ class GeneratorConfig:
     def __post_init__(self) -> None:
         if self.num_codes == 1 or self.num_codes < 0:
             raise ValueError(f"num_codes must be 0 (unkeyed) or at least 2 (null code + one), got {self.num_codes}")
+        if self.code_family not in CODE_FAMILIES:
+            raise ValueError(f"unknown code_family {self.code_family!r}; choose one of {CODE_FAMILIES}")
         if self.keyed and (self.code_cells < 1 or self.code_tile < 1 or self.code_cells % self.code_tile):
             raise ValueError(f"code_cells ({self.code_cells}) must be a positive multiple of code_tile ({self.code_tile})")
 
 
 NULL_KEY = 0
+CODE_FAMILIES = ("texture", "flat")
 
 
 def code_index(key: int, num_codes: int) -> int:

@@ -32,6 +32,10 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
     # 1/16 and 1/32 on a 128-px CamVid victim).
     "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4),
+    # "keyed" with flat codes: key 1 (binary masks, boxes, points) keeps its texture, keys >= 2 get
+    # a flat colour each, which multi-class victims decode (benchmarks/results/keyed_codes_probe.md)
+    "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
+                                  code_family="flat"),
     # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (the UnSeg paper, arXiv:2410.09909); frozen SAM part loads
     # from an official checkpoint file given by the user.
     "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),

@@ -19,10 +19,14 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "deeplabv3plus": smp.DeepLabV3Plus,
     "linknet": smp.Linknet,
     "pspnet": smp.PSPNet,
+    # a transformer victim (SegFormer, Xie et al. 2021: Mix Transformer encoder, MLP decoder): the
+    # CNNs above read 8/255 textures, the ViT-layout `sam` victim does not
+    # (benchmarks/results/noise_structure_probe_kvasir_seg_sam.md), so the grid needs one of each
+    "segformer": smp.Segformer,
 }
 # Encoders picked for CPU speed (measured: forward+backward of a batch of 8 at 128x160, 2 cores:
 # unet/fpn/deeplabv3plus with resnet18 0.3-0.4 s; unetplusplus with resnet18 1.2 s but with
-# mobilenet_v2 0.47 s). bf16 autocast roughly halves these on this CPU.
+# mobilenet_v2 0.47 s; segformer with mit_b0 about 0.6x unet's on 1 thread). bf16 autocast roughly halves these on this CPU.
 DEFAULT_ENCODERS: dict[str, str] = {
     "unet": "resnet18",
     "unetplusplus": "mobilenet_v2",
@@ -30,6 +34,7 @@ DEFAULT_ENCODERS: dict[str, str] = {
     "deeplabv3plus": "resnet18",
     "linknet": "resnet18",
     "pspnet": "resnet18",
+    "segformer": "mit_b0",  # 3.7 M parameters; forward+backward of 8 at 128x160 faster than unet@resnet18 here
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -230,6 +230,11 @@ class NativeNoise:
         means: ``(2 + K) x 3`` float64 channel means of the segments (:meth:`segment_rows`: the
             region outside every object, off the region, then each object) removed before the sign
             when the noise is saturated (:meth:`saturated`); None for the generator's raw noise.
+        flat_objects: the noise on the region has flat channels that are meant (a keyed generator
+            with ``"flat"`` codes, :attr:`~unseg.models.config.GeneratorConfig.flat_codes`: the
+            prompt's code and each object's): saturation keeps the channel means there (segments 0
+            and 2 + k get zero means) and removes only those off the region (the head's background
+            noise); False removes every segment's means, so a flat channel would vanish.
     """
 
     box: Letterbox
@@ -238,6 +243,7 @@ class NativeNoise:
     region: np.ndarray
     background: torch.Tensor | None = None
     means: torch.Tensor | None = None
+    flat_objects: bool = False
 
     @property
     def device(self) -> torch.device:
@@ -295,7 +301,10 @@ class NativeNoise:
             strip_sums, strip_counts = segment_channel_sums(self.raw_rows(start, stop), self.segment_rows(start, stop),
                                                             count)
             sums, counts = sums + strip_sums, counts + strip_counts
-        return replace(self, means=segment_channel_means(sums, counts))
+        means = segment_channel_means(sums, counts)
+        if self.flat_objects:
+            means[0], means[2:] = 0.0, 0.0
+        return replace(self, means=means)
 
     def full(self) -> np.ndarray:
         """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel), in host memory."""

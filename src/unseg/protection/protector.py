@@ -226,11 +226,12 @@ class Protector:
             return []
         boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
         noise, logits, object_noise, background = self._forward(images, prompts, boxes)
+        flat_objects = self.generator.config.flat_codes
         natives = []
         for i, (prompt, box) in enumerate(zip(prompts, boxes)):
             objects = [] if object_noise[i] is None else list(zip(prompt.objects, object_noise[i]))
             native = NativeNoise(box, noise[i], objects, _region(prompt, box, logits[i]),
-                                 None if background is None else background[i])
+                                 None if background is None else background[i], flat_objects=flat_objects)
             natives.append(native.saturated() if self.saturate else native)
         return natives
 

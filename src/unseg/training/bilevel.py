@@ -89,12 +89,19 @@ def input_noise(noise: torch.Tensor, size: int) -> torch.Tensor:
     return noise_to_pixels.map_to_native(noise, Letterbox(size, size, size))
 
 
-def saturated(noise: torch.Tensor, masks: torch.Tensor, straight_through: bool = False) -> torch.Tensor:
+def saturated(noise: torch.Tensor, masks: torch.Tensor, straight_through: bool = False,
+              flat_region: bool = False) -> torch.Tensor:
     """``B x 3 x S x S`` noise through :func:`unseg.protection.perturb.saturate`, as protection applies
     it (per image: channel means on / off ``masks > 0.5`` removed, then the sign);
-    ``straight_through``: with the identity gradient, for generator steps."""
+    ``straight_through``: with the identity gradient, for generator steps; ``flat_region``: keep
+    the means on the masks (a generator with flat codes, as ``NativeNoise.flat_objects``)."""
     channels_last = noise.permute(0, 2, 3, 1)
-    return noise_to_pixels.saturate(channels_last, masks[:, 0] > 0.5, straight_through=straight_through).permute(0, 3, 1, 2)
+    region = masks[:, 0] > 0.5
+    means = None
+    if flat_region:
+        means = noise_to_pixels.segment_channel_means(*noise_to_pixels.segment_channel_sums(channels_last.detach(), region))
+        means[:, 0] = 0.0
+    return noise_to_pixels.saturate(channels_last, region, means, straight_through=straight_through).permute(0, 3, 1, 2)
 
 
 def perturb(generator: nn.Module, images: torch.Tensor, masks: torch.Tensor, valid: torch.Tensor,

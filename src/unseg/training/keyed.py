@@ -150,7 +150,8 @@ class KeyedTrainer(BilevelTrainer):
         straight_through = torch.is_grad_enabled()
         features = self.generator_module.encode(images)
         out = self.generator_module.decode(features.select(rows), mask_prompts(masks), scene.codes)
-        noise = saturated(input_noise(out.noise.float(), size), masks, straight_through)
+        noise = saturated(input_noise(out.noise.float(), size), masks, straight_through,
+                          flat_region=self.generator_module.config.flat_codes)
         composed = torch.zeros_like(images).index_add_(0, rows, noise * masks)
         # background (void): the union prompt's noise without a code, at ε_bg, as protection makes it
         union = torch.zeros(images.shape[0], 1, size, size, device=self.device).index_add_(0, rows, masks).clamp(max=1)
