@@ -27,13 +27,14 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
     # high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
     "small": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8),
-    # CPU default since v8: "small" plus 16 noise codes selected by each object's key (class id /
+    # v8 (shipped 2026-12-02 to 12-04): "small" plus 16 noise codes selected by each object's key (class id /
     # instance index; key 0 = the null code, no noise): 4 x 4-cell tiles of cells 1/96 of the side,
     # i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
     # 1/16 and 1/32 on a 128-px CamVid victim).
     "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4),
-    # "keyed" with flat codes: key 1 (binary masks, boxes, points) keeps its texture, keys >= 2 get
-    # a flat colour each, which multi-class victims decode (benchmarks/results/keyed_codes_probe.md)
+    # CPU default since v9: "keyed" with flat codes — key 1 (binary masks, boxes, points) keeps its
+    # texture, keys >= 2 get a flat colour each, which multi-class victims, CNN and transformer,
+    # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
     "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                   code_family="flat"),
     # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (the UnSeg paper, arXiv:2410.09909); frozen SAM part loads
