@@ -23,8 +23,8 @@ def evaluate(
                                              "[$UNSEG_DATA if set, else ../shared/data relative to the working directory]."),
     datasets: Optional[str] = typer.Option(None, help="Comma list, e.g. camvid,kvasir_seg."),
     victims: Optional[str] = typer.Option(None, help="Comma list: unet, unetplusplus, fpn, deeplabv3plus, linknet, pspnet (CNNs), "
-                                          "segformer (transformer; optionally arch@encoder, e.g. unet@mobilenet_v2, segformer@mit_b2), "
-                                          "sam (box-prompted interactive)."),
+                                          "segformer (transformer) — each optionally arch@encoder, e.g. unet@mobilenet_v2 or "
+                                          "segformer@mit_b2 —, sam (box-prompted interactive)."),
     methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg, unseg:PATH, random, sign, synper, ar, cuda, em."),
     defences: Optional[str] = typer.Option(None, help="Comma list: none, jpeg<Q>, blur<S>, bits<B>, gray, augment, "
                                            "advtrain[<L>], mix<K> (K % clean; adds cleanpart<K> reference)."),

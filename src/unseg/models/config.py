@@ -96,7 +96,8 @@ class GeneratorConfig:
     @property
     def flat_codes(self) -> bool:
         """Whether the codes carry flat (constant) channels that protection must keep: saturation
-        then leaves each coded object's channel means in place instead of removing them."""
+        then leaves the channel means on the protected region (the prompt's code and each object's)
+        in place and removes them only off it."""
         return self.keyed and self.code_family == "flat"
 
     @property
