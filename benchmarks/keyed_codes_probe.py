@@ -5,10 +5,12 @@ labelled pixel, 2/255 on void), trains a victim from scratch and scores it on th
 Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor``):
 
 - ``clean``: no noise; ``pattern``: the class-agnostic checker of period P, one colour;
-- ``flat``: per class one flat sign-colour, no texture (class k: ± colour k // 2, the sign alternating);
+- ``flat``: per class one flat sign-colour, no texture (class k: the generator's ``flat_code`` k,
+  ± colour k // 2, the sign alternating — for classes 0 and 1 too, which the generator keys otherwise);
 - ``synper``: the SynPer baseline (class-wise random 8-px tiles);
 - ``keyed``: per class a texture of period P — checker, horizontal, vertical, diagonal or
-  anti-diagonal stripes — in one of four colour-sign vectors (class k: texture k mod 5, colour k // 5);
+  anti-diagonal stripes — in one of four colour-sign vectors (class k: the generator's
+  ``texture_code`` k, texture k mod 5, colour k // 5);
 - ``keyedmg``: as ``keyed`` but every class in the colour (+, −, +) (almost no luminance), classes
   k = 0..4 / 5..9 / 10.. at periods P, 1.5 P, 2 P;
 - ``chan3``: per class an independent texture per channel (distinct triples);
@@ -53,7 +55,7 @@ from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation.protocol import load_split
 from unseg.evaluation.training import TrainSchedule, train_victim
 from unseg.evaluation.victims import parse_victim
-from unseg.models.generator import CODE_COLOURS
+from unseg.models.generator import CODE_COLOURS, flat_code, texture_code
 from unseg.protection.budget import apply_budget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,9 +79,18 @@ MIMIC = {  # family -> (class -> (texture, colour index), classes without noise)
 }
 
 
+def tiled(code, height: int, width: int) -> np.ndarray:
+    """``H x W x 3`` float32: a generator code (``3 x P x P`` tensor) repeated from the top-left corner."""
+    tile = code.permute(1, 2, 0).numpy()
+    reps = (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1)
+    return np.tile(tile, reps)[:height, :width].astype(np.float32)
+
+
 def keyed_code(k: int, height: int, width: int, period: int) -> np.ndarray:
-    """``H x W x 3`` code of class ``k`` in the ``keyed`` family: texture k mod 5 in colour k // 5."""
-    return texture(TEXTURES[k % 5], height, width, period)[..., None] * COLOURS[(k // 5) % 4]
+    """``H x W x 3`` code of class ``k`` in the ``keyed`` family: the generator's ``texture_code`` ``k``
+    (texture k mod 5 in colour k // 5) at period ``period`` — for class 0 too, which the generator
+    keeps as its null code."""
+    return tiled(texture_code(k, period), height, width)
 
 
 HYBRID_FLAT = ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))  # (red, blue) signs of the hybrid codes
@@ -118,8 +129,7 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             tile = np.repeat(np.repeat(rng.choice([-1.0, 1.0], size=(4, 4, 3)), cell, 0), cell, 1)
             bank.append(np.tile(tile, (-(-height // tile.shape[0]), -(-width // tile.shape[1]), 1))[:height, :width])
     elif family == "flat":  # per class one flat sign-colour (no texture): class k -> ±colour, sign alternating
-        bank = [np.ones((height, width, 1), np.float32) * COLOURS[(k // 2) % 4] * (1.0 if k % 2 else -1.0)
-                for k in range(count)]
+        bank = [tiled(flat_code(k, 1), height, width) for k in range(count)]
     elif family in MIMIC:  # misleading on purpose: texture where clean images are smooth, none where they are textured
         # CamVid ids: sky 0, road 3, pavement 4, car 8 are smooth in clean images and get a checker of
         # period P, one colour each; building 1 (and in ``mimic`` tree 5), the most textured in clean

@@ -128,12 +128,25 @@ def code_textures(tile: int) -> list[torch.Tensor]:
     return [1.0 - 2.0 * (i % 2).float() for i in index]
 
 
+def texture_code(k: int, tile: int) -> torch.Tensor:
+    """``3 x tile x tile`` ±1 code ``k`` of the ``"texture"`` family: texture ``k mod T`` of
+    :func:`code_textures` (T textures) in colour ``k // T`` of ``CODE_COLOURS``."""
+    textures = code_textures(tile)
+    return torch.tensor(CODE_COLOURS[k // len(textures)]).view(3, 1, 1) * textures[k % len(textures)]
+
+
+def flat_code(k: int, tile: int) -> torch.Tensor:
+    """``3 x tile x tile`` flat ±1 code ``k`` of the ``"flat"`` family: ``±CODE_COLOURS[(k // 2) mod 4]``,
+    + for odd ``k`` (neighbouring keys get different corners of the colour cube)."""
+    sign = 1.0 if k % 2 else -1.0
+    return sign * torch.tensor(CODE_COLOURS[(k // 2) % len(CODE_COLOURS)]).view(3, 1, 1).expand(3, tile, tile)
+
+
 def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.Tensor:
     """``num_codes x 3 x tile x tile`` ±1 codes (code 0, the null code, is zeros).
 
-    ``"texture"`` (v8): code ``k`` >= 1 is texture ``k mod T`` of :func:`code_textures` in colour
-    ``k // T`` of ``CODE_COLOURS`` (T textures), so neighbouring keys differ in orientation first,
-    then in colour. The best hand-made *texture* family of ``benchmarks/keyed_codes_probe.py``
+    ``"texture"`` (v8): code ``k`` >= 1 is :func:`texture_code` ``k``, so neighbouring keys differ
+    in orientation first, then in colour. The best hand-made *texture* family of ``benchmarks/keyed_codes_probe.py``
     (``keyed``: period 1/24 of the image side, class ``k`` -> the same texture and colour as here;
     results in ``benchmarks/results/keyed_codes_probe.md``, where the same textures shifted by one
     key, class ``k`` -> texture ``(k - 1) mod T``, protected a CamVid UNet much less: 28.5 vs 19.4
@@ -142,22 +155,15 @@ def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.T
 
     ``"flat"`` (v9): code 1 — the key of a binary mask, a box or points — is the texture family's
     code 1 (a lone object against background: CNN victims learn a texture, not a colour shift, as
-    that shortcut); every other code is a flat colour, ``±CODE_COLOURS[(k // 2) mod 4]`` (+ for odd
-    ``k``), so neighbouring keys get different corners of the colour cube (8 colours; keys 2 and
-    10 share one). The probe's ``flat`` family: on CamVid both a CNN and a transformer victim
+    that shortcut); every other code is :func:`flat_code` ``k``, a flat colour (8 colours; keys 2
+    and 10 share one). The probe's ``flat`` family: on CamVid both a CNN and a transformer victim
     decode flat colours into classes, which they do not do with textures.
     """
-    textures = code_textures(tile)
     if family not in CODE_FAMILIES:
         raise ValueError(f"unknown code family {family!r}; choose one of {CODE_FAMILIES}")
-    count = len(textures) * len(CODE_COLOURS)
+    count = len(code_textures(tile)) * len(CODE_COLOURS)
     if num_codes > count:
         raise ValueError(f"at most {count} codes for tile {tile}, asked for {num_codes}")
     codes = [torch.zeros(3, tile, tile)]
-    for k in range(1, num_codes):
-        if family == "texture" or k == 1:
-            codes.append(torch.tensor(CODE_COLOURS[k // len(textures)]).view(3, 1, 1) * textures[k % len(textures)])
-        else:
-            sign = 1.0 if k % 2 else -1.0
-            codes.append(sign * torch.tensor(CODE_COLOURS[(k // 2) % len(CODE_COLOURS)]).view(3, 1, 1).expand(3, tile, tile))
+    codes += [texture_code(k, tile) if family == "texture" or k == 1 else flat_code(k, tile) for k in range(1, num_codes)]
     return torch.stack(codes)

@@ -31,6 +31,7 @@ from unseg.data.transforms import Letterbox
 from unseg.protection.strips import row_strips
 
 SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
+OFF_REGION = 1  # the segment label off the protected region in every layout (as_segments, NativeNoise.segment_rows)
 
 
 def _linear_taps(size_in: int, size_out: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,9 +84,19 @@ def _segment_index(segments: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def as_segments(region: torch.Tensor) -> torch.Tensor:
-    """Segment labels of a region argument: a bool region -> 0 on it, 1 off it; integer labels are
-    returned as they are."""
+    """Segment labels of a region argument: a bool region -> 0 on it, 1 (``OFF_REGION``) off it;
+    integer labels are returned as they are."""
     return (~region).to(torch.uint8) if region.dtype == torch.bool else region
+
+
+def off_region_means(means: torch.Tensor) -> torch.Tensor:
+    """``(..., S, C)`` segment means with every segment on the region zeroed, only ``OFF_REGION``'s
+    kept: saturating with them removes the means off the region and keeps them on it, where a
+    keyed generator's flat codes are meant (``GeneratorConfig.flat_codes``: the code *is* the
+    channel mean, removing it would leave no noise)."""
+    kept = torch.zeros_like(means)
+    kept[..., OFF_REGION, :] = means[..., OFF_REGION, :]
+    return kept
 
 
 def segment_channel_sums(noise: torch.Tensor, segments: torch.Tensor,
@@ -232,8 +243,8 @@ class NativeNoise:
             when the noise is saturated (:meth:`saturated`); None for the generator's raw noise.
         flat_objects: the noise on the region has flat channels that are meant (a keyed generator
             with ``"flat"`` codes, :attr:`~unseg.models.config.GeneratorConfig.flat_codes`: the
-            prompt's code and each object's): saturation keeps the channel means there (segments 0
-            and 2 + k get zero means) and removes only those off the region (the head's background
+            prompt's code and each object's): saturation keeps the channel means there
+            (:func:`off_region_means`) and removes only those off the region (the head's background
             noise); False removes every segment's means, so a flat channel would vanish.
     """
 
@@ -302,9 +313,7 @@ class NativeNoise:
                                                             count)
             sums, counts = sums + strip_sums, counts + strip_counts
         means = segment_channel_means(sums, counts)
-        if self.flat_objects:
-            means[0], means[2:] = 0.0, 0.0
-        return replace(self, means=means)
+        return replace(self, means=off_region_means(means) if self.flat_objects else means)
 
     def full(self) -> np.ndarray:
         """``H x W x 3`` float32 noise of the whole image (12 bytes per pixel), in host memory."""

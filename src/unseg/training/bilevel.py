@@ -99,8 +99,8 @@ def saturated(noise: torch.Tensor, masks: torch.Tensor, straight_through: bool =
     region = masks[:, 0] > 0.5
     means = None
     if flat_region:
-        means = noise_to_pixels.segment_channel_means(*noise_to_pixels.segment_channel_sums(channels_last.detach(), region))
-        means[:, 0] = 0.0
+        sums = noise_to_pixels.segment_channel_sums(channels_last.detach(), region)
+        means = noise_to_pixels.off_region_means(noise_to_pixels.segment_channel_means(*sums))
     return noise_to_pixels.saturate(channels_last, region, means, straight_through=straight_through).permute(0, 3, 1, 2)
 
 
