@@ -1,0 +1,188 @@
+"""Can error-minimising noise at 8/255 protect the box-prompted ``sam`` victim? (a probe, not a method)
+
+No hand-made 8/255 noise protects the interactive victim
+(``benchmarks/results/noise_structure_probe_kvasir_seg_sam.md``: textures are not learned, a flat
+shift is learned but the victim falls back to box-fill). This asks whether a *learned,
+content-dependent* noise can, from the strongest position a noise maker can be in: sample-wise
+error-minimising noise (Huang et al., "Unlearnable Examples", ICLR 2021) made against a surrogate of
+the victim's own architecture (``sam``, from scratch), with the victim's own prompts and loss
+(:func:`unseg.evaluation.interactive.interactive_loss`), at the victim's own resolution (the noise
+lives on the images the victim trains on, ``image_height`` px, so no resize weakens it). If even
+this leaves the victim at clean, a generator trained against a ``sam`` surrogate will not do
+better; if it works, that training is the route for the shipped generator.
+
+Min-min, one pass per batch of objects (the surrogate and the noise learn together, as in the
+paper's sample-wise version): one Adam step of the surrogate on x + δ, then ``--pgd-steps`` signed
+steps of ``--unit-step`` x the per-pixel budget that *lower* its loss on that batch, δ kept within
+ε on the object and ε_bg elsewhere and x + δ within [0, 1]. Then δ is rounded to whole levels
+(the bound stays exact) and a fresh victim (another initialisation) trains on the protected images
+with the preset's schedule and is scored on the clean test objects, as ``unseg evaluate`` scores it.
+
+Usage (from the repository root; Kvasir-SEG at 128 px: ~4 s per batch of 8 with 3 PGD steps on
+one CPU thread, so ~30 min for 4 passes over 880 images, then ~1 min per victim epoch):
+
+    python benchmarks/sam_error_min_probe.py --passes 4 --pgd-steps 3 --epochs 10 --no-amp --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from provenance import commit as code_commit
+from provenance import machine
+from unseg.budget import Budget
+from unseg.data.segmentation import SegmentationFolder, victim_size
+from unseg.data.transforms import Letterbox
+from unseg.evaluation import preset_config
+from unseg.evaluation.interactive import interactive_loss, object_samples
+from unseg.evaluation.protocol import load_split, pick_stems
+from unseg.evaluation.training import SplitTensors, train_victim
+from unseg.evaluation.victims import build_victim, parse_victim
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "sam_error_min_probe.md"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--dataset", default="kvasir_seg", help="a set with one object per image (foreground rule)")
+    parser.add_argument("--preset", default="strong_cpu", help="evaluation preset giving data sizes and schedule")
+    parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
+    parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
+    parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
+    parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
+    parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
+    parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
+    return parser.parse_args(argv)
+
+
+def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
+    """``N x 1 x H x W`` per-pixel bound in [0, 1] units: ε on the object region, ε_bg elsewhere."""
+    regions = torch.stack([torch.from_numpy(spec.object_region(m.numpy())) for m in split.masks])[:, None]
+    return torch.where(regions, budget.fraction, budget.fraction_bg).float()
+
+
+def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config) -> tuple[torch.Tensor, list[float]]:
+    """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch ``sam`` surrogate's loss;
+    also the surrogate's mean training loss per pass (on x + δ, before each step's noise update)."""
+    torch.manual_seed(config.seed + 100)  # another initialisation than the victim's
+    surrogate = build_victim(parse_victim("sam"), spec.num_classes)
+    size = surrogate.config.sam.img_size
+    box = Letterbox(split.images.shape[2], split.images.shape[3], size)
+    generator = torch.Generator().manual_seed(config.seed + 100)
+    objects = object_samples(split, spec, size, max_objects=1, generator=generator)
+    if len(objects) != len(split):
+        raise ValueError(f"{spec.name}: the probe needs one object in every training image, found {len(objects)} "
+                         f"in {len(split)}")
+    optimiser = torch.optim.Adam(surrogate.parameters(), lr=config.schedule().lr * 0.5)  # as interactive_loop
+    pixels = split.images.float() / 255
+    delta = torch.zeros_like(pixels)
+    losses = []
+    for _ in range(args.passes):
+        order, pass_losses = torch.randperm(len(split), generator=generator), []
+        for start in range(0, len(split), config.batch_size):
+            index = order[start : start + config.batch_size]
+            batch, x, limit = objects.subset(index), pixels[index], bound[index]
+            surrogate.train()
+            batch.images = box.image_to_input((x + delta[index]).clamp(0, 1))
+            loss = interactive_loss(surrogate(batch.images, batch.prompts).float(), batch.targets)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            pass_losses.append(float(loss.detach()))
+            noise = delta[index].clone()
+            surrogate.eval()  # no dropout / batch-norm updates while the noise moves
+            for _ in range(args.pgd_steps):
+                noise.requires_grad_(True)
+                inputs = box.image_to_input((x + noise).clamp(0, 1))
+                step_loss = interactive_loss(surrogate(inputs, batch.prompts).float(), batch.targets)
+                (gradient,) = torch.autograd.grad(step_loss, noise)
+                noise = noise.detach() - args.unit_step * limit * gradient.sign()
+                noise = torch.maximum(torch.minimum(noise, limit), -limit)
+                noise = (x + noise).clamp(0, 1) - x
+            delta[index] = noise.detach()
+        losses.append(float(np.mean(pass_losses)))
+        print(f"pass {len(losses)}: surrogate loss {losses[-1]:.3f}", flush=True)
+    return delta, losses
+
+
+def protected_split(split: SplitTensors, delta: torch.Tensor, bound: torch.Tensor) -> tuple[SplitTensors, int, int]:
+    """uint8 images + δ rounded to whole levels (clipped to the budget, so it stays exact); also the
+    measured L∞ change in levels on / off the objects."""
+    levels = torch.round(delta * 255)
+    limit = torch.round(bound * 255)
+    levels = torch.maximum(torch.minimum(levels, limit), -limit)
+    images = (split.images.float() + levels).clamp(0, 255)
+    change = (images - split.images.float()).abs()
+    on = bound.expand_as(change) == bound.max()
+    inside = int(change[on].max()) if on.any() else 0
+    outside = int(change[~on].max()) if (~on).any() else 0
+    return SplitTensors(images.to(torch.uint8), split.masks), inside, outside
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
+                           amp=False if args.no_amp else None, train_images=args.train_images,
+                           test_images=args.test_images)
+    folder = SegmentationFolder(args.data_root / args.dataset)
+    spec = folder.spec
+    size = victim_size(spec, config.image_height)
+    train_stems = pick_stems(folder.stems(spec.train_split), config.train_images, config.seed)
+    test_stems = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)
+    split = lambda stems: load_split([folder.read_image(s).rgb8() for s in stems],  # noqa: E731
+                                     [folder.read_mask(s) for s in stems], size)
+    train, test = split(train_stems), split(test_stems)
+    bound = budget_map(train, spec, config.budget)
+    began = time.perf_counter()
+    delta, surrogate_losses = error_minimising_noise(train, spec, bound, args, config)
+    noise_seconds = time.perf_counter() - began
+    protected, inside, outside = protected_split(train, delta, bound)
+    psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - train.images.float()) ** 2).mean()))
+    result = train_victim(parse_victim("sam"), spec, protected, test, replace(config, epochs=args.epochs).schedule(),
+                          torch.device("cpu"), config.seed, progress=None)
+    history = [round(epoch["iou"], 1) for epoch in result.history]
+    losses = [round(epoch["loss"], 3) for epoch in result.history]
+    print(f"victim IoU {result.final['iou']:.1f} history {history} box-fill {result.final['box_fill_iou']:.1f}", flush=True)
+    lines = [
+        f"\n## {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
+        f"victim {args.epochs} epochs",
+        "",
+        "- Command: `python benchmarks/sam_error_min_probe.py "
+        + " ".join(argv if argv is not None else __import__("sys").argv[1:]) + "`",
+        f"- Data: {spec.name}, {len(train)} training images protected at the victim size {size[0]}x{size[1]}, "
+        f"{len(test)} clean test images; {args.preset} schedule ({'bf16' if config.amp else 'fp32'}); seed {config.seed}",
+        f"- Budget: ε {config.budget.epsilon:g}/255, ε_bg {config.budget.epsilon_bg:g}/255; measured L∞ "
+        f"{inside} / {outside} levels on / off the objects; PSNR {psnr:.1f} dB",
+        f"- Machine: {machine('cpu', args.threads)}; code {code_commit()}; noise {noise_seconds / 60:.0f} min, "
+        f"victim {result.seconds / 60:.0f} min",
+        "",
+        "| | value |", "|---|---|",
+        f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |",
+        f"| victim test IoU, last epoch | **{result.final['iou']:.1f}** |",
+        f"| victim test IoU per epoch | {history} |",
+        f"| victim training loss per epoch | {losses} |",
+        f"| box-fill / ellipse IoU of the same test objects | {result.final['box_fill_iou']:.1f} / "
+        f"{result.final['ellipse_iou']:.1f} |",
+    ]
+    title = "# Error-minimising noise against the `sam` victim (probe)\n\n" + __doc__.split("\n\n")[1] + "\n"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    previous = args.out.read_text() if args.out.is_file() else title
+    args.out.write_text(previous + "\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
