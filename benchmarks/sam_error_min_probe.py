@@ -18,10 +18,10 @@ steps of ``--unit-step`` x the per-pixel budget that *lower* its loss on that ba
 (the bound stays exact) and a fresh victim (another initialisation) trains on the protected images
 with the preset's schedule and is scored on the clean test objects, as ``unseg evaluate`` scores it.
 
-Usage (from the repository root; Kvasir-SEG at 128 px: ~4 s per batch of 8 with 3 PGD steps on
-one CPU thread, so ~30 min for 4 passes over 880 images, then ~1 min per victim epoch):
+Usage (from the repository root; Kvasir-SEG at 128 px, one CPU thread beside two other runs on the
+2-core CPU: ~5 min per pass over the 880 images with 3 PGD steps, then ~1.6 min per victim epoch):
 
-    python benchmarks/sam_error_min_probe.py --passes 4 --pgd-steps 3 --epochs 10 --no-amp --threads 1
+    python benchmarks/sam_error_min_probe.py --passes 5 --pgd-steps 3 --epochs 10 --no-amp --threads 1
 """
 
 from __future__ import annotations
