@@ -32,6 +32,9 @@ This chose the keyed generator's code family and cell size (``src/unseg/models/r
 
     python benchmarks/keyed_codes_probe.py --kinds clean keyed keyednull chan3 --out benchmarks/results/keyed_codes_probe.md
     python benchmarks/keyed_codes_probe.py --kinds keyed --period-divisor 32 --append
+
+Each row's test confusion matrix (rows: true class, columns: predicted; pixel counts) is appended to
+``<out>.confusion.jsonl`` beside the results file: where a class's clean pixels go.
 """
 
 from __future__ import annotations
@@ -237,6 +240,9 @@ def main(argv=None) -> None:
         per_class = ([None if v is None else round(v) for v in result.final["per_class_iou"]]
                      if "per_class_iou" in result.final else f"box-fill {result.final['box_fill_iou']:.1f}")
         history = [round(h[metric], 1) for h in result.history]
+        with args.out.with_suffix(".confusion.jsonl").open("a") as handle:  # rows: true class, columns: predicted
+            handle.write(json.dumps({"kind": kind, "victim": args.victim, "epochs": args.epochs, "size": list(size),
+                                     "final": round(value, 1), "confusion": result.final["confusion"]}) + "\n")
         print(json.dumps({"kind": kind, "final": round(value, 1), "per_class": per_class, "history": history,
                           "seconds": round(time.perf_counter() - began)}), flush=True)
         period = "–" if kind in ("clean", "synper") or kind.startswith("gen:") else f"1/{args.period_divisor:g}"

@@ -95,6 +95,7 @@ def test_score_accumulates_batches_like_one_batch_and_reports_percentages():
     assert summary["per_class_iou"][:3] == pytest.approx([100 * v for v in EXPECTED_IOU])
     assert summary["per_class_iou"][3] is None  # absent class
     assert summary["pixel_accuracy"] == pytest.approx(100 * 3 / 5)
+    assert [row[:3] for row in summary["confusion"][:3]] == EXPECTED_CONFUSION  # where each class's pixels went
     assert "iou" not in summary and "dice" not in summary  # only binary tasks report them
 
 
