@@ -76,12 +76,12 @@ class SegmentationScore:
         """Add a batch of integer predictions and ground truth."""
         self.confusion += confusion_matrix(pred, target, self.num_classes, self.ignore_index)
 
-    def summary(self) -> dict[str, float | list[float]]:
+    def summary(self) -> dict[str, float | list[float | None] | list[list[int]]]:
         """``miou``, ``per_class_iou``, ``pixel_accuracy`` and, for 2 classes, ``iou``/``dice`` of class 1 (0–100 scale);
         ``confusion``: the pixel counts (rows: true class, columns: predicted), which say where a class's pixels went."""
         iou = per_class_iou(self.confusion)
         total = int(self.confusion.sum())
-        result: dict[str, float | list[float]] = {
+        result: dict[str, float | list[float | None] | list[list[int]]] = {
             "miou": 100 * mean_iou(self.confusion),
             "per_class_iou": [None if np.isnan(v) else 100 * float(v) for v in iou],
             "pixel_accuracy": 100 * float(self.confusion.diag().sum()) / total if total else float("nan"),
