@@ -11,6 +11,13 @@ lives on the images the victim trains on, ``image_height`` px, so no resize weak
 this leaves the victim at clean, a generator trained against a ``sam`` surrogate will not do
 better; if it works, that training is the route for the shipped generator.
 
+With ``--victim unet`` (or any semantic victim) the probe asks whether sample-wise error-minimising
+noise (Huang et al., ICLR 2021) protects a multi-class scene: the surrogate is that victim's
+architecture from scratch with its cross-entropy on the class maps, the noise lives at the
+victim's resolution, every labelled pixel gets ε and void ε_bg. On CamVid it tells whether *any* 8/255 noise — not only the hand-made codes of
+``keyed_codes_probe.py``, which all leave sky and building learned from content — can take a
+victim below the image-free layout prior.
+
 Min-min, one pass per batch of objects (the surrogate and the noise learn together, as in the
 paper's sample-wise version): one Adam step of the surrogate on x + δ, then ``--pgd-steps`` signed
 steps of ``--unit-step`` x the per-pixel budget that *lower* its loss on that batch, δ kept within
@@ -22,6 +29,8 @@ Usage (from the repository root; Kvasir-SEG at 128 px, one CPU thread beside two
 2-core CPU: ~5 min per pass over the 880 images with 3 PGD steps, then ~1.6 min per victim epoch):
 
     python benchmarks/sam_error_min_probe.py --passes 5 --pgd-steps 3 --epochs 10 --no-amp --threads 1
+    python benchmarks/sam_error_min_probe.py --victim unet --dataset camvid --passes 5 --pgd-steps 3 --epochs 8 \
+        --no-amp --out benchmarks/results/semantic_error_min_probe.md
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ from unseg.data.transforms import Letterbox
 from unseg.evaluation import preset_config
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
-from unseg.evaluation.training import SplitTensors, train_victim
+from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--dataset", default="kvasir_seg", help="a set with one object per image (foreground rule)")
+    parser.add_argument("--dataset", default="kvasir_seg",
+                        help="for sam a set with one object per image (foreground rule); any set for a semantic victim")
+    parser.add_argument("--victim", default="sam", help="the victim, and the surrogate's architecture (sam, unet, ...)")
     parser.add_argument("--preset", default="strong_cpu", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
@@ -73,19 +84,37 @@ def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
     return torch.where(regions, budget.fraction, budget.fraction_bg).float()
 
 
-def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config) -> tuple[torch.Tensor, list[float]]:
-    """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch ``sam`` surrogate's loss;
-    also the surrogate's mean training loss per pass (on x + δ, before each step's noise update)."""
-    torch.manual_seed(config.seed + 100)  # another initialisation than the victim's
-    surrogate = build_victim(parse_victim("sam"), spec.num_classes)
+def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.Generator):
+    """A from-scratch surrogate of ``victim``'s architecture (another initialisation than the victim's),
+    its Adam optimiser at the victim's learning rate, and ``loss(x, index)``: the victim's own training
+    loss on images ``x`` (``B x 3 x H x W`` in [0, 1], the training images ``index``) — for ``sam`` with
+    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps."""
+    torch.manual_seed(config.seed + 100)
+    surrogate = build_victim(victim, spec.num_classes)
+    lr = config.schedule().lr
+    if not victim.interactive:
+        return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr), \
+            lambda x, index: segmentation_loss(surrogate(x), split.masks[index], spec)
     size = surrogate.config.sam.img_size
     box = Letterbox(split.images.shape[2], split.images.shape[3], size)
-    generator = torch.Generator().manual_seed(config.seed + 100)
     objects = object_samples(split, spec, size, max_objects=1, generator=generator)
     if len(objects) != len(split):
-        raise ValueError(f"{spec.name}: the probe needs one object in every training image, found {len(objects)} "
+        raise ValueError(f"{spec.name}: the sam probe needs one object in every training image, found {len(objects)} "
                          f"in {len(split)}")
-    optimiser = torch.optim.Adam(surrogate.parameters(), lr=config.schedule().lr * 0.5)  # as interactive_loop
+
+    def loss(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        batch = objects.subset(index)
+        return interactive_loss(surrogate(box.image_to_input(x), batch.prompts).float(), batch.targets)
+
+    return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
+
+
+def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config) -> tuple[torch.Tensor, list[float]]:
+    """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch surrogate's loss (the
+    victim's architecture, :func:`surrogate_loss`); also its mean training loss per pass (on x + δ,
+    before each step's noise update)."""
+    generator = torch.Generator().manual_seed(config.seed + 100)
+    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.victim), config, generator)
     pixels = split.images.float() / 255
     delta = torch.zeros_like(pixels)
     losses = []
@@ -93,10 +122,11 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
         order, pass_losses = torch.randperm(len(split), generator=generator), []
         for start in range(0, len(split), config.batch_size):
             index = order[start : start + config.batch_size]
-            batch, x, limit = objects.subset(index), pixels[index], bound[index]
+            if len(index) < 2:
+                continue  # batch norm needs two samples
+            x, limit = pixels[index], bound[index]
             surrogate.train()
-            batch.images = box.image_to_input((x + delta[index]).clamp(0, 1))
-            loss = interactive_loss(surrogate(batch.images, batch.prompts).float(), batch.targets)
+            loss = loss_of((x + delta[index]).clamp(0, 1), index)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -105,9 +135,7 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
             surrogate.eval()  # no dropout / batch-norm updates while the noise moves
             for _ in range(args.pgd_steps):
                 noise.requires_grad_(True)
-                inputs = box.image_to_input((x + noise).clamp(0, 1))
-                step_loss = interactive_loss(surrogate(inputs, batch.prompts).float(), batch.targets)
-                (gradient,) = torch.autograd.grad(step_loss, noise)
+                (gradient,) = torch.autograd.grad(loss_of((x + noise).clamp(0, 1), index), noise)
                 noise = noise.detach() - args.unit_step * limit * gradient.sign()
                 noise = torch.maximum(torch.minimum(noise, limit), -limit)
                 noise = (x + noise).clamp(0, 1) - x
@@ -151,13 +179,21 @@ def main(argv: list[str] | None = None) -> None:
     noise_seconds = time.perf_counter() - began
     protected, inside, outside = protected_split(train, delta, bound)
     psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - train.images.float()) ** 2).mean()))
-    result = train_victim(parse_victim("sam"), spec, protected, test, replace(config, epochs=args.epochs).schedule(),
+    victim = parse_victim(args.victim)
+    result = train_victim(victim, spec, protected, test, replace(config, epochs=args.epochs).schedule(),
                           torch.device("cpu"), config.seed, progress=None)
-    history = [round(epoch["iou"], 1) for epoch in result.history]
+    metric = "iou" if victim.interactive else spec.primary_metric
+    history = [round(epoch[metric], 1) for epoch in result.history]
     losses = [round(epoch["loss"], 3) for epoch in result.history]
-    print(f"victim IoU {result.final['iou']:.1f} history {history} box-fill {result.final['box_fill_iou']:.1f}", flush=True)
+    print(f"victim {metric} {result.final[metric]:.1f} history {history}", flush=True)
+    if victim.interactive:
+        reference = (f"| box-fill / ellipse IoU of the same test objects | {result.final['box_fill_iou']:.1f} / "
+                     f"{result.final['ellipse_iou']:.1f} |")
+    else:
+        per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
+        reference = f"| victim per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |"
     lines = [
-        f"\n## {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
+        f"\n## {args.victim}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
         f"victim {args.epochs} epochs",
         "",
         "- Command: `python benchmarks/sam_error_min_probe.py "
@@ -171,13 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         "",
         "| | value |", "|---|---|",
         f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |",
-        f"| victim test IoU, last epoch | **{result.final['iou']:.1f}** |",
-        f"| victim test IoU per epoch | {history} |",
+        f"| victim test {metric}, last epoch | **{result.final[metric]:.1f}** |",
+        f"| victim test {metric} per epoch | {history} |",
         f"| victim training loss per epoch | {losses} |",
-        f"| box-fill / ellipse IoU of the same test objects | {result.final['box_fill_iou']:.1f} / "
-        f"{result.final['ellipse_iou']:.1f} |",
+        reference,
     ]
-    title = "# Error-minimising noise against the `sam` victim (probe)\n\n" + __doc__.split("\n\n")[1] + "\n"
+    why = __doc__.split("\n\n")[1 if victim.interactive else 2]  # the sam question, or the semantic one
+    title = f"# Error-minimising noise against the `{args.victim}` victim (probe)\n\n{why}\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = args.out.read_text() if args.out.is_file() else title
     args.out.write_text(previous + "\n".join(lines) + "\n")
