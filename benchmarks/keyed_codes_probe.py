@@ -25,7 +25,10 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
   (bicyclist's keyed code is pavement's checker); ``mimicb``: the same with only building left without
   noise and distinct codes for every class;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
-- ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id).
+- ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id);
+- ``codes:PATH``: learned class codes (``sam_error_min_probe.py --class-wise --save-codes PATH``: one
+  ``3 x h x w`` code per class at the victim size, void last), resized (bilinear) to each native image
+  and placed on its class's pixels — the learned codes as a protector at native resolution would apply them.
 
 This chose the keyed generator's code family and cell size (``src/unseg/models/registry.py``,
 ``keyed`` preset). Usage (from the repository root; ~5 min per row at 128 px on 2 CPU cores):
@@ -49,6 +52,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from provenance import commit as code_commit
 from unseg.baselines import NoiseSample, build_baseline
@@ -172,12 +176,17 @@ def noises_for(kind: str, pixels, masks, regions, spec, divisor: float, null_cla
         make, _ = unseg_noise_maker(kind[4:], MethodOptions())
         samples = [NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)]
         return [n for i in range(0, len(samples), 4) for n in make(samples[i : i + 4], [])]
+    if kind.startswith("codes:"):
+        learned = load_file(kind[6:])["codes"].float()  # K x 3 x h x w in [-1, 1]
     if kind == "synper":
         return build_baseline("synper", spec.num_classes)([NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)])
     family = kind.replace("keyedcr", "keyed")
     banks, out = {}, []
     for p, m in zip(pixels, masks):
         height, width = m.shape
+        if (height, width) not in banks and kind.startswith("codes:"):
+            resized = torch.nn.functional.interpolate(learned, size=(height, width), mode="bilinear", align_corners=False)
+            banks[(height, width)] = resized.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
         if (height, width) not in banks:
             banks[(height, width)] = code_bank(family, spec.num_classes + 1, height, width,
                                                max(2, int(round(max(height, width) / divisor))), null_class)
@@ -245,7 +254,7 @@ def main(argv=None) -> None:
                                      "final": round(value, 1), "confusion": result.final["confusion"]}) + "\n")
         print(json.dumps({"kind": kind, "final": round(value, 1), "per_class": per_class, "history": history,
                           "seconds": round(time.perf_counter() - began)}), flush=True)
-        period = "–" if kind in ("clean", "synper") or kind.startswith("gen:") else f"1/{args.period_divisor:g}"
+        period = "–" if kind in ("clean", "synper") or kind.startswith(("gen:", "codes:")) else f"1/{args.period_divisor:g}"
         label = f"{kind} (null class {args.null_class})" if kind.endswith("null") and args.null_class else kind
         with args.out.open("a") as handle:
             handle.write(f"| {label} | {period} | {args.victim} | {size[0]}x{size[1]} | {args.epochs} | {value:.1f} | "

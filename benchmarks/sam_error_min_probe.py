@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
 
 from provenance import commit as code_commit
 from provenance import machine
@@ -69,6 +71,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
+    parser.add_argument("--class-wise", action="store_true",
+                        help="one learned code per class, shared by every image (semantic victims), not one δ per image")
+    parser.add_argument("--native", action="store_true",
+                        help="semantic victims: the noise lives on the native images (all one size) and the surrogate "
+                             "sees them resized to the victim size, as the victim does")
+    parser.add_argument("--save-codes", type=Path, default=None,
+                        help="with --class-wise: write the learned codes (safetensors, 'codes': K x 3 x H x W in [-1, 1])")
     parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
     parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
     parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
@@ -84,17 +93,27 @@ def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
     return torch.where(regions, budget.fraction, budget.fraction_bg).float()
 
 
-def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.Generator):
+def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.Generator,
+                   targets: SplitTensors | None = None):
     """A from-scratch surrogate of ``victim``'s architecture (another initialisation than the victim's),
     its Adam optimiser at the victim's learning rate, and ``loss(x, index)``: the victim's own training
     loss on images ``x`` (``B x 3 x H x W`` in [0, 1], the training images ``index``) — for ``sam`` with
-    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps."""
+    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps.
+    ``targets``: the split at the victim size when ``split`` holds larger (native) images — a semantic
+    surrogate then sees x resized (bilinear, antialiased) to the victim size, as the victim will."""
     torch.manual_seed(config.seed + 100)
     surrogate = build_victim(victim, spec.num_classes)
     lr = config.schedule().lr
     if not victim.interactive:
-        return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr), \
-            lambda x, index: segmentation_loss(surrogate(x), split.masks[index], spec)
+        targets = targets or split
+        size = tuple(targets.masks.shape[1:])
+
+        def semantic(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            if tuple(x.shape[2:]) != size:
+                x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+            return segmentation_loss(surrogate(x), targets.masks[index], spec)
+
+        return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr), semantic
     size = surrogate.config.sam.img_size
     box = Letterbox(split.images.shape[2], split.images.shape[3], size)
     objects = object_samples(split, spec, size, max_objects=1, generator=generator)
@@ -109,14 +128,32 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
 
-def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config) -> tuple[torch.Tensor, list[float]]:
+def class_slots(split: SplitTensors, spec) -> torch.Tensor:
+    """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds the ignore label (void)."""
+    labels = split.masks.clamp(0, spec.num_classes)
+    return torch.nn.functional.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
+
+
+def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None
+                           ) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
     """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch surrogate's loss (the
     victim's architecture, :func:`surrogate_loss`); also its mean training loss per pass (on x + δ,
-    before each step's noise update)."""
+    before each step's noise update); and with ``--class-wise`` the learned ``K x 3 x H x W`` codes in
+    units of their bound (within [-1, 1]), else None.
+
+    Sample-wise: one δ per image. ``--class-wise``: one ``3 x H x W`` code per class (void: its own,
+    within ε_bg), the same in every image and placed on that class's pixels — a learned counterpart
+    of the generator's designed class codes."""
     generator = torch.Generator().manual_seed(config.seed + 100)
-    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.victim), config, generator)
+    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.victim), config, generator, targets)
     pixels = split.images.float() / 255
     delta = torch.zeros_like(pixels)
+    if args.class_wise:
+        slots = class_slots(split, spec)
+        code_limit = torch.full((spec.num_classes + 1, 1, 1, 1), config.budget.fraction)
+        code_limit[-1] = config.budget.fraction_bg
+        codes = torch.zeros(spec.num_classes + 1, *pixels.shape[1:])
+        place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], values)  # noqa: E731
     losses = []
     for _ in range(args.passes):
         order, pass_losses = torch.randperm(len(split), generator=generator), []
@@ -126,13 +163,21 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
                 continue  # batch norm needs two samples
             x, limit = pixels[index], bound[index]
             surrogate.train()
-            loss = loss_of((x + delta[index]).clamp(0, 1), index)
+            noise = place(index, codes) if args.class_wise else delta[index]
+            loss = loss_of((x + noise).clamp(0, 1), index)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             pass_losses.append(float(loss.detach()))
-            noise = delta[index].clone()
             surrogate.eval()  # no dropout / batch-norm updates while the noise moves
+            if args.class_wise:
+                for _ in range(args.pgd_steps):
+                    codes.requires_grad_(True)
+                    (gradient,) = torch.autograd.grad(loss_of((x + place(index, codes)).clamp(0, 1), index), codes)
+                    codes = codes.detach() - args.unit_step * code_limit * gradient.sign()
+                    codes = torch.maximum(torch.minimum(codes, code_limit), -code_limit)
+                continue
+            noise = delta[index].clone()
             for _ in range(args.pgd_steps):
                 noise.requires_grad_(True)
                 (gradient,) = torch.autograd.grad(loss_of((x + noise).clamp(0, 1), index), noise)
@@ -142,7 +187,10 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
             delta[index] = noise.detach()
         losses.append(float(np.mean(pass_losses)))
         print(f"pass {len(losses)}: surrogate loss {losses[-1]:.3f}", flush=True)
-    return delta, losses
+    if not args.class_wise:
+        return delta, losses, None
+    delta = torch.cat([place(index, codes) for index in torch.arange(len(split)).split(32)])
+    return (pixels + delta).clamp(0, 1) - pixels, losses, codes / code_limit
 
 
 def protected_split(split: SplitTensors, delta: torch.Tensor, bound: torch.Tensor) -> tuple[SplitTensors, int, int]:
@@ -173,12 +221,23 @@ def main(argv: list[str] | None = None) -> None:
     split = lambda stems: load_split([folder.read_image(s).rgb8() for s in stems],  # noqa: E731
                                      [folder.read_mask(s) for s in stems], size)
     train, test = split(train_stems), split(test_stems)
-    bound = budget_map(train, spec, config.budget)
+    noised = train  # where the noise lives: the victim size, or with --native the images' own size
+    if args.native:
+        native = folder.read_image(train_stems[0]).rgb8().shape[:2]
+        noised = load_split([folder.read_image(s).rgb8() for s in train_stems], [folder.read_mask(s) for s in train_stems],
+                            native)
+    bound = budget_map(noised, spec, config.budget)
     began = time.perf_counter()
-    delta, surrogate_losses = error_minimising_noise(train, spec, bound, args, config)
+    delta, surrogate_losses, codes = error_minimising_noise(noised, spec, bound, args, config, targets=train)
+    if codes is not None and args.save_codes:
+        args.save_codes.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"codes": codes.contiguous()}, str(args.save_codes))  # keyed_codes_probe.py --kinds codes:PATH
     noise_seconds = time.perf_counter() - began
-    protected, inside, outside = protected_split(train, delta, bound)
-    psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - train.images.float()) ** 2).mean()))
+    protected, inside, outside = protected_split(noised, delta, bound)
+    psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - noised.images.float()) ** 2).mean()))
+    if args.native:  # the victim downsizes the protected native images, as it would any dataset
+        protected = load_split(list(protected.images.permute(0, 2, 3, 1).numpy()),
+                               [folder.read_mask(s) for s in train_stems], size)
     victim = parse_victim(args.victim)
     result = train_victim(victim, spec, protected, test, replace(config, epochs=args.epochs).schedule(),
                           torch.device("cpu"), config.seed, progress=None)
@@ -193,13 +252,15 @@ def main(argv: list[str] | None = None) -> None:
         per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
         reference = f"| victim per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |"
     lines = [
-        f"\n## {args.victim}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
+        f"\n## {args.victim}{', class-wise codes' if args.class_wise else ''}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
         f"victim {args.epochs} epochs",
         "",
         "- Command: `python benchmarks/sam_error_min_probe.py "
         + " ".join(argv if argv is not None else __import__("sys").argv[1:]) + "`",
-        f"- Data: {spec.name}, {len(train)} training images protected at the victim size {size[0]}x{size[1]}, "
-        f"{len(test)} clean test images; {args.preset} schedule ({'bf16' if config.amp else 'fp32'}); seed {config.seed}",
+        f"- Data: {spec.name}, {len(train)} training images protected at "
+        + (f"their native {noised.images.shape[2]}x{noised.images.shape[3]}, victim at {size[0]}x{size[1]}, " if args.native
+           else f"the victim size {size[0]}x{size[1]}, ")
+        + f"{len(test)} clean test images; {args.preset} schedule ({'bf16' if config.amp else 'fp32'}); seed {config.seed}",
         f"- Budget: ε {config.budget.epsilon:g}/255, ε_bg {config.budget.epsilon_bg:g}/255; measured L∞ "
         f"{inside} / {outside} levels on / off the objects; PSNR {psnr:.1f} dB",
         f"- Machine: {machine('cpu', args.threads)}; code {code_commit()}; noise {noise_seconds / 60:.0f} min, "
