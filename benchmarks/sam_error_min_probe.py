@@ -11,12 +11,14 @@ lives on the images the victim trains on, ``image_height`` px, so no resize weak
 this leaves the victim at clean, a generator trained against a ``sam`` surrogate will not do
 better; if it works, that training is the route for the shipped generator.
 
-With ``--victim unet`` (or any semantic victim) the probe asks whether sample-wise error-minimising
-noise (Huang et al., ICLR 2021) protects a multi-class scene: the surrogate is that victim's
-architecture from scratch with its cross-entropy on the class maps, the noise lives at the
-victim's resolution, every labelled pixel gets ε and void ε_bg. On CamVid it tells whether *any* 8/255 noise — not only the hand-made codes of
-``keyed_codes_probe.py``, which all leave sky and building learned from content — can take a
-victim below the image-free layout prior.
+With ``--victim unet`` (or any semantic victim) the probe asks the same of a multi-class scene:
+the surrogate is that victim's architecture from scratch with its cross-entropy on the class maps,
+every labelled pixel gets ε and void ε_bg. ``--class-wise`` learns one code per class instead of one
+δ per image (the same min-min; a learned counterpart of the keyed generator's designed codes);
+``--native`` puts the noise on the native images and lets the surrogate see them resized to the
+victim size, as a protector's noise is applied and a victim reads it. On CamVid it tells whether
+any 8/255 noise can do what the hand-made codes of ``keyed_codes_probe.py`` cannot: stop sky,
+building and car being learned from content.
 
 Min-min, one pass per batch of objects (the surrogate and the noise learn together, as in the
 paper's sample-wise version): one Adam step of the surrogate on x + δ, then ``--pgd-steps`` signed
@@ -55,6 +57,7 @@ from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
+from unseg.models.generator import flat_code
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "sam_error_min_probe.md"
@@ -76,6 +79,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--native", action="store_true",
                         help="semantic victims: the noise lives on the native images (all one size) and the surrogate "
                              "sees them resized to the victim size, as the victim does")
+    parser.add_argument("--init-flat", action="store_true",
+                        help="with --class-wise: start every class from its flat colour code instead of zero")
     parser.add_argument("--save-codes", type=Path, default=None,
                         help="with --class-wise: write the learned codes (safetensors, 'codes': K x 3 x H x W in [-1, 1])")
     parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
@@ -84,7 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.victim == "sam" and (args.native or args.class_wise):
+        parser.error("--native and --class-wise are for semantic victims")
+    return args
 
 
 def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
@@ -131,7 +139,7 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
 def class_slots(split: SplitTensors, spec) -> torch.Tensor:
     """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds the ignore label (void)."""
     labels = split.masks.clamp(0, spec.num_classes)
-    return torch.nn.functional.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
+    return F.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
 
 
 def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None
@@ -153,6 +161,8 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
         code_limit = torch.full((spec.num_classes + 1, 1, 1, 1), config.budget.fraction)
         code_limit[-1] = config.budget.fraction_bg
         codes = torch.zeros(spec.num_classes + 1, *pixels.shape[1:])
+        if args.init_flat:  # start from the keyed generator's flat colours (class k: flat_code k; void: none)
+            codes[:-1] = torch.stack([flat_code(k, 1) for k in range(spec.num_classes)]) * code_limit[:-1]
         place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], values)  # noqa: E731
     losses = []
     for _ in range(args.passes):
@@ -190,7 +200,7 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
     if not args.class_wise:
         return delta, losses, None
     delta = torch.cat([place(index, codes) for index in torch.arange(len(split)).split(32)])
-    return (pixels + delta).clamp(0, 1) - pixels, losses, codes / code_limit
+    return (pixels + delta).clamp(0, 1) - pixels, losses, codes / code_limit.clamp_min(1e-12)  # ε_bg may be 0
 
 
 def protected_split(split: SplitTensors, delta: torch.Tensor, bound: torch.Tensor) -> tuple[SplitTensors, int, int]:
@@ -251,8 +261,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
         reference = f"| victim per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |"
+    kind = (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     lines = [
-        f"\n## {args.victim}{', class-wise codes' if args.class_wise else ''}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
+        f"\n## {args.victim}{kind}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
         f"victim {args.epochs} epochs",
         "",
         "- Command: `python benchmarks/sam_error_min_probe.py "
