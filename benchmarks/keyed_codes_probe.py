@@ -176,20 +176,25 @@ def noises_for(kind: str, pixels, masks, regions, spec, divisor: float, null_cla
         make, _ = unseg_noise_maker(kind[4:], MethodOptions())
         samples = [NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)]
         return [n for i in range(0, len(samples), 4) for n in make(samples[i : i + 4], [])]
-    if kind.startswith("codes:"):
-        learned = load_file(kind[6:])["codes"].float()  # K x 3 x h x w in [-1, 1]
     if kind == "synper":
         return build_baseline("synper", spec.num_classes)([NoiseSample(p, m, r, 0) for p, m, r in zip(pixels, masks, regions)])
-    family = kind.replace("keyedcr", "keyed")
+    if kind.startswith("codes:"):
+        learned = load_file(kind[6:])["codes"].float()  # K x 3 x h x w in [-1, 1]
+
+        def bank(height: int, width: int) -> np.ndarray:
+            resized = torch.nn.functional.interpolate(learned, size=(height, width), mode="bilinear", align_corners=False)
+            return resized.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
+    else:
+        family = kind.replace("keyedcr", "keyed")
+
+        def bank(height: int, width: int) -> np.ndarray:
+            return code_bank(family, spec.num_classes + 1, height, width,
+                             max(2, int(round(max(height, width) / divisor))), null_class)
     banks, out = {}, []
     for p, m in zip(pixels, masks):
         height, width = m.shape
-        if (height, width) not in banks and kind.startswith("codes:"):
-            resized = torch.nn.functional.interpolate(learned, size=(height, width), mode="bilinear", align_corners=False)
-            banks[(height, width)] = resized.clamp(-1, 1).permute(0, 2, 3, 1).numpy()
         if (height, width) not in banks:
-            banks[(height, width)] = code_bank(family, spec.num_classes + 1, height, width,
-                                               max(2, int(round(max(height, width) / divisor))), null_class)
+            banks[(height, width)] = bank(height, width)
         index = class_index_map(m, spec.num_classes)
         noise = np.take_along_axis(banks[(height, width)], index[None, :, :, None], 0)[0]
         out.append(0.5 * noise + 0.5 * contrast_shift(p, index) if kind.startswith("keyedcr") else noise)

@@ -49,6 +49,7 @@ from safetensors.torch import save_file
 
 from provenance import commit as code_commit
 from provenance import machine
+from unseg.baselines.sample import class_index_map
 from unseg.budget import Budget
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.data.transforms import Letterbox
@@ -137,8 +138,9 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
 
 
 def class_slots(split: SplitTensors, spec) -> torch.Tensor:
-    """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds the ignore label (void)."""
-    labels = split.masks.clamp(0, spec.num_classes)
+    """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds every label outside the
+    classes (void / ignore), as in :func:`unseg.baselines.sample.class_index_map`."""
+    labels = torch.from_numpy(class_index_map(split.masks.numpy(), spec.num_classes))
     return F.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
 
 
@@ -228,14 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     size = victim_size(spec, config.image_height)
     train_stems = pick_stems(folder.stems(spec.train_split), config.train_images, config.seed)
     test_stems = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)
-    split = lambda stems: load_split([folder.read_image(s).rgb8() for s in stems],  # noqa: E731
-                                     [folder.read_mask(s) for s in stems], size)
-    train, test = split(train_stems), split(test_stems)
-    noised = train  # where the noise lives: the victim size, or with --native the images' own size
-    if args.native:
-        native = folder.read_image(train_stems[0]).rgb8().shape[:2]
-        noised = load_split([folder.read_image(s).rgb8() for s in train_stems], [folder.read_mask(s) for s in train_stems],
-                            native)
+    train_pixels = [folder.read_image(s).rgb8() for s in train_stems]  # read once: --native needs them twice
+    train_masks = [folder.read_mask(s) for s in train_stems]
+    train = load_split(train_pixels, train_masks, size)
+    test = load_split([folder.read_image(s).rgb8() for s in test_stems], [folder.read_mask(s) for s in test_stems], size)
+    # where the noise lives: the victim size, or with --native the images' own size
+    noised = load_split(train_pixels, train_masks, train_pixels[0].shape[:2]) if args.native else train
     bound = budget_map(noised, spec, config.budget)
     began = time.perf_counter()
     delta, surrogate_losses, codes = error_minimising_noise(noised, spec, bound, args, config, targets=train)
@@ -246,8 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     protected, inside, outside = protected_split(noised, delta, bound)
     psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - noised.images.float()) ** 2).mean()))
     if args.native:  # the victim downsizes the protected native images, as it would any dataset
-        protected = load_split(list(protected.images.permute(0, 2, 3, 1).numpy()),
-                               [folder.read_mask(s) for s in train_stems], size)
+        protected = load_split(list(protected.images.permute(0, 2, 3, 1).numpy()), train_masks, size)
     victim = parse_victim(args.victim)
     result = train_victim(victim, spec, protected, test, replace(config, epochs=args.epochs).schedule(),
                           torch.device("cpu"), config.seed, progress=None)
