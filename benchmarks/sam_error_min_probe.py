@@ -1,4 +1,4 @@
-"""Can error-minimising noise at 8/255 protect the box-prompted ``sam`` victim? (a probe, not a method)
+"""Can learned 8/255 noise (error-minimising, or adversarial against a clean model) protect the box-prompted ``sam`` victim? (a probe, not a method)
 
 No hand-made 8/255 noise protects the interactive victim
 (``benchmarks/results/noise_structure_probe_kvasir_seg_sam.md``: textures are not learned, a flat
@@ -27,12 +27,25 @@ steps of ``--unit-step`` x the per-pixel budget that *lower* its loss on that ba
 (the bound stays exact) and a fresh victim (another initialisation) trains on the protected images
 with the preset's schedule and is scored on the clean test objects, as ``unseg evaluate`` scores it.
 
+``--objective adversarial`` asks the opposite question (Fowl et al., "Adversarial Examples Make Strong
+Poisons", NeurIPS 2021): the surrogate is first trained on the *clean* images (``--surrogate-epochs``),
+then frozen, and the noise is a targeted adversarial perturbation against it — each labelled pixel
+pushed towards the next class (c -> c + 1 mod C; for ``sam`` the object towards background and the
+rest towards object), or with ``--untargeted`` away from its true label. A victim trained on such
+images learns the wrong target's features as its label's; on clean images those features point at
+the wrong answer. That is *misleading* noise, not a shortcut: what a box-prompted victim needs to
+fall below its box (``benchmarks/results/adversarial_poison_probe.md``). ``--surrogate ARCH`` makes
+the noise against another architecture than the first ``--victim``; every ``--victim`` listed
+trains on the same protected images.
+
 Usage (from the repository root; Kvasir-SEG at 128 px, one CPU thread beside two other runs on the
 2-core CPU: ~5 min per pass over the 880 images with 3 PGD steps, then ~1.6 min per victim epoch):
 
     python benchmarks/sam_error_min_probe.py --passes 5 --pgd-steps 3 --epochs 10 --no-amp --threads 1
     python benchmarks/sam_error_min_probe.py --victim unet --dataset camvid --passes 5 --pgd-steps 3 --epochs 8 \
         --no-amp --out benchmarks/results/semantic_error_min_probe.md
+    python benchmarks/sam_error_min_probe.py --objective adversarial --surrogate-epochs 10 --passes 1 \
+        --pgd-steps 10 --unit-step 0.2 --epochs 20 --no-amp --threads 1 --out runs/adv_sam.md
 """
 
 from __future__ import annotations
@@ -70,8 +83,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--dataset", default="kvasir_seg",
                         help="for sam a set with one object per image (foreground rule); any set for a semantic victim")
-    parser.add_argument("--victim", default="sam", help="the victim, and the surrogate's architecture (sam, unet, ...)")
+    parser.add_argument("--victim", dest="victims", nargs="+", default=["sam"],
+                        help="the victims (sam, unet, ...), each trained on the same protected images; the first is "
+                             "also the surrogate's architecture unless --surrogate names another")
+    parser.add_argument("--surrogate", default=None,
+                        help="another architecture for the surrogate (transfer: noise made against it)")
     parser.add_argument("--preset", default="strong_cpu", help="evaluation preset giving data sizes and schedule")
+    parser.add_argument("--objective", choices=("error-min", "adversarial"), default="error-min",
+                        help="error-min: min-min against a surrogate learning on x + δ; adversarial: targeted "
+                             "PGD against a surrogate trained on the clean images, then frozen")
+    parser.add_argument("--untargeted", action="store_true",
+                        help="--objective adversarial: raise the loss of the true labels instead of lowering the wrong "
+                             "target's (error-maximising noise)")
+    parser.add_argument("--surrogate-epochs", type=int, default=8,
+                        help="--objective adversarial: clean epochs of the surrogate before the noise")
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
@@ -87,11 +112,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
     parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
     parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
+    parser.add_argument("--seed", type=int, default=None, help="surrogate and victim initialisation [the preset's]")
     parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
     args = parser.parse_args(argv)
-    if args.victim == "sam" and (args.native or args.class_wise):
+    args.surrogate = args.surrogate or args.victims[0]
+    interactive = {name == "sam" for name in [args.surrogate, *args.victims]}
+    if len(interactive) > 1:
+        parser.error("--surrogate and --victim must all be sam or all semantic")
+    if True in interactive and (args.native or args.class_wise):
         parser.error("--native and --class-wise are for semantic victims")
     return args
 
@@ -107,7 +137,9 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     """A from-scratch surrogate of ``victim``'s architecture (another initialisation than the victim's),
     its Adam optimiser at the victim's learning rate, and ``loss(x, index)``: the victim's own training
     loss on images ``x`` (``B x 3 x H x W`` in [0, 1], the training images ``index``) — for ``sam`` with
-    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps.
+    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps;
+    ``loss(x, index, flip=True)`` scores the adversarial target instead (each class as the next one,
+    or for ``sam`` the object mask inverted).
     ``targets``: the split at the victim size when ``split`` holds larger (native) images — a semantic
     surrogate then sees x resized (bilinear, antialiased) to the victim size, as the victim will."""
     torch.manual_seed(config.seed + 100)
@@ -117,10 +149,13 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
         targets = targets or split
         size = tuple(targets.masks.shape[1:])
 
-        def semantic(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        def semantic(x: torch.Tensor, index: torch.Tensor, flip: bool = False) -> torch.Tensor:
             if tuple(x.shape[2:]) != size:
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-            return segmentation_loss(surrogate(x), targets.masks[index], spec)
+            masks = targets.masks[index]
+            if flip:  # every class towards the next one; void / ignore labels stay as they are
+                masks = torch.where(masks < spec.num_classes, (masks + 1) % spec.num_classes, masks)
+            return segmentation_loss(surrogate(x), masks, spec)
 
         return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr), semantic
     size = surrogate.config.sam.img_size
@@ -130,9 +165,10 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
         raise ValueError(f"{spec.name}: the sam probe needs one object in every training image, found {len(objects)} "
                          f"in {len(split)}")
 
-    def loss(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def loss(x: torch.Tensor, index: torch.Tensor, flip: bool = False) -> torch.Tensor:
         batch = objects.subset(index)
-        return interactive_loss(surrogate(box.image_to_input(x), batch.prompts).float(), batch.targets)
+        target = 1 - batch.targets if flip else batch.targets  # flip: object -> background and back
+        return interactive_loss(surrogate(box.image_to_input(x), batch.prompts).float(), target)
 
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
@@ -144,18 +180,20 @@ def class_slots(split: SplitTensors, spec) -> torch.Tensor:
     return F.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
 
 
-def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None
+def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None
                            ) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
     """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch surrogate's loss (the
-    victim's architecture, :func:`surrogate_loss`); also its mean training loss per pass (on x + δ,
-    before each step's noise update); and with ``--class-wise`` the learned ``K x 3 x H x W`` codes in
+    victim's architecture, :func:`surrogate_loss`) — or with ``--objective adversarial`` a frozen
+    clean-trained surrogate's loss towards the wrong target (or, ``--untargeted``, raises it on the
+    true labels); also per pass the surrogate's mean training loss on x + δ (before each step's noise
+    update), or the adversarial objective after each batch's steps; and with ``--class-wise`` the learned ``K x 3 x H x W`` codes in
     units of their bound (within [-1, 1]), else None.
 
     Sample-wise: one δ per image. ``--class-wise``: one ``3 x H x W`` code per class (void: its own,
     within ε_bg), the same in every image and placed on that class's pixels — a learned counterpart
     of the generator's designed class codes."""
     generator = torch.Generator().manual_seed(config.seed + 100)
-    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.victim), config, generator, targets)
+    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets)
     pixels = split.images.float() / 255
     delta = torch.zeros_like(pixels)
     if args.class_wise:
@@ -166,7 +204,26 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
         if args.init_flat:  # start from the keyed generator's flat colours (class k: flat_code k; void: none)
             codes[:-1] = torch.stack([flat_code(k, 1) for k in range(spec.num_classes)]) * code_limit[:-1]
         place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], values)  # noqa: E731
-    losses = []
+    adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
+    for epoch in range(args.surrogate_epochs if adversarial else 0):
+        surrogate.train()
+        order, epoch_losses = torch.randperm(len(split), generator=generator), []
+        for index in order.split(config.batch_size):
+            if len(index) < 2:
+                continue
+            loss = loss_of(pixels[index], index)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            epoch_losses.append(float(loss.detach()))
+        print(f"clean surrogate epoch {epoch + 1}: loss {np.mean(epoch_losses):.3f}", flush=True)
+
+    def objective(x_noised: torch.Tensor, index: torch.Tensor) -> torch.Tensor:  # what δ lowers
+        if not adversarial:
+            return loss_of(x_noised, index)
+        return -loss_of(x_noised, index) if args.untargeted else loss_of(x_noised, index, flip=True)
+
+    losses = []  # error-min: the surrogate's loss on x + δ per pass; adversarial: the objective after each batch's steps
     for _ in range(args.passes):
         order, pass_losses = torch.randperm(len(split), generator=generator), []
         for start in range(0, len(split), config.batch_size):
@@ -174,29 +231,36 @@ def error_minimising_noise(split: SplitTensors, spec, bound: torch.Tensor, args,
             if len(index) < 2:
                 continue  # batch norm needs two samples
             x, limit = pixels[index], bound[index]
-            surrogate.train()
-            noise = place(index, codes) if args.class_wise else delta[index]
-            loss = loss_of((x + noise).clamp(0, 1), index)
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            pass_losses.append(float(loss.detach()))
+            if not adversarial:
+                surrogate.train()
+                noise = place(index, codes) if args.class_wise else delta[index]
+                loss = loss_of((x + noise).clamp(0, 1), index)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                pass_losses.append(float(loss.detach()))
             surrogate.eval()  # no dropout / batch-norm updates while the noise moves
             if args.class_wise:
                 for _ in range(args.pgd_steps):
                     codes.requires_grad_(True)
-                    (gradient,) = torch.autograd.grad(loss_of((x + place(index, codes)).clamp(0, 1), index), codes)
+                    (gradient,) = torch.autograd.grad(objective((x + place(index, codes)).clamp(0, 1), index), codes)
                     codes = codes.detach() - args.unit_step * code_limit * gradient.sign()
                     codes = torch.maximum(torch.minimum(codes, code_limit), -code_limit)
+                if adversarial:
+                    with torch.no_grad():
+                        pass_losses.append(float(objective((x + place(index, codes)).clamp(0, 1), index)))
                 continue
             noise = delta[index].clone()
             for _ in range(args.pgd_steps):
                 noise.requires_grad_(True)
-                (gradient,) = torch.autograd.grad(loss_of((x + noise).clamp(0, 1), index), noise)
+                (gradient,) = torch.autograd.grad(objective((x + noise).clamp(0, 1), index), noise)
                 noise = noise.detach() - args.unit_step * limit * gradient.sign()
                 noise = torch.maximum(torch.minimum(noise, limit), -limit)
                 noise = (x + noise).clamp(0, 1) - x
             delta[index] = noise.detach()
+            if adversarial:
+                with torch.no_grad():
+                    pass_losses.append(float(objective((x + noise).clamp(0, 1), index)))
         losses.append(float(np.mean(pass_losses)))
         print(f"pass {len(losses)}: surrogate loss {losses[-1]:.3f}", flush=True)
     if not args.class_wise:
@@ -224,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
                            amp=False if args.no_amp else None, train_images=args.train_images,
-                           test_images=args.test_images)
+                           test_images=args.test_images, seed=args.seed)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
@@ -238,7 +302,7 @@ def main(argv: list[str] | None = None) -> None:
     noised = load_split(train_pixels, train_masks, train_pixels[0].shape[:2]) if args.native else train
     bound = budget_map(noised, spec, config.budget)
     began = time.perf_counter()
-    delta, surrogate_losses, codes = error_minimising_noise(noised, spec, bound, args, config, targets=train)
+    delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train)
     if codes is not None and args.save_codes:
         args.save_codes.parent.mkdir(parents=True, exist_ok=True)
         save_file({"codes": codes.contiguous()}, str(args.save_codes))  # keyed_codes_probe.py --kinds codes:PATH
@@ -247,23 +311,35 @@ def main(argv: list[str] | None = None) -> None:
     psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - noised.images.float()) ** 2).mean()))
     if args.native:  # the victim downsizes the protected native images, as it would any dataset
         protected = load_split(list(protected.images.permute(0, 2, 3, 1).numpy()), train_masks, size)
-    victim = parse_victim(args.victim)
-    result = train_victim(victim, spec, protected, test, replace(config, epochs=args.epochs).schedule(),
-                          torch.device("cpu"), config.seed, progress=None)
-    metric = "iou" if victim.interactive else spec.primary_metric
-    history = [round(epoch[metric], 1) for epoch in result.history]
-    losses = [round(epoch["loss"], 3) for epoch in result.history]
-    print(f"victim {metric} {result.final[metric]:.1f} history {history}", flush=True)
-    if victim.interactive:
-        reference = (f"| box-fill / ellipse IoU of the same test objects | {result.final['box_fill_iou']:.1f} / "
-                     f"{result.final['ellipse_iou']:.1f} |")
-    else:
-        per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
-        reference = f"| victim per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |"
+    adversarial = args.objective == "adversarial"
+    rows, victim_seconds = [], 0.0
+    for name in args.victims:  # every victim trains on the same protected images
+        victim = parse_victim(name)
+        result = train_victim(victim, spec, protected, test, replace(config, epochs=args.epochs).schedule(),
+                              torch.device("cpu"), config.seed, progress=None)
+        victim_seconds += result.seconds
+        metric = "iou" if victim.interactive else spec.primary_metric
+        history = [round(epoch[metric], 1) for epoch in result.history]
+        losses = [round(epoch["loss"], 3) for epoch in result.history]
+        print(f"victim {name} {metric} {result.final[metric]:.1f} history {history}", flush=True)
+        label = "victim" if len(args.victims) == 1 else f"victim {name}"
+        rows += [f"| {label} test {metric}, last epoch | **{result.final[metric]:.1f}** |",
+                 f"| {label} test {metric} per epoch | {history} |",
+                 f"| {label} training loss per epoch | {losses} |"]
+        if victim.interactive:
+            rows.append(f"| box-fill / ellipse IoU of the same test objects | {result.final['box_fill_iou']:.1f} / "
+                        f"{result.final['ellipse_iou']:.1f} |")
+        else:
+            per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
+            rows.append(f"| {label} per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |")
     kind = (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
+    if adversarial:
+        kind += (f", adversarial (clean surrogate {args.surrogate_epochs} epochs, "
+                 + ("away from the true labels)" if args.untargeted
+                    else "towards the inverted object mask)" if victim.interactive else "towards the next class)"))
     lines = [
-        f"\n## {args.victim}{kind}: {args.passes} passes x {args.pgd_steps} PGD steps (step {args.unit_step:g} x budget), "
-        f"victim {args.epochs} epochs",
+        f"\n## {', '.join(args.victims)}{kind}, surrogate {args.surrogate}: {args.passes} passes x {args.pgd_steps} PGD "
+        f"steps (step {args.unit_step:g} x budget), victim {args.epochs} epochs",
         "",
         "- Command: `python benchmarks/sam_error_min_probe.py "
         + " ".join(argv if argv is not None else __import__("sys").argv[1:]) + "`",
@@ -274,17 +350,15 @@ def main(argv: list[str] | None = None) -> None:
         f"- Budget: ε {config.budget.epsilon:g}/255, ε_bg {config.budget.epsilon_bg:g}/255; measured L∞ "
         f"{inside} / {outside} levels on / off the objects; PSNR {psnr:.1f} dB",
         f"- Machine: {machine('cpu', args.threads)}; code {code_commit()}; noise {noise_seconds / 60:.0f} min, "
-        f"victim {result.seconds / 60:.0f} min",
+        f"victims {victim_seconds / 60:.0f} min",
         "",
         "| | value |", "|---|---|",
-        f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |",
-        f"| victim test {metric}, last epoch | **{result.final[metric]:.1f}** |",
-        f"| victim test {metric} per epoch | {history} |",
-        f"| victim training loss per epoch | {losses} |",
-        reference,
+        (f"| frozen surrogate's loss {'of the true labels, negated' if args.untargeted else 'towards the wrong target'} per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |"
+         if adversarial else f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |"),
+        *rows,
     ]
     why = __doc__.split("\n\n")[1 if victim.interactive else 2]  # the sam question, or the semantic one
-    title = f"# Error-minimising noise against the `{args.victim}` victim (probe)\n\n{why}\n"
+    title = f"# Error-minimising noise against the `{args.victims[0]}` victim (probe)\n\n{why}\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = args.out.read_text() if args.out.is_file() else title
     args.out.write_text(previous + "\n".join(lines) + "\n")
