@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     metric = spec.primary_metric
 
     kinds = args.kinds or ["flat"] + [f"checker-{p}" for p in args.periods]
-    kinds = ([] if args.append else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
+    kinds = ([] if args.append or "clean" in kinds else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
     rows = []
     for kind in kinds:
         if kind == "clean":
