@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
     args = parser.parse_args(argv)
     args.surrogate = args.surrogate or args.victims[0]
-    interactive = {name == "sam" for name in [args.surrogate, *args.victims]}
+    interactive = {parse_victim(name).interactive for name in [args.surrogate, *args.victims]}
     if len(interactive) > 1:
         parser.error("--surrogate and --victim must all be sam or all semantic")
     if True in interactive and (args.native or args.class_wise):
