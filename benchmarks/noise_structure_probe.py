@@ -61,8 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="kvasir_seg")
     parser.add_argument("--victim", default="unet")
     parser.add_argument("--periods", type=int, nargs="+", default=[8, 16, 32, 64], help="checkerboard periods, native px")
-    parser.add_argument("--kinds", nargs="+", default=None,
-                        help="noises to try instead of flat + checker-<periods> (clean runs first unless --append)")
+    parser.add_argument("--kinds", nargs="*", default=None,
+                        help="noises to try instead of flat + checker-<periods> (clean runs first unless --append; "
+                             "none given: only the generator's row)")
     parser.add_argument("--generator", default="default", help="what the unseg row loads ('none': skip the row)")
     parser.add_argument("--preset", default="benchmark", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--epochs", type=int, default=None, help="victim epochs [the preset's]")
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     victim = parse_victim(args.victim)
     metric = spec.primary_metric
 
-    kinds = args.kinds or ["flat"] + [f"checker-{p}" for p in args.periods]
+    kinds = args.kinds if args.kinds is not None else ["flat"] + [f"checker-{p}" for p in args.periods]
     kinds = ([] if args.append or "clean" in kinds else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
     rows = []
     for kind in kinds:

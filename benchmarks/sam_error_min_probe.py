@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from noise_structure_probe import generator_noises
 from provenance import commit as code_commit
 from provenance import machine
 from unseg.baselines.sample import class_index_map
@@ -97,6 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "target's (error-maximising noise)")
     parser.add_argument("--surrogate-epochs", type=int, default=8,
                         help="--objective adversarial: clean epochs of the surrogate before the noise")
+    parser.add_argument("--base", default=None,
+                        help="a generator whose noise (made as the benchmark's unseg method makes it, at the victim size: "
+                             "'default' = the shipped one) takes --base-share of every pixel's budget; the learned noise "
+                             "gets the rest (how a generator could share the budget between its codes and this noise)")
+    parser.add_argument("--base-share", type=float, default=0.5, help="with --base: its share of the budget")
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
@@ -118,11 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
     args = parser.parse_args(argv)
     args.surrogate = args.surrogate or args.victims[0]
-    interactive = {parse_victim(name).interactive for name in [args.surrogate, *args.victims]}
-    if len(interactive) > 1:
-        parser.error("--surrogate and --victim must all be sam or all semantic")
-    if True in interactive and (args.native or args.class_wise):
-        parser.error("--native and --class-wise are for semantic victims")
+    interactive = any(parse_victim(name).interactive for name in [args.surrogate, *args.victims])
+    if interactive and (args.native or args.class_wise):
+        parser.error("--native and --class-wise are for semantic victims and surrogates")
+    if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
+        parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
 
 
@@ -180,8 +186,8 @@ def class_slots(split: SplitTensors, spec) -> torch.Tensor:
     return F.one_hot(labels, spec.num_classes + 1).permute(0, 3, 1, 2).float()
 
 
-def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None
-                           ) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
+def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None,
+                  base: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
     """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch surrogate's loss (the
     victim's architecture, :func:`surrogate_loss`) — or with ``--objective adversarial`` a frozen
     clean-trained surrogate's loss towards the wrong target (or, ``--untargeted``, raises it on the
@@ -191,10 +197,14 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
 
     Sample-wise: one δ per image. ``--class-wise``: one ``3 x H x W`` code per class (void: its own,
     within ε_bg), the same in every image and placed on that class's pixels — a learned counterpart
-    of the generator's designed class codes."""
+    of the generator's designed class codes. ``base`` (``N x 3 x H x W``, in [0, 1] units, within
+    ``bound`` x --base-share): fixed noise under the learned one, which then lives in the rest of the
+    budget; the returned noise is their sum."""
     generator = torch.Generator().manual_seed(config.seed + 100)
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets)
     pixels = split.images.float() / 255
+    if base is not None:  # the learned noise moves the images with the base noise on them, in the budget left
+        pixels, bound = (pixels + base).clamp(0, 1), bound * (1 - args.base_share)
     delta = torch.zeros_like(pixels)
     if args.class_wise:
         slots = class_slots(split, spec)
@@ -264,7 +274,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
         losses.append(float(np.mean(pass_losses)))
         print(f"pass {len(losses)}: surrogate loss {losses[-1]:.3f}", flush=True)
     if not args.class_wise:
-        return delta, losses, None
+        return delta if base is None else (pixels + delta) - split.images.float() / 255, losses, None
     delta = torch.cat([place(index, codes) for index in torch.arange(len(split)).split(32)])
     return (pixels + delta).clamp(0, 1) - pixels, losses, codes / code_limit.clamp_min(1e-12)  # ε_bg may be 0
 
@@ -301,8 +311,14 @@ def main(argv: list[str] | None = None) -> None:
     # where the noise lives: the victim size, or with --native the images' own size
     noised = load_split(train_pixels, train_masks, train_pixels[0].shape[:2]) if args.native else train
     bound = budget_map(noised, spec, config.budget)
+    base = None
+    if args.base:  # the generator's unit noise on the victim-size images, at its share of the budget
+        images = list(noised.images.permute(0, 2, 3, 1).numpy())
+        labels = list(noised.masks.numpy())
+        units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
+        base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
     began = time.perf_counter()
-    delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train)
+    delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train, base=base)
     if codes is not None and args.save_codes:
         args.save_codes.parent.mkdir(parents=True, exist_ok=True)
         save_file({"codes": codes.contiguous()}, str(args.save_codes))  # keyed_codes_probe.py --kinds codes:PATH
@@ -332,11 +348,13 @@ def main(argv: list[str] | None = None) -> None:
         else:
             per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
             rows.append(f"| {label} per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |")
-    kind = (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
+    kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
+    kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
         kind += (f", adversarial (clean surrogate {args.surrogate_epochs} epochs, "
                  + ("away from the true labels)" if args.untargeted
-                    else "towards the inverted object mask)" if victim.interactive else "towards the next class)"))
+                    else "towards the inverted object mask)" if parse_victim(args.surrogate).interactive
+                    else "towards the next class)"))
     lines = [
         f"\n## {', '.join(args.victims)}{kind}, surrogate {args.surrogate}: {args.passes} passes x {args.pgd_steps} PGD "
         f"steps (step {args.unit_step:g} x budget), victim {args.epochs} epochs",
@@ -357,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
          if adversarial else f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |"),
         *rows,
     ]
-    why = __doc__.split("\n\n")[1 if victim.interactive else 2]  # the sam question, or the semantic one
+    why = __doc__.split("\n\n")[1 if parse_victim(args.victims[0]).interactive else 2]  # the sam question, or the semantic one
     title = f"# Error-minimising noise against the `{args.victims[0]}` victim (probe)\n\n{why}\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     previous = args.out.read_text() if args.out.is_file() else title

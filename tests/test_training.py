@@ -22,7 +22,8 @@ from unseg.training import runner
 from unseg.training.batches import collate
 from unseg.protection.budget import saturate_noise
 from unseg.training.bilevel import BilevelTrainer, perturb, rescale_through, resize_images, saturated
-from unseg.training.prompts import prompt_batch
+from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
+from unseg.training.prompts import prompt_batch, surrogate_prompts
 from unseg.training.checkpointing import read_training_metadata
 from unseg.data.interactive import Augmentation
 from unseg.training.config import (
@@ -95,6 +96,95 @@ def test_generator_steps_lower_the_generator_loss_against_a_frozen_surrogate(tmp
     assert _same(_weights(trainer.surrogate_module), surrogate_before)
     assert all(p.requires_grad for p in trainer.surrogate_module.parameters())  # unfrozen again
     assert not _same(_weights(trainer.generator_module), generator_before)
+
+
+# --- the adversarial objective ------------------------------------------------------------------
+ADVERSARIAL = {"loss": {"objective": "adversarial", "generator_mask_weight": 0.0}}
+
+
+def test_adversarial_surrogate_steps_learn_the_clean_images_whatever_the_generator(tmp_path):
+    first, batch = _trainer_and_batch(tmp_path, **FAST, loss=ADVERSARIAL["loss"])
+    second, _ = _trainer_and_batch(tmp_path, **FAST, loss=ADVERSARIAL["loss"])
+    second.surrogate_module.load_state_dict(first.surrogate_module.state_dict())
+    with torch.no_grad():  # another generator: its noise must not reach the surrogate
+        for parameter in second.generator_module.parameters():
+            parameter.add_(0.5)
+    losses = [float(first.surrogate_step(batch, step=0)["surrogate_loss"]) for _ in range(3)]
+    others = [float(second.surrogate_step(batch, step=0)["surrogate_loss"]) for _ in range(3)]
+    assert losses == others
+    assert _same(_weights(first.surrogate_module), _weights(second.surrogate_module))
+    minmin, _ = _trainer_and_batch(tmp_path, **FAST)  # min-min: the same surrogate learns x + δ instead
+    minmin.surrogate_module.load_state_dict(second.surrogate_module.state_dict())
+    first.surrogate_step(batch, step=1)
+    minmin.surrogate_step(batch, step=1)
+    assert not _same(_weights(first.surrogate_module), _weights(minmin.surrogate_module))
+
+
+def test_adversarial_generator_step_moves_the_generator_against_min_min(tmp_path):
+    """Same state, same batch: the adversarial step's loss is min-min's negated, so Adam's first
+    step (lr x sign of the gradient) moves every generator parameter the opposite way."""
+    adversarial, batch = _trainer_and_batch(tmp_path, **FAST, loss=ADVERSARIAL["loss"])
+    minmin, _ = _trainer_and_batch(tmp_path, **FAST, loss={"generator_mask_weight": 0.0})
+    for _ in range(4):  # a surrogate that reacts to its input
+        adversarial.surrogate_step(batch, step=0)
+    minmin.surrogate_module.load_state_dict(adversarial.surrogate_module.state_dict())
+    before = _weights(adversarial.generator_module)
+    assert _same(before, _weights(minmin.generator_module))
+    losses = [float(t.generator_step(batch, step=1)["generator_loss"]) for t in (adversarial, minmin)]
+    assert losses[0] == pytest.approx(losses[1])  # the loss is reported as computed, not negated
+    moved = 0
+    for name, start in before.items():
+        up = adversarial.generator_module.state_dict()[name] - start
+        down = minmin.generator_module.state_dict()[name] - start
+        changed = (up.abs() > 1e-7) & (down.abs() > 1e-7)
+        assert torch.all(torch.sign(up[changed]) == -torch.sign(down[changed])), name
+        moved += int(changed.sum())
+    assert moved > 100
+
+
+def test_adversarial_generator_steps_raise_a_frozen_surrogate_loss(tmp_path):
+    trainer, batch = _trainer_and_batch(tmp_path, **FAST, loss=ADVERSARIAL["loss"])
+    for _ in range(8):
+        trainer.surrogate_step(batch, step=0)
+    surrogate_before = _weights(trainer.surrogate_module)
+    losses = [float(trainer.generator_step(batch, step=1)["generator_loss"]) for _ in range(12)]
+    assert losses[-1] > losses[0] + 2e-3, losses
+    assert _same(_weights(trainer.surrogate_module), surrogate_before)
+
+
+def test_box_surrogate_prompts_are_corners_and_the_filled_box(tmp_path):
+    config = tiny_config(tmp_path, prompts={"surrogate_prompt": "box", "surrogate_unprompted": 0.5, "box_jitter": 0.0})
+    dataset = runner.build_dataset(config, 32, "train", augment=False)
+    masks = collate([dataset[i] for i in range(len(dataset))])["mask"]
+    prompts = surrogate_prompts(masks, config.prompts, torch.Generator().manual_seed(0))
+    prompted = prompts.labels[:, 0] == BOX_TOP_LEFT
+    assert 0 < int(prompted.sum()) < len(masks)  # about half get no prompt at all
+    assert torch.equal(prompts.has_mask, prompted)
+    assert torch.all(prompts.labels[prompted, 1] == BOX_BOTTOM_RIGHT)
+    assert torch.all(prompts.labels[:, 2:] == PADDING) and torch.all(prompts.labels[~prompted] == PADDING)
+    assert torch.all(prompts.masks[~prompted] == 0)
+    for mask, box, corners in zip(masks[prompted], prompts.masks[prompted], prompts.coords[prompted]):
+        ys, xs = torch.nonzero(mask[0] > 0.5, as_tuple=True)  # the tight box (corners: first and last pixel), filled
+        expected = torch.zeros_like(box[0])
+        expected[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = 1
+        assert torch.equal(box[0], expected)
+        assert torch.equal(corners[:2], torch.tensor([[xs.min(), ys.min()], [xs.max(), ys.max()]]).float())
+
+
+def test_warmup_rounds_run_surrogate_steps_only(tmp_path):
+    config = tiny_config(tmp_path, schedule={"warmup_rounds": 2}, loss={"objective": "adversarial"})
+    runner.run_training(config)
+    steps = [r for r in read_metrics(tmp_path / "run" / "metrics.csv") if r["phase"] != "eval"]
+    assert [r["phase"] for r in steps] == ["surrogate"] * 4 + ["surrogate", "generator"] * 2
+
+
+def test_keyed_generators_refuse_the_adversarial_objective(tmp_path):
+    config = tiny_config(tmp_path, loss={"objective": "adversarial"})
+    keyed = config.model.generator.replace(".json", "_keyed.json")
+    Path(keyed).write_text(json.dumps({**json.loads(Path(config.model.generator).read_text()), "num_codes": 4,
+                                       "code_cells": 8, "code_tile": 2}))
+    with pytest.raises(ConfigError, match="min-min only"):
+        runner.run_training(apply_overrides(config, [f"model.generator={keyed}", "output.check_steps=0"]))
 
 
 SEMANTIC = {"model": {"semantic_surrogate": "unet@resnet18", "semantic_size": 32}}
@@ -325,6 +415,9 @@ OVERRIDE_ERRORS = [
     ("augmentation.scale_min=2", "augmentation: scale range must satisfy 0 < min <= max"),
     ("epsilon.train_bg=0.5", "epsilon.train / epsilon.train_bg: epsilon_bg"),
     ("schedule.rounds", "is not of the form section.key=value"),
+    ("loss.objective=max-max", "loss.objective must be one of"),
+    ("prompts.surrogate_prompt=ellipse", "prompts.surrogate_prompt must be one of"),
+    ("schedule.warmup_rounds=-1", "schedule.warmup_rounds must be >= 0"),
 ]
 RUN_ERRORS = [
     ("model.generator=huge", "unknown generator preset 'huge'"),

@@ -18,7 +18,7 @@ from unseg.data.transforms import Letterbox
 from unseg.devices import mixed_precision
 from unseg.evaluation.metrics import SegmentationScore
 from unseg.models import PromptBatch
-from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT
+from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, boxes_to_masks
 
 MIN_OBJECT_PIXELS = 16
 
@@ -90,15 +90,6 @@ def interactive_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     probability = logits.sigmoid()
     dice = 1 - (2 * (probability * targets).sum((1, 2, 3)) + 1) / (probability.sum((1, 2, 3)) + targets.sum((1, 2, 3)) + 1)
     return bce + dice.mean()
-
-
-def boxes_to_masks(corners: torch.Tensor, size: int, side: int) -> torch.Tensor:
-    """``N x 1 x side x side`` filled boxes from ``N x 2 x 2`` corners ((x0, y0), (x1, y1)) given in
-    the coordinates of a ``size`` x ``size`` input: a pixel is in when its centre is."""
-    centres = (torch.arange(side, dtype=torch.float32, device=corners.device) + 0.5) * size / side
-    inside_x = (centres[None] >= corners[:, 0, 0:1]) & (centres[None] < corners[:, 1, 0:1])
-    inside_y = (centres[None] >= corners[:, 0, 1:2]) & (centres[None] < corners[:, 1, 1:2])
-    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
 
 
 def box_masks(samples: ObjectSamples) -> torch.Tensor:

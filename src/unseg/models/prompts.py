@@ -45,6 +45,15 @@ class PromptBatch:
         )
 
 
+def boxes_to_masks(corners: torch.Tensor, size: int, side: int) -> torch.Tensor:
+    """``N x 1 x side x side`` filled boxes from ``N x 2 x 2`` corners ((x0, y0), (x1, y1)) given in
+    the coordinates of a ``size`` x ``size`` input: a pixel is in when its centre is."""
+    centres = (torch.arange(side, dtype=torch.float32, device=corners.device) + 0.5) * size / side
+    inside_x = (centres[None] >= corners[:, 0, 0:1]) & (centres[None] < corners[:, 1, 0:1])
+    inside_y = (centres[None] >= corners[:, 0, 1:2]) & (centres[None] < corners[:, 1, 1:2])
+    return (inside_y[:, :, None] & inside_x[:, None, :]).float()[:, None]
+
+
 def embed_prompts(encoder: PromptEncoder, prompts: PromptBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Sparse (``B x (N+1) x D``) and dense (``B x D x E x E``) embeddings of ``prompts``.
 

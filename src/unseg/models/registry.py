@@ -37,6 +37,10 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
     "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                   code_family="flat"),
+    # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective
+    # (loss.objective = "adversarial"), whose sample-wise counterpart is free per pixel
+    # (benchmarks/results/adversarial_poison_probe.md).
+    "fine": GeneratorConfig(noise_upscale=0, noise_highpass=0.0),
     # Paper layout: SAM ViT-B at 1024 px, noise at 256 px (the UnSeg paper, arXiv:2410.09909); frozen SAM part loads
     # from an official checkpoint file given by the user.
     "vit_b": GeneratorConfig(sam=SAM_VIT_B, noise_upscale=0),

@@ -5,6 +5,12 @@ Generator step:  min_θg  L(f_s(x + δ_g(x, p_g), p_s), target)   (surrogates fr
                  [+ w_c · L(f_c(x + δ_g(x, p_g)), target)]
                  + w · L(generator mask logits, y)                (keeps its promptable mask usable)
 
+With ``loss.objective = "adversarial"`` (an amortised adversarial poison, Fowl et al. 2021 /
+GAP, Poursaeed et al. 2018) both phases change sign and input:
+
+Surrogate step:  min_θs  L(f_s(x, p_s), y)   [+ min_θc  L(f_c(x), y)]        (clean images)
+Generator step:  min_θg  −L(f_s(x + δ_g(x, p_g), p_s), y)  [− w_c · L(f_c(x + δ_g), y)]  + w · mask loss
+
 f_c is the optional semantic surrogate (``model.semantic_surrogate``): a convolutional segmenter
 with no prompt that sees x + δ resized to ``model.semantic_size``.
 
@@ -19,7 +25,7 @@ seeded by (seed, step, rank), so a resumed run repeats an uninterrupted one exac
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,7 +44,7 @@ from unseg.training.prompts import (
     generator_prompt_types,
     prompt_batch,
     rescale_prompts,
-    surrogate_prompt_types,
+    surrogate_prompts,
 )
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -198,21 +204,21 @@ class BilevelTrainer:
         return mixed_precision(self.device, dtype=self.amp_dtype)
 
     def sample_prompts(self, masks: torch.Tensor, rng: torch.Generator) -> StepPrompts:
-        """Generator prompts (random non-empty subset) and surrogate prompts (one type), from CPU masks."""
+        """Generator prompts (random non-empty subset) and surrogate prompts (one type or none,
+        :func:`unseg.training.prompts.surrogate_prompts`), from CPU masks."""
         batch = masks.shape[0]
         size = masks.shape[-1]
         gen = prompt_batch(masks, generator_prompt_types(batch, rng), self.sampling, rng)
-        sur_types = surrogate_prompt_types(batch, rng, self.config.prompts.surrogate_unprompted)
-        sur = prompt_batch(masks, sur_types, self.sampling, rng)
-        sur = rescale_prompts(sur, size, self.surrogate_size)
+        sur = rescale_prompts(surrogate_prompts(masks, self.sampling, rng), size, self.surrogate_size)
         return StepPrompts(gen.to(self.device), sur.to(self.device))
 
     def measurement_prompts(self, masks: torch.Tensor, rng: torch.Generator) -> StepPrompts:
         """Prompts for measuring protection, from CPU masks: the generator gets box + points + mask
-        (all information, as when protecting), the surrogate one random type per object."""
+        (all information, as when protecting), the surrogate one type per object (random, or the
+        box with ``prompts.surrogate_prompt = "box"``)."""
         every = torch.ones(masks.shape[0], 3, dtype=torch.bool)
         gen = prompt_batch(masks, every, self.sampling, rng)
-        sur = prompt_batch(masks, surrogate_prompt_types(masks.shape[0], rng), self.sampling, rng)
+        sur = surrogate_prompts(masks, replace(self.sampling, surrogate_unprompted=0.0), rng)
         sur = rescale_prompts(sur, masks.shape[-1], self.surrogate_size)
         return StepPrompts(gen.to(self.device), sur.to(self.device))
 
@@ -263,17 +269,26 @@ class BilevelTrainer:
                 group["lr"] = base * factor
 
     # --- the two phases ---------------------------------------------------------------------
+    @property
+    def adversarial(self) -> bool:
+        """``loss.objective == "adversarial"``: surrogates learn clean images, the generator raises their loss."""
+        return self.config.loss.objective == "adversarial"
+
     def surrogate_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        """One update of the surrogate(s) on x + δ.detach() against the true masks; returns the
-        losses as 0-d tensors on the device (read them in bulk: no host sync per step)."""
+        """One update of the surrogate(s) on x + δ.detach() against the true masks (on the clean x
+        with the adversarial objective); returns the losses as 0-d tensors on the device (read them
+        in bulk: no host sync per step)."""
         rng = step_generator(self.config.runtime.seed, step, self.rank)
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
         self.surrogate.train()
-        with torch.no_grad(), self.autocast():
-            adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
-                             self.config.epsilon.train_budget, self.config.epsilon.saturate)
-        adv = adv.float()
+        if self.adversarial:
+            adv = images
+        else:
+            with torch.no_grad(), self.autocast():
+                adv, _ = perturb(self.generator_module, images, masks, valid, prompts.generator,
+                                 self.config.epsilon.train_budget, self.config.epsilon.saturate)
+            adv = adv.float()
         surrogate_input = self.surrogate_input(adv, step)
         with self.autocast():
             logits = self.surrogate(surrogate_input, prompts.surrogate)
@@ -289,8 +304,10 @@ class BilevelTrainer:
         return values
 
     def generator_step(self, batch: Batch, step: int) -> dict[str, torch.Tensor]:
-        """One generator update through the frozen surrogate (target: all-ones or true mask); returns
-        the losses as 0-d tensors on the device."""
+        """One generator update through the frozen surrogate(s): min-min lowers their loss towards
+        the target (all-ones or the true mask), the adversarial objective raises it on the true mask
+        (the loss then enters negated); returns the losses (as computed, not negated) as 0-d
+        tensors on the device."""
         rng = step_generator(self.config.runtime.seed, step, self.rank)
         prompts = self.sample_prompts(batch["mask"], rng)
         images, masks, valid = self._to_device(batch)
@@ -302,14 +319,15 @@ class BilevelTrainer:
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
                                       self.config.epsilon.train_budget, self.config.epsilon.saturate)
                 logits = surrogate(self.surrogate_input(adv, step), prompts.surrogate)
-                target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks
+                target = torch.ones_like(masks) if self.config.loss.target == "ones" and not self.adversarial else masks
+                sign = -1.0 if self.adversarial else 1.0
                 noise_loss = self.loss(logits, target, valid)
-                loss = noise_loss
+                loss = sign * noise_loss
                 semantic_loss = torch.zeros((), device=self.device)
                 if semantic is not None:  # train mode: batch statistics, as a victim in training sees
                     semantic.train()
                     semantic_loss = self.loss(self.semantic_logits(semantic, adv), target, valid)
-                    loss = loss + self.config.loss.semantic_weight * semantic_loss
+                    loss = loss + sign * self.config.loss.semantic_weight * semantic_loss
                 mask_loss = torch.zeros((), device=self.device)
                 if self.train_generator_mask:
                     mask_loss = self.loss(output.mask_logits, masks, valid)

@@ -75,6 +75,9 @@ class ScheduleConfig:
     (the UnSeg paper, arXiv:2410.09909: x0.1 at epoch 20 of 27, i.e. ~0.75). ``eval_every`` / ``checkpoint_every`` count rounds.
     ``surrogate_reset_every`` > 0 (keyed generators): the semantic surrogate restarts from a fresh
     initialisation every that many rounds, so the codes stay what a young network learns first.
+    ``warmup_rounds``: the first rounds run surrogate steps only (all ``surrogate_steps +
+    generator_steps`` of them), so an adversarial generator (``loss.objective``) starts against a
+    surrogate that already segments.
     """
 
     rounds: int = 500
@@ -86,6 +89,7 @@ class ScheduleConfig:
     eval_every: int = 50
     checkpoint_every: int = 50
     surrogate_reset_every: int = 0
+    warmup_rounds: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,10 +141,19 @@ class EpsilonConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Generator target ("true" = plain min-min, the default; "ones" = the release's label
-    modification, in ``configs/paper.toml``), and loss weights (``semantic_weight``: the semantic
-    surrogate's loss in the generator's objective)."""
+    """The generator's objective, its target and the loss weights.
 
+    ``objective``: ``"min-min"`` (the paper's bilevel error-minimisation: the surrogates learn on
+    x + δ, the generator *lowers* their loss — a shortcut) or ``"adversarial"`` (an adversarial
+    poison, Fowl et al., NeurIPS 2021, amortised in one generator as in GAP, Poursaeed et al., CVPR
+    2018: the surrogates learn on the *clean* images and the generator *raises* their loss on the
+    true masks, so a victim trained on the noised images learns features that point the wrong way on
+    clean ones; what took the box-prompted ``sam`` victim below box-fill in
+    ``benchmarks/results/adversarial_poison_probe.md``). ``target`` (min-min only): "true" = plain
+    min-min, the default; "ones" = the release's label modification (``configs/paper.toml``).
+    ``semantic_weight``: the semantic surrogate's loss in the generator's objective."""
+
+    objective: str = "min-min"
     target: str = "true"
     generator_mask_weight: float = 1.0
     semantic_weight: float = 1.0
@@ -157,13 +170,17 @@ class PromptSampling:
     of the noisy mask prompt as a fraction of the input side. ``surrogate_unprompted``: share of
     training samples the surrogate gets with no prompt. It must then find the object from the
     image alone, as a semantic-segmentation victim does, so noise that marks the object (from the
-    generator's prompt) pays off directly (0 = the paper's setup).
+    generator's prompt) pays off directly (0 = the paper's setup). ``surrogate_prompt``: ``"any"``
+    (one of box, points, noisy mask per prompted sample) or ``"box"`` (the box's corners and the
+    filled box as the mask prompt, as the benchmark's interactive victim is prompted,
+    :class:`unseg.evaluation.interactive.ObjectSamples`).
     """
 
     num_points: int = 10
     box_jitter: float = 0.1
     mask_max_radius: float = 0.03
     surrogate_unprompted: float = 0.75
+    surrogate_prompt: str = "any"
 
     def __post_init__(self) -> None:
         if self.num_points < 1:
@@ -221,6 +238,8 @@ class TrainConfig:
 CHOICES = {
     "data.format": ("folder", "coco"),
     "loss.target": ("ones", "true"),
+    "loss.objective": ("min-min", "adversarial"),
+    "prompts.surrogate_prompt": ("any", "box"),
     "runtime.amp": ("none", "bf16", "fp16"),
 }
 
@@ -234,6 +253,8 @@ def validate(config: TrainConfig) -> None:
     positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every",
                 "schedule.checkpoint_every", "optimiser.generator_lr", "optimiser.surrogate_lr", "optimiser.code_lr",
                 "output.log_every"]
+    if config.schedule.warmup_rounds < 0:
+        raise ConfigError(f"schedule.warmup_rounds must be >= 0, got {config.schedule.warmup_rounds}")
     if config.schedule.surrogate_reset_every < 0:
         raise ConfigError(f"schedule.surrogate_reset_every must be >= 0, got {config.schedule.surrogate_reset_every}")
     for key in positive:

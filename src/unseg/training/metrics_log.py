@@ -107,7 +107,7 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> None:
     rows = read_metrics(csv_path)
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
     for axis, columns, title in (
-        (axes[0], ("surrogate_loss", "semantic_loss"), "surrogate losses (protected inputs, true masks)"),
+        (axes[0], ("surrogate_loss", "semantic_loss"), "surrogate losses (true masks; protected inputs, clean if adversarial)"),
         (axes[1], ("generator_loss", "generator_semantic_loss", "generator_mask_loss"), "generator losses"),
         (axes[2], ("iou_protected", "iou_clean", "semantic_iou_protected", "semantic_iou_clean",
                    "code_accuracy_protected", "code_accuracy_clean"),
@@ -120,7 +120,8 @@ def plot_metrics(csv_path: str | Path, png_path: str | Path) -> None:
                           linewidth=1 if column.endswith("loss") else 1.5)
         axis.set_title(title)
         axis.set_xlabel("step")
-        axis.legend()
+        if axis.lines:  # no generator steps yet during warm-up rounds
+            axis.legend()
     figure.tight_layout()
     figure.savefig(png_path, dpi=100)
     plt.close(figure)

@@ -14,7 +14,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING, POSITIVE, PromptBatch
+from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING, POSITIVE, PromptBatch, boxes_to_masks
 from unseg.training.config import PromptSampling  # the [prompts] section: how prompts are drawn
 
 BOX, POINTS, MASK = 0, 1, 2
@@ -107,6 +107,23 @@ def surrogate_prompt_types(batch: int, generator: torch.Generator, unprompted: f
     choice = torch.randint(0, 3, (batch,), generator=generator)
     keep = torch.rand(batch, generator=generator) >= unprompted
     return F.one_hot(choice, 3).bool() & keep[:, None]
+
+
+def surrogate_prompts(masks: torch.Tensor, sampling: PromptSampling, generator: torch.Generator) -> PromptBatch:
+    """The surrogate's prompts for ``B x 1 x S x S`` true masks: one type per sample, none for a
+    ``sampling.surrogate_unprompted`` share; with ``sampling.surrogate_prompt == "box"`` the type is
+    always the box, given as its corners *and* the filled box as the mask prompt — how the
+    benchmark's interactive victim is prompted (``unseg.evaluation.interactive.ObjectSamples``)."""
+    use = surrogate_prompt_types(masks.shape[0], generator, sampling.surrogate_unprompted)
+    if sampling.surrogate_prompt == "any":
+        return prompt_batch(masks, use, sampling, generator)
+    use = use.any(dim=1, keepdim=True) & F.one_hot(torch.tensor(BOX), 3).bool()  # prompted -> the box
+    prompts = prompt_batch(masks, use, sampling, generator)
+    size = masks.shape[-1]
+    has_box = use[:, BOX].to(masks.device)
+    corners = prompts.coords[:, :2] + torch.tensor([[0.0, 0.0], [1.0, 1.0]], device=masks.device)  # last pixel in
+    filled = boxes_to_masks(corners, size, size) * has_box.view(-1, 1, 1, 1)
+    return PromptBatch(prompts.coords, prompts.labels, masks=filled, has_mask=has_box)
 
 
 def rescale_prompts(prompts: PromptBatch, from_size: int, to_size: int) -> PromptBatch:

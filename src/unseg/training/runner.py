@@ -192,6 +192,8 @@ class _Run:
         self.keyed = generator_kind.keyed
         if self.keyed and context.world_size > 1:
             raise ConfigError("keyed generators train in one process (no DDP yet)")
+        if self.keyed and config.loss.objective != "min-min":
+            raise ConfigError("keyed generators train with loss.objective = min-min only")
         if self.keyed and config.output.check_steps > 0:
             raise ConfigError("--check-steps measures the interactive surrogate; keyed generators are checked by "
                               "unseg evaluate (set output.check_steps = 0)")
@@ -275,6 +277,8 @@ def _train(config: TrainConfig, context: DistributedContext, device: torch.devic
         lrs = {"generator_lr": trainer.generator_optimiser.param_groups[0]["lr"],
                "surrogate_lr": trainer.surrogate_optimiser.param_groups[0]["lr"]}
         phases = ["surrogate"] * schedule.surrogate_steps + ["generator"] * schedule.generator_steps
+        if round_index < schedule.warmup_rounds:  # the surrogate learns to segment before the generator starts
+            phases = ["surrogate"] * len(phases)
         for phase in phases:
             step, batch = next(batches)
             started = time.perf_counter()
