@@ -202,9 +202,9 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     budget; the returned noise is their sum."""
     generator = torch.Generator().manual_seed(config.seed + 100)
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets)
-    pixels = split.images.float() / 255
+    clean = pixels = split.images.float() / 255
     if base is not None:  # the learned noise moves the images with the base noise on them, in the budget left
-        pixels, bound = (pixels + base).clamp(0, 1), bound * (1 - args.base_share)
+        pixels, bound = (clean + base).clamp(0, 1), bound * (1 - args.base_share)
     delta = torch.zeros_like(pixels)
     if args.class_wise:
         slots = class_slots(split, spec)
@@ -221,7 +221,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
         for index in order.split(config.batch_size):
             if len(index) < 2:
                 continue
-            loss = loss_of(pixels[index], index)
+            loss = loss_of(clean[index], index)  # the clean images: not the base noise either
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -274,7 +274,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
         losses.append(float(np.mean(pass_losses)))
         print(f"pass {len(losses)}: surrogate loss {losses[-1]:.3f}", flush=True)
     if not args.class_wise:
-        return delta if base is None else (pixels + delta) - split.images.float() / 255, losses, None
+        return delta if base is None else (pixels + delta) - clean, losses, None
     delta = torch.cat([place(index, codes) for index in torch.arange(len(split)).split(32)])
     return (pixels + delta).clamp(0, 1) - pixels, losses, codes / code_limit.clamp_min(1e-12)  # ε_bg may be 0
 
