@@ -98,6 +98,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "target's (error-maximising noise)")
     parser.add_argument("--surrogate-epochs", type=int, default=8,
                         help="--objective adversarial: clean epochs of the surrogate before the noise")
+    parser.add_argument("--surrogate-dataset", default=None,
+                        help="--objective adversarial with an interactive surrogate: train it on this set's clean "
+                             "training split (the evaluation's own loop, unseg.evaluation.training.train_victim) "
+                             "instead of the protected set's — does noise made against a model of other data poison "
+                             "this set? (a generator trained on one set and used on another meets exactly that)")
     parser.add_argument("--base", default=None,
                         help="a generator whose noise (made as the benchmark's unseg method makes it, at the victim size: "
                              "'default' = the shipped one) takes --base-share of every pixel's budget; the learned noise "
@@ -127,6 +132,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     interactive = any(parse_victim(name).interactive for name in [args.surrogate, *args.victims])
     if interactive and (args.native or args.class_wise):
         parser.error("--native and --class-wise are for semantic victims and surrogates")
+    if args.surrogate_dataset and (args.objective != "adversarial" or not parse_victim(args.surrogate).interactive):
+        parser.error("--surrogate-dataset is for --objective adversarial with an interactive surrogate")
     if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
         parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
@@ -139,7 +146,7 @@ def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
 
 
 def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.Generator,
-                   targets: SplitTensors | None = None):
+                   targets: SplitTensors | None = None, trained: torch.nn.Module | None = None):
     """A from-scratch surrogate of ``victim``'s architecture (another initialisation than the victim's),
     its Adam optimiser at the victim's learning rate, and ``loss(x, index)``: the victim's own training
     loss on images ``x`` (``B x 3 x H x W`` in [0, 1], the training images ``index``) — for ``sam`` with
@@ -147,9 +154,10 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     ``loss(x, index, flip=True)`` scores the adversarial target instead (each class as the next one,
     or for ``sam`` the object mask inverted).
     ``targets``: the split at the victim size when ``split`` holds larger (native) images — a semantic
-    surrogate then sees x resized (bilinear, antialiased) to the victim size, as the victim will."""
+    surrogate then sees x resized (bilinear, antialiased) to the victim size, as the victim will.
+    ``trained``: an already trained surrogate to use instead of a fresh one."""
     torch.manual_seed(config.seed + 100)
-    surrogate = build_victim(victim, spec.num_classes)
+    surrogate = trained if trained is not None else build_victim(victim, spec.num_classes)
     lr = config.schedule().lr
     if not victim.interactive:
         targets = targets or split
@@ -179,6 +187,26 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
 
+def other_data_surrogate(args, config) -> torch.nn.Module:
+    """The ``--surrogate`` architecture trained ``--surrogate-epochs`` on the clean training split of
+    ``--surrogate-dataset`` by the evaluation's own victim loop (another initialisation than the
+    victims'), frozen; prints its clean test score there."""
+    folder = SegmentationFolder(args.data_root / args.surrogate_dataset)
+    spec = folder.spec
+    size = victim_size(spec, config.image_height)
+    picks = [pick_stems(folder.stems(spec.train_split), config.train_images, config.seed),
+             pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)]
+    train, test = (load_split([folder.read_image(s).rgb8() for s in stems], [folder.read_mask(s) for s in stems], size)
+                   for stems in picks)
+    result = train_victim(parse_victim(args.surrogate), spec, train, test,
+                          replace(config, epochs=args.surrogate_epochs).schedule(), torch.device("cpu"), config.seed + 100,
+                          progress=None)
+    print(f"surrogate on clean {spec.name}: test iou {result.final['iou']:.1f} (box-fill {result.final['box_fill_iou']:.1f}), "
+          f"{result.seconds / 60:.0f} min", flush=True)
+    args.surrogate_scores = (result.final["iou"], result.final["box_fill_iou"])
+    return result.model.requires_grad_(False)
+
+
 def class_slots(split: SplitTensors, spec) -> torch.Tensor:
     """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds every label outside the
     classes (void / ignore), as in :func:`unseg.baselines.sample.class_index_map`."""
@@ -201,7 +229,10 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     ``bound`` x --base-share): fixed noise under the learned one, which then lives in the rest of the
     budget; the returned noise is their sum."""
     generator = torch.Generator().manual_seed(config.seed + 100)
-    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets)
+    adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
+    trained = other_data_surrogate(args, config) if args.surrogate_dataset else None
+    surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets,
+                                                   trained)
     clean = pixels = split.images.float() / 255
     if base is not None:  # the learned noise moves the images with the base noise on them, in the budget left
         pixels, bound = (clean + base).clamp(0, 1), bound * (1 - args.base_share)
@@ -214,8 +245,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
         if args.init_flat:  # start from the keyed generator's flat colours (class k: flat_code k; void: none)
             codes[:-1] = torch.stack([flat_code(k, 1) for k in range(spec.num_classes)]) * code_limit[:-1]
         place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], values)  # noqa: E731
-    adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
-    for epoch in range(args.surrogate_epochs if adversarial else 0):
+    for epoch in range(args.surrogate_epochs if adversarial and trained is None else 0):
         surrogate.train()
         order, epoch_losses = torch.randperm(len(split), generator=generator), []
         for index in order.split(config.batch_size):
@@ -351,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
-        kind += (f", adversarial (clean surrogate {args.surrogate_epochs} epochs, "
+        trained_on = f" on {args.surrogate_dataset}" if args.surrogate_dataset else ""
+        kind += (f", adversarial (clean surrogate{trained_on} {args.surrogate_epochs} epochs, "
                  + ("away from the true labels)" if args.untargeted
                     else "towards the inverted object mask)" if parse_victim(args.surrogate).interactive
                     else "towards the next class)"))
@@ -375,6 +406,9 @@ def main(argv: list[str] | None = None) -> None:
          if adversarial else f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |"),
         *rows,
     ]
+    if args.surrogate_dataset:
+        lines.append(f"| surrogate's clean {args.surrogate_dataset} test IoU / box-fill there | "
+                     f"{args.surrogate_scores[0]:.1f} / {args.surrogate_scores[1]:.1f} |")
     why = __doc__.split("\n\n")[1 if parse_victim(args.victims[0]).interactive else 2]  # the sam question, or the semantic one
     title = f"# Error-minimising noise against the `{args.victims[0]}` victim (probe)\n\n{why}\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)

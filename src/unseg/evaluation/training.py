@@ -64,12 +64,14 @@ class SplitTensors:
 
 @dataclass
 class VictimResult:
-    """Metric history (one entry per epoch), final test summary, wall time and sample predictions."""
+    """Metric history (one entry per epoch), final test summary, wall time, sample predictions and the
+    trained victim itself (in eval mode: e.g. a frozen clean-trained surrogate for adversarial noise)."""
 
     history: list[dict[str, float]]
     final: dict
     seconds: float
     predictions: np.ndarray | None = field(default=None, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, spec: DatasetSpec) -> torch.Tensor:
@@ -262,4 +264,4 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
                         loop.metric: summary[loop.metric]})
     final, predictions = loop.evaluate()
-    return VictimResult(history, final, time.perf_counter() - started, predictions)
+    return VictimResult(history, final, time.perf_counter() - started, predictions, model.eval())
