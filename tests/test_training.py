@@ -178,6 +178,11 @@ def test_warmup_rounds_run_surrogate_steps_only(tmp_path):
     assert [r["phase"] for r in steps] == ["surrogate"] * 4 + ["surrogate", "generator"] * 2
 
 
+def test_the_adversarial_objective_refuses_a_min_min_target(tmp_path):
+    with pytest.raises(ConfigError, match="loss.target applies to min-min only"):
+        tiny_config(tmp_path, loss={"objective": "adversarial", "target": "ones"})
+
+
 def test_keyed_generators_refuse_the_adversarial_objective(tmp_path):
     config = tiny_config(tmp_path, loss={"objective": "adversarial"})
     keyed = config.model.generator.replace(".json", "_keyed.json")

@@ -319,7 +319,7 @@ class BilevelTrainer:
                 adv, output = perturb(self.generator, images, masks, valid, prompts.generator,
                                       self.config.epsilon.train_budget, self.config.epsilon.saturate)
                 logits = surrogate(self.surrogate_input(adv, step), prompts.surrogate)
-                target = torch.ones_like(masks) if self.config.loss.target == "ones" and not self.adversarial else masks
+                target = torch.ones_like(masks) if self.config.loss.target == "ones" else masks  # min-min only
                 sign = -1.0 if self.adversarial else 1.0
                 noise_loss = self.loss(logits, target, valid)
                 loss = sign * noise_loss

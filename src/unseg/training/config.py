@@ -253,6 +253,8 @@ def validate(config: TrainConfig) -> None:
     positive = ["model.semantic_size", "schedule.rounds", "schedule.batch_size", "schedule.eval_every",
                 "schedule.checkpoint_every", "optimiser.generator_lr", "optimiser.surrogate_lr", "optimiser.code_lr",
                 "output.log_every"]
+    if config.loss.objective == "adversarial" and config.loss.target != "true":
+        raise ConfigError("loss.target applies to min-min only: the adversarial objective raises the loss of the true masks")
     if config.schedule.warmup_rounds < 0:
         raise ConfigError(f"schedule.warmup_rounds must be >= 0, got {config.schedule.warmup_rounds}")
     if config.schedule.surrogate_reset_every < 0:
