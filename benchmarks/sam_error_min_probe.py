@@ -70,7 +70,7 @@ from unseg.data.transforms import Letterbox
 from unseg.evaluation import preset_config
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
-from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
+from unseg.evaluation.training import SplitTensors, VictimResult, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
 from unseg.models.generator import flat_code
 
@@ -187,10 +187,10 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
 
-def other_data_surrogate(args, config) -> torch.nn.Module:
+def other_data_surrogate(args, config) -> VictimResult:
     """The ``--surrogate`` architecture trained ``--surrogate-epochs`` on the clean training split of
     ``--surrogate-dataset`` by the evaluation's own victim loop (another initialisation than the
-    victims'), frozen; prints its clean test score there."""
+    victims'): its clean test scores there and the model, frozen."""
     folder = SegmentationFolder(args.data_root / args.surrogate_dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
@@ -203,8 +203,8 @@ def other_data_surrogate(args, config) -> torch.nn.Module:
                           progress=None)
     print(f"surrogate on clean {spec.name}: test iou {result.final['iou']:.1f} (box-fill {result.final['box_fill_iou']:.1f}), "
           f"{result.seconds / 60:.0f} min", flush=True)
-    args.surrogate_scores = (result.final["iou"], result.final["box_fill_iou"])
-    return result.model.requires_grad_(False)
+    result.model.requires_grad_(False)
+    return result
 
 
 def class_slots(split: SplitTensors, spec) -> torch.Tensor:
@@ -215,7 +215,8 @@ def class_slots(split: SplitTensors, spec) -> torch.Tensor:
 
 
 def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, targets: SplitTensors | None = None,
-                  base: torch.Tensor | None = None) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
+                  base: torch.Tensor | None = None, trained: torch.nn.Module | None = None
+                  ) -> tuple[torch.Tensor, list[float], torch.Tensor | None]:
     """``N x 3 x H x W`` noise (in [0, 1] units) that lowers a from-scratch surrogate's loss (the
     victim's architecture, :func:`surrogate_loss`) — or with ``--objective adversarial`` a frozen
     clean-trained surrogate's loss towards the wrong target (or, ``--untargeted``, raises it on the
@@ -227,10 +228,10 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     within ε_bg), the same in every image and placed on that class's pixels — a learned counterpart
     of the generator's designed class codes. ``base`` (``N x 3 x H x W``, in [0, 1] units, within
     ``bound`` x --base-share): fixed noise under the learned one, which then lives in the rest of the
-    budget; the returned noise is their sum."""
+    budget; the returned noise is their sum. ``trained``: a frozen surrogate trained elsewhere
+    (:func:`other_data_surrogate`) instead of the clean warm-up on ``split``."""
     generator = torch.Generator().manual_seed(config.seed + 100)
     adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
-    trained = other_data_surrogate(args, config) if args.surrogate_dataset else None
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets,
                                                    trained)
     clean = pixels = split.images.float() / 255
@@ -347,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
         labels = list(noised.masks.numpy())
         units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
         base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
-    began = time.perf_counter()
-    delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train, base=base)
+    began = time.perf_counter()  # the noise's time includes a --surrogate-dataset surrogate's training
+    other = other_data_surrogate(args, config) if args.surrogate_dataset else None
+    delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train, base=base,
+                                                   trained=None if other is None else other.model)
     if codes is not None and args.save_codes:
         args.save_codes.parent.mkdir(parents=True, exist_ok=True)
         save_file({"codes": codes.contiguous()}, str(args.save_codes))  # keyed_codes_probe.py --kinds codes:PATH
@@ -406,9 +409,9 @@ def main(argv: list[str] | None = None) -> None:
          if adversarial else f"| surrogate training loss per pass (x + δ) | {[round(v, 3) for v in surrogate_losses]} |"),
         *rows,
     ]
-    if args.surrogate_dataset:
+    if other is not None:
         lines.append(f"| surrogate's clean {args.surrogate_dataset} test IoU / box-fill there | "
-                     f"{args.surrogate_scores[0]:.1f} / {args.surrogate_scores[1]:.1f} |")
+                     f"{other.final['iou']:.1f} / {other.final['box_fill_iou']:.1f} |")
     why = __doc__.split("\n\n")[1 if parse_victim(args.victims[0]).interactive else 2]  # the sam question, or the semantic one
     title = f"# Error-minimising noise against the `{args.victims[0]}` victim (probe)\n\n{why}\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
