@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from clean_surrogate import clean_victim
 from noise_structure_probe import generator_noises
 from provenance import commit as code_commit
 from provenance import machine
@@ -70,7 +71,7 @@ from unseg.data.transforms import Letterbox
 from unseg.evaluation import preset_config
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
-from unseg.evaluation.training import SplitTensors, VictimResult, segmentation_loss, train_victim
+from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
 from unseg.models.generator import flat_code
 
@@ -187,26 +188,6 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
 
-def other_data_surrogate(args, config) -> VictimResult:
-    """The ``--surrogate`` architecture trained ``--surrogate-epochs`` on the clean training split of
-    ``--surrogate-dataset`` by the evaluation's own victim loop (another initialisation than the
-    victims'): its clean test scores there and the model, frozen."""
-    folder = SegmentationFolder(args.data_root / args.surrogate_dataset)
-    spec = folder.spec
-    size = victim_size(spec, config.image_height)
-    picks = [pick_stems(folder.stems(spec.train_split), config.train_images, config.seed),
-             pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)]
-    train, test = (load_split([folder.read_image(s).rgb8() for s in stems], [folder.read_mask(s) for s in stems], size)
-                   for stems in picks)
-    result = train_victim(parse_victim(args.surrogate), spec, train, test,
-                          replace(config, epochs=args.surrogate_epochs).schedule(), torch.device("cpu"), config.seed + 100,
-                          progress=None)
-    print(f"surrogate on clean {spec.name}: test iou {result.final['iou']:.1f} (box-fill {result.final['box_fill_iou']:.1f}), "
-          f"{result.seconds / 60:.0f} min", flush=True)
-    result.model.requires_grad_(False)
-    return result
-
-
 def class_slots(split: SplitTensors, spec) -> torch.Tensor:
     """``N x K x H x W`` one-hot class maps, K = classes + 1: the last slot holds every label outside the
     classes (void / ignore), as in :func:`unseg.baselines.sample.class_index_map`."""
@@ -229,7 +210,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     of the generator's designed class codes. ``base`` (``N x 3 x H x W``, in [0, 1] units, within
     ``bound`` x --base-share): fixed noise under the learned one, which then lives in the rest of the
     budget; the returned noise is their sum. ``trained``: a frozen surrogate trained elsewhere
-    (:func:`other_data_surrogate`) instead of the clean warm-up on ``split``."""
+    (:func:`clean_surrogate.clean_victim`) instead of the clean warm-up on ``split``."""
     generator = torch.Generator().manual_seed(config.seed + 100)
     adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets,
@@ -349,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
         units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
         base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
     began = time.perf_counter()  # the noise's time includes a --surrogate-dataset surrogate's training
-    other = other_data_surrogate(args, config) if args.surrogate_dataset else None
+    other = (clean_victim(args.data_root, args.surrogate_dataset, args.surrogate, args.surrogate_epochs, config)
+             if args.surrogate_dataset else None)
     delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train, base=base,
                                                    trained=None if other is None else other.model)
     if codes is not None and args.save_codes:

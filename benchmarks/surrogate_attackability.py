@@ -12,6 +12,7 @@ after ``--steps`` signed PGD steps of ``--unit-step`` x ε that raise it (ε on 
 Usage (from the repository root; ~1 min on 2 CPU cores):
 
     python benchmarks/surrogate_attackability.py runs/gap_v1/checkpoint_last.safetensors --datasets kvasir_seg camvid
+    python benchmarks/surrogate_attackability.py runs/surrogates/camvid_sam.safetensors
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
+from unseg.models import CheckpointError, load_model
 from unseg.training import runner
 from unseg.training.bilevel import BilevelTrainer
 from unseg.training.checkpointing import load_training_state, read_training_metadata
@@ -35,7 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path, help="a training state (checkpoint_last.safetensors of unseg train)")
+    parser.add_argument("checkpoint", type=Path, help="a training state (checkpoint_last.safetensors of unseg train) "
+                                                      "or a surrogate checkpoint (benchmarks/clean_surrogate.py)")
     parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--datasets", nargs="+", default=["kvasir_seg", "camvid"])
     parser.add_argument("--images", type=int, default=64, help="training images per dataset, one object each")
@@ -48,10 +51,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def checkpoint_surrogate(path: Path) -> torch.nn.Module:
-    """The interactive surrogate stored in a training state, frozen, in eval mode."""
-    config = config_from_toml_text(read_training_metadata(path)["config_toml"])
-    generator, surrogate, semantic = runner.build_networks(config, torch.device("cpu"))
-    load_training_state(path, BilevelTrainer(generator, surrogate, config, torch.device("cpu"), semantic=semantic))
+    """The interactive surrogate stored in a training state, or in a surrogate checkpoint
+    (``benchmarks/clean_surrogate.py``), frozen, in eval mode."""
+    try:
+        surrogate, _ = load_model(path, kind="surrogate")
+    except CheckpointError:  # not a surrogate checkpoint: a training state
+        config = config_from_toml_text(read_training_metadata(path)["config_toml"])
+        generator, surrogate, semantic = runner.build_networks(config, torch.device("cpu"))
+        load_training_state(path, BilevelTrainer(generator, surrogate, config, torch.device("cpu"), semantic=semantic))
     return surrogate.eval().requires_grad_(False)
 
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from training_helpers import tiny_config
 from unseg.budget import Budget
 from unseg.cli.main import app
-from unseg.models import NoiseGenerator, load_model
+from unseg.models import NoiseGenerator, build_surrogate, load_model, save_model
 from unseg.protection.protector import Protector
 from unseg.training import runner
 from unseg.training.batches import collate
@@ -24,7 +24,7 @@ from unseg.protection.budget import saturate_noise
 from unseg.training.bilevel import BilevelTrainer, perturb, rescale_through, resize_images, saturated
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.training.prompts import prompt_batch, surrogate_prompts
-from unseg.training.checkpointing import read_training_metadata
+from unseg.training.checkpointing import load_training_state, read_training_metadata
 from unseg.data.interactive import Augmentation
 from unseg.training.config import (
     ConfigError,
@@ -190,6 +190,35 @@ def test_keyed_generators_refuse_the_adversarial_objective(tmp_path):
                                        "code_cells": 8, "code_tile": 2}))
     with pytest.raises(ConfigError, match="min-min only"):
         runner.run_training(apply_overrides(config, [f"model.generator={keyed}", "output.check_steps=0"]))
+
+
+def test_surrogate_weights_start_the_surrogate_and_stay_frozen_without_surrogate_steps(tmp_path):
+    trained, _ = _trainer_and_batch(tmp_path / "a", **FAST)
+    path = save_model(tmp_path / "surrogate.safetensors", trained.surrogate_module)
+    config = tiny_config(tmp_path / "b", model={"surrogate_weights": str(path)}, loss={"objective": "adversarial"},
+                         schedule={"rounds": 2, "surrogate_steps": 0, "generator_steps": 1})
+    runner.seed_everything(1)  # another initialisation: only the file can make the weights equal
+    _, surrogate, _ = runner.build_networks(config, CPU)
+    assert _same(_weights(surrogate), _weights(trained.surrogate_module))
+    runner.run_training(config)
+    state = _trainer_and_batch(tmp_path / "c", model={"surrogate_weights": str(path)})[0]
+    load_training_state(Path(config.output.dir) / "checkpoint_last.safetensors", state)
+    assert _same(_weights(state.surrogate_module), _weights(trained.surrogate_module))
+    phases = [r["phase"] for r in read_metrics(Path(config.output.dir) / "metrics.csv") if r["phase"] != "eval"]
+    assert phases == ["generator", "generator"]
+
+
+def test_surrogate_weights_must_be_a_surrogate_of_the_configured_layout(tmp_path):
+    trainer, _ = _trainer_and_batch(tmp_path / "a")
+    generator_file = save_model(tmp_path / "generator.safetensors", trainer.generator_module)
+    with pytest.raises(ConfigError, match="surrogate_weights: .*holds a generator"):
+        runner.build_networks(tiny_config(tmp_path / "b", model={"surrogate_weights": str(generator_file)}), CPU)
+    with pytest.raises(ConfigError, match="surrogate_weights: checkpoint not found"):
+        runner.build_networks(tiny_config(tmp_path / "c", model={"surrogate_weights": str(tmp_path / "no")}), CPU)
+    other = build_surrogate("small")  # the 128 px layout, not the tiny 32 px one
+    with pytest.raises(ConfigError, match="another surrogate layout"):
+        runner.build_networks(tiny_config(tmp_path / "d", model={
+            "surrogate_weights": str(save_model(tmp_path / "small.safetensors", other))}), CPU)
 
 
 SEMANTIC = {"model": {"semantic_surrogate": "unet@resnet18", "semantic_size": 32}}

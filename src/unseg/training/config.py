@@ -58,11 +58,16 @@ class ModelConfig:
     ``unseg.models.semantic``; "" = none) trained from scratch beside the interactive surrogate, with
     no prompt, on x + δ resized to ``semantic_size`` (the object vs. everything else); the generator
     then also minimises its loss, as a convolutional victim that trains on downscaled images would.
+    ``surrogate_weights``: an unseg surrogate checkpoint (``benchmarks/clean_surrogate.py`` writes one:
+    the ``sam`` victim trained on clean images) the interactive surrogate starts from instead of a random
+    initialisation; its architecture must be ``surrogate``'s. With ``schedule.surrogate_steps = 0`` it
+    stays frozen: the adversarial objective against a model that already reads images.
     """
 
     generator: str = "small"
     surrogate: str = "small"
     sam_checkpoint: str = ""
+    surrogate_weights: str = ""
     semantic_surrogate: str = "linknet@resnet18"
     semantic_size: int = 96
 

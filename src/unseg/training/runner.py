@@ -24,11 +24,13 @@ from unseg.data.interactive import NO_AUGMENTATION, InteractiveDataset
 from unseg.data.scenes import SceneDataset
 from unseg.devices import DeviceError
 from unseg.models import (
+    CheckpointError,
     GeneratorConfig,
     SurrogateConfig,
     build_generator,
     build_surrogate,
     generator_config,
+    load_model,
     load_sam_weights,
     save_model,
     surrogate_config,
@@ -138,6 +140,18 @@ def network_config(value: str, kind: str) -> GeneratorConfig | SurrogateConfig:
         raise ConfigError(str(error.args[0])) from error
 
 
+def trained_surrogate(path: str, expected: SurrogateConfig) -> torch.nn.Module:
+    """The surrogate stored at ``path`` (``model.surrogate_weights``), which must have the ``expected`` layout."""
+    try:
+        surrogate, _ = load_model(path, kind="surrogate")
+    except CheckpointError as error:
+        raise ConfigError(f"model.surrogate_weights: {error}") from error
+    if surrogate.config != expected:
+        raise ConfigError(f"model.surrogate_weights: {path} holds another surrogate layout than model.surrogate "
+                          f"(img_size {surrogate.config.sam.img_size} vs {expected.sam.img_size})")
+    return surrogate
+
+
 def build_networks(config: TrainConfig, device: torch.device):
     """Generator (optionally with official SAM weights, frozen), surrogate and semantic surrogate
     (None unless ``model.semantic_surrogate``), on ``device``."""
@@ -147,6 +161,8 @@ def build_networks(config: TrainConfig, device: torch.device):
         if missing:
             raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
     surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
+    if config.model.surrogate_weights:
+        surrogate.load_state_dict(trained_surrogate(config.model.surrogate_weights, surrogate.config).state_dict())
     semantic = None
     if config.model.semantic_surrogate:  # a keyed generator's surrogate reads its codes
         semantic = semantic_network(config, device, classes=generator.config.num_codes if generator.config.keyed else 1)

@@ -1,0 +1,91 @@
+"""Train the interactive ``sam`` victim on a dataset's clean training split and save it: a frozen surrogate for adversarial noise.
+
+An adversarial poison (Fowl et al., NeurIPS 2021) is made against a model that already segments
+clean images. The surrogate a training run grows for itself (``schedule.warmup_rounds``) saw ~one
+pass over CamVid's objects on this project's CPU and still answered from its box prompt
+(``benchmarks/results/adversarial_poison_probe.md``); the evaluation's own victim loop trains one
+that reads the image (CamVid ``sam``, 8 epochs at 128 px: 46.3 IoU vs box-fill 30.6). This trains that
+victim (:func:`unseg.evaluation.training.train_victim`, another initialisation than the benchmark
+victims': seed + 100) and writes its weights as safetensors, the file ``unseg train --set
+model.surrogate_weights=PATH`` starts a frozen surrogate from, with its scores in the metadata.
+
+Usage (from the repository root; CamVid ``sam``, 8 epochs: ~26 min on 2 CPU cores, fp32):
+
+    python benchmarks/clean_surrogate.py --dataset camvid --epochs 8 --no-amp \
+        --out runs/surrogates/camvid_sam.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from provenance import commit as code_commit
+from provenance import machine
+from unseg.data.segmentation import SegmentationFolder, victim_size
+from unseg.evaluation import preset_config
+from unseg.evaluation.protocol import load_split, pick_stems
+from unseg.evaluation.training import VictimResult, train_victim
+from unseg.evaluation.victims import INTERACTIVE_VICTIM, parse_victim
+from unseg.models.checkpoint import save_model
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_OFFSET = 100  # the surrogate's initialisation differs from every benchmark victim's (seed + 0)
+
+
+def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config) -> VictimResult:
+    """``victim`` trained ``epochs`` on the clean training split of ``data_root / dataset`` by the
+    evaluation's own victim loop (seed ``config.seed + SEED_OFFSET``), scored on its clean test split;
+    the model frozen."""
+    folder = SegmentationFolder(data_root / dataset)
+    spec = folder.spec
+    size = victim_size(spec, config.image_height)
+    picks = [pick_stems(folder.stems(spec.train_split), config.train_images, config.seed),
+             pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)]
+    train, test = (load_split([folder.read_image(s).rgb8() for s in stems], [folder.read_mask(s) for s in stems], size)
+                   for stems in picks)
+    result = train_victim(parse_victim(victim), spec, train, test, replace(config, epochs=epochs).schedule(),
+                          torch.device("cpu"), config.seed + SEED_OFFSET, progress=None)
+    baseline = f" (box-fill {result.final['box_fill_iou']:.1f})" if "box_fill_iou" in result.final else ""
+    print(f"{victim} on clean {spec.name}: test {result.final}{baseline}, {result.seconds / 60:.0f} min", flush=True)
+    result.model.requires_grad_(False)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--dataset", default="camvid", help="its clean training split trains the surrogate")
+    parser.add_argument("--preset", default="strong_cpu", help="evaluation preset giving data sizes and schedule")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
+    parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
+    parser.add_argument("--seed", type=int, default=None, help="[the preset's]; the surrogate uses seed + 100")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, required=True, help="safetensors file to write")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
+                           amp=False if args.no_amp else None, train_images=args.train_images,
+                           test_images=args.test_images, seed=args.seed)
+    result = clean_victim(args.data_root, args.dataset, INTERACTIVE_VICTIM, args.epochs, config)
+    metadata = {"trained_on": {"dataset": args.dataset, "split": "train, clean", "victim": INTERACTIVE_VICTIM,
+                               "epochs": args.epochs, "preset": args.preset, "seed": config.seed + SEED_OFFSET},
+                "clean_test": result.final, "history": result.history, "code": code_commit(),
+                "machine": machine("cpu", args.threads)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    save_model(args.out, result.model, metadata)  # an unseg "surrogate" checkpoint: load_model(path, "surrogate")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
