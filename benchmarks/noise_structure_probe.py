@@ -65,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="noises to try instead of flat + checker-<periods> (clean runs first unless --append; "
                              "none given: only the generator's row)")
     parser.add_argument("--generator", default="default", help="what the unseg row loads ('none': skip the row)")
+    parser.add_argument("--add-generator", default=None,
+                        help="a second generator whose noise the unseg row adds at --add-share of the budget "
+                             "(the first then gets the rest; each saturated on its own share)")
+    parser.add_argument("--add-share", type=float, default=0.5, help="with --add-generator: its share of the budget")
     parser.add_argument("--preset", default="benchmark", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--epochs", type=int, default=None, help="victim epochs [the preset's]")
     parser.add_argument("--image-height", type=int, default=None, help="victim height in px [the preset's]")
@@ -117,6 +121,18 @@ def generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarr
     return [noise for start in range(0, len(samples), step) for noise in make(samples[start : start + step], [])]
 
 
+def unseg_noises(args, pixels: list[np.ndarray], masks: list[np.ndarray], regions: list[np.ndarray],
+                 budget: Budget) -> list[np.ndarray]:
+    """The unseg row's unit noise: ``--generator``'s, or with ``--add-generator`` the two generators'
+    saturated unit noises at their shares of the budget (1 - s and s), so the sum stays within it."""
+    first = generator_noises(args.generator, pixels, masks, regions, budget)
+    if not args.add_generator:
+        return first
+    second = generator_noises(args.add_generator, pixels, masks, regions, budget)
+    share = args.add_share
+    return [(1 - share) * a + share * b for a, b in zip(first, second)]
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -138,25 +154,27 @@ def main(argv: list[str] | None = None) -> None:
 
     kinds = args.kinds if args.kinds is not None else ["flat"] + [f"checker-{p}" for p in args.periods]
     kinds = ([] if args.append or "clean" in kinds else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
-    rows = []
+    rows, prompt_only = [], {}
     for kind in kinds:
         if kind == "clean":
             images = pixels
         else:
-            noises = (generator_noises(args.generator, pixels, masks, regions, config.budget)
+            noises = (unseg_noises(args, pixels, masks, regions, config.budget)
                       if kind == "unseg" else [fixed_noise(kind, r) for r in regions])
             images = [apply_budget(p, n, r, config.budget) for p, n, r in zip(pixels, noises, regions)]
         began = time.perf_counter()
         result = train_victim(victim, spec, load_split(images, masks, size), test, config.schedule(),
                               torch.device("cpu"), config.seed, progress=None)
         history = [round(epoch[metric], 1) for epoch in result.history]  # already 0-100
+        prompt_only = {k: result.final[k] for k in ("box_fill_iou", "ellipse_iou") if k in result.final}  # sam only
         rows.append((kind, result.final[metric], history, time.perf_counter() - began))
         print(f"{kind:12s} {metric} {rows[-1][1]:.1f}  history {history}  ({rows[-1][3]:.0f} s)", flush=True)
-    write_results(args, config, spec, rows, size, (len(train_stems), len(test_stems)))
+    write_results(args, config, spec, rows, size, (len(train_stems), len(test_stems)), prompt_only)
 
 
-def write_results(args, config, spec, rows, size, counts) -> None:
-    """One section per invocation: how it ran, then a row per noise (``--append`` adds a section)."""
+def write_results(args, config, spec, rows, size, counts, prompt_only: dict) -> None:
+    """One section per invocation: how it ran, then a row per noise (``--append`` adds a section);
+    ``prompt_only``: the interactive victim's image-free baselines on the same test objects."""
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     title = "# Noise-structure probe: which hand-made noise does a victim learn as a shortcut?\n\n"
     lines = [
@@ -166,9 +184,12 @@ def write_results(args, config, spec, rows, size, counts) -> None:
         f"({args.preset} preset schedule, {'bf16' if config.amp else 'fp32'})",
         f"- Budget: ε = {config.budget.epsilon:g}/255 on the object, ε_bg = {config.budget.epsilon_bg:g}/255 elsewhere; "
         f"noise applied at native resolution, victims see the images downscaled",
-        f"- Generator (unseg row): `{args.generator}`",
+        f"- Generator (unseg row): `{args.generator}`" + (
+            f" at {1 - args.add_share:g} of the budget + `{args.add_generator}` at {args.add_share:g}" if args.add_generator else ""),
         f"- Machine: small CPU run, {args.threads} threads, {platform.machine()}; code {commit}; "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {config.seed}",
+        *([f"- Image-free baselines of the same test objects: box-fill {prompt_only['box_fill_iou']:.1f}, "
+           f"ellipse {prompt_only['ellipse_iou']:.1f} IoU"] if prompt_only else []),
         "", f"| noise | {spec.primary_metric} (%) | per epoch | seconds |", "|---|---|---|---|",
     ]
     lines += [f"| {kind} | {value:.1f} | {history} | {seconds:.0f} |" for kind, value, history, seconds in rows]
