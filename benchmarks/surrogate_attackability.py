@@ -25,6 +25,7 @@ import torch
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
+from unseg.evaluation.training import pgd_attack
 from unseg.models import CheckpointError, load_model
 from unseg.training import runner
 from unseg.training.bilevel import BilevelTrainer
@@ -72,17 +73,17 @@ def attacked_loss(surrogate: torch.nn.Module, folder: SegmentationFolder, args) 
     objects = object_samples(split, spec, size, max_objects=1, generator=torch.Generator().manual_seed(0))
     objects = objects.subset(torch.arange(len(objects)))  # with the filled box as the mask prompt
 
-    def loss(images: torch.Tensor) -> torch.Tensor:
-        return interactive_loss(surrogate(images, objects.prompts).float(), objects.targets)
+    def loss(logits: torch.Tensor) -> torch.Tensor:
+        return interactive_loss(logits.float(), objects.targets)
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        return surrogate(images, objects.prompts)
 
     epsilon = args.epsilon / 255
-    clean, delta = objects.images, torch.zeros_like(objects.images)
-    for _ in range(args.steps):
-        delta.requires_grad_(True)
-        (gradient,) = torch.autograd.grad(loss((clean + delta).clamp(0, 1)), delta)
-        delta = (delta.detach() + args.unit_step * epsilon * gradient.sign()).clamp(-epsilon, epsilon)
+    attacked = pgd_attack(surrogate, forward, objects.images, loss, epsilon, args.steps, generator=None,
+                          step=args.unit_step * epsilon)
     with torch.no_grad():
-        return float(loss(clean)), float(loss((clean + delta).clamp(0, 1)))
+        return float(loss(forward(objects.images))), float(loss(forward(attacked)))
 
 
 def main(argv: list[str] | None = None) -> None:

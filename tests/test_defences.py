@@ -1,7 +1,9 @@
-"""Defences: image transforms (shape, dtype, effect), name parsing, and the clean/protected mixtures."""
+"""Defences: image transforms (shape, dtype, effect), name parsing, the clean/protected mixtures, and the PGD
+attack adversarial training uses."""
 
 import numpy as np
 import pytest
+import torch
 
 from evaluation_helpers import write_toy_folder
 from unseg.data.images import write_image
@@ -9,6 +11,7 @@ from unseg.data.segmentation import SegmentationFolder
 from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import bit_depth, clean_subset, gaussian_blur, grayscale, jpeg, parse_defence
 from unseg.evaluation.protocol import plan_cells, training_images
+from unseg.evaluation.training import pgd_attack
 
 
 def _noisy(height: int = 37, width: int = 53, seed: int = 0) -> np.ndarray:
@@ -117,3 +120,30 @@ def test_mixture_training_images_are_the_seeded_clean_subset(tmp_path):
     # an image defence applies after the mixing, to every training image
     _, gray = training_images(folder, stems, protected, parse_defence("gray"), seed=7)
     assert all((g[..., 0] == g[..., 2]).all() for g in gray)
+
+
+def _linear_model():
+    model = torch.nn.Conv2d(3, 1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1))
+    return model
+
+
+def test_pgd_attack_from_the_images_takes_signed_steps_of_the_given_size():
+    model = _linear_model().train()
+    images = torch.full((2, 3, 4, 4), 0.5)
+    out = pgd_attack(model, model, images, lambda y: y.sum(), epsilon=0.1, steps=1, generator=None, step=0.03)
+    expected = images + 0.03 * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)  # sign of the weights
+    assert torch.allclose(out, expected)
+    assert model.training  # the model's mode is restored
+
+
+def test_pgd_attack_stays_within_epsilon_and_the_pixel_range_and_raises_the_loss():
+    model = _linear_model()
+    images = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    images[0, :, :2] = 1.0  # pixels at the range's edge
+    out = pgd_attack(model, model, images, lambda y: y.sum(), epsilon=8 / 255, steps=5,
+                     generator=torch.Generator().manual_seed(1))
+    assert float((out - images).abs().max()) <= 8 / 255 + 1e-6
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert float(model(out).sum()) > float(model(images).sum())

@@ -109,19 +109,24 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
 
 
 def pgd_attack(model: nn.Module, forward, images: torch.Tensor, loss_fn, epsilon: float, steps: int,
-               generator: torch.Generator) -> torch.Tensor:
-    """L∞ PGD that maximises ``loss_fn(forward(x))`` within ``epsilon`` of ``images`` (random start).
+               generator: torch.Generator | None, step: float | None = None) -> torch.Tensor:
+    """L∞ PGD that maximises ``loss_fn(forward(x))`` within ``epsilon`` of ``images``: signed steps of
+    ``step`` (default ``epsilon / 2``) from a uniform random start drawn with ``generator`` (None:
+    from the images themselves).
 
     ``model`` is put in eval mode during the attack (batch-norm statistics untouched).
     """
-    start = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * epsilon
-    adversarial = (images + start).clamp(0, 1)
+    adversarial = images
+    if generator is not None:
+        start = (torch.rand(images.shape, generator=generator) * 2 - 1).to(images.device) * epsilon
+        adversarial = (images + start).clamp(0, 1)
+    step = epsilon / 2 if step is None else step
     was_training = model.training
     model.eval()
     for _ in range(steps):
         adversarial.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(forward(adversarial)), adversarial)
-        adversarial = adversarial.detach() + (epsilon / 2) * grad.sign()
+        adversarial = adversarial.detach() + step * grad.sign()
         adversarial = torch.min(torch.max(adversarial, images - epsilon), images + epsilon).clamp(0, 1)
     model.train(was_training)
     return adversarial.detach()
