@@ -55,6 +55,23 @@ def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config
     return result
 
 
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options every script that trains victims through :func:`train_victim` takes: data size, precision, threads."""
+    parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
+    parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
+    parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
+    parser.add_argument("--threads", type=int, default=2)
+
+
+def run_config(args: argparse.Namespace):
+    """The ``--preset`` evaluation config with the options of :func:`add_run_arguments` (and ``--epochs``,
+    ``--seed``, ``--data-root``) applied; sets the torch threads."""
+    torch.set_num_threads(args.threads)
+    return preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
+                         amp=False if args.no_amp else None, train_images=args.train_images,
+                         test_images=args.test_images, seed=args.seed)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,21 +79,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="camvid", help="its clean training split trains the surrogate")
     parser.add_argument("--preset", default="strong_cpu", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
-    parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
     parser.add_argument("--seed", type=int, default=None, help="[the preset's]; the surrogate uses seed + 100")
-    parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_arguments(parser)
     parser.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
-                           amp=False if args.no_amp else None, train_images=args.train_images,
-                           test_images=args.test_images, seed=args.seed)
+    config = run_config(args)
     result = clean_victim(args.data_root, args.dataset, INTERACTIVE_VICTIM, args.epochs, config)
     metadata = {"trained_on": {"dataset": args.dataset, "split": "train, clean", "victim": INTERACTIVE_VICTIM,
                                "epochs": args.epochs, "preset": args.preset, "seed": config.seed + SEED_OFFSET},

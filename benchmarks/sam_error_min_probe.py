@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from clean_surrogate import clean_victim
+from clean_surrogate import add_run_arguments, clean_victim, run_config
 from noise_structure_probe import generator_noises
 from provenance import commit as code_commit
 from provenance import machine
@@ -68,7 +68,6 @@ from unseg.baselines.sample import class_index_map
 from unseg.budget import Budget
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.data.transforms import Letterbox
-from unseg.evaluation import preset_config
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
@@ -122,11 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--save-codes", type=Path, default=None,
                         help="with --class-wise: write the learned codes (safetensors, 'codes': K x 3 x H x W in [-1, 1])")
     parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
-    parser.add_argument("--train-images", type=int, default=None, help="fewer training images (a dry run)")
-    parser.add_argument("--test-images", type=int, default=None, help="fewer test images (a dry run)")
     parser.add_argument("--seed", type=int, default=None, help="surrogate and victim initialisation [the preset's]")
-    parser.add_argument("--no-amp", action="store_true", help="fp32 (CPUs without bf16 kernels)")
-    parser.add_argument("--threads", type=int, default=2)
+    add_run_arguments(parser)
     parser.add_argument("--out", type=Path, default=RESULTS, help="markdown results, a section appended per run")
     args = parser.parse_args(argv)
     args.surrogate = args.surrogate or args.victims[0]
@@ -307,10 +303,7 @@ def protected_split(split: SplitTensors, delta: torch.Tensor, bound: torch.Tenso
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
-                           amp=False if args.no_amp else None, train_images=args.train_images,
-                           test_images=args.test_images, seed=args.seed)
+    config = run_config(args)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
