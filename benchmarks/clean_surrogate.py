@@ -18,7 +18,7 @@ Usage (from the repository root; CamVid ``sam``, 8 epochs: ~26 min on 2 CPU core
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,10 +30,34 @@ from unseg.evaluation import preset_config
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import VictimResult, train_victim
 from unseg.evaluation.victims import INTERACTIVE_VICTIM, parse_victim
-from unseg.models.checkpoint import save_model
+from unseg.models.checkpoint import load_model, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 SEED_OFFSET = 100  # the surrogate's initialisation differs from every benchmark victim's (seed + 0)
+
+
+@dataclass
+class CleanSurrogate:
+    """A frozen ``sam`` victim trained on ``dataset``'s clean training split for ``epochs``, with its
+    clean test scores there (``final``: iou, box_fill_iou, ...)."""
+
+    model: torch.nn.Module
+    dataset: str
+    epochs: int
+    final: dict
+
+    @classmethod
+    def trained(cls, data_root: Path, dataset: str, epochs: int, config) -> "CleanSurrogate":
+        """Train one now (:func:`clean_victim`)."""
+        result = clean_victim(data_root, dataset, INTERACTIVE_VICTIM, epochs, config)
+        return cls(result.model, dataset, epochs, result.final)
+
+    @classmethod
+    def load(cls, path: Path) -> "CleanSurrogate":
+        """Read one this script wrote."""
+        model, meta = load_model(path, kind="surrogate")
+        trained_on = meta["trained_on"]
+        return cls(model.eval().requires_grad_(False), trained_on["dataset"], trained_on["epochs"], meta["clean_test"])
 
 
 def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config) -> VictimResult:

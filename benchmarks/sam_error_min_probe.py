@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from clean_surrogate import add_run_arguments, clean_victim, run_config
+from clean_surrogate import CleanSurrogate, add_run_arguments, run_config
 from noise_structure_probe import generator_noises
 from provenance import commit as code_commit
 from provenance import machine
@@ -103,6 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "training split (the evaluation's own loop, unseg.evaluation.training.train_victim) "
                              "instead of the protected set's — does noise made against a model of other data poison "
                              "this set? (a generator trained on one set and used on another meets exactly that)")
+    parser.add_argument("--surrogate-weights", type=Path, default=None,
+                        help="like --surrogate-dataset, with the frozen surrogate read from a file "
+                             "benchmarks/clean_surrogate.py wrote (its data and epochs from the file)")
     parser.add_argument("--base", default=None,
                         help="a generator whose noise (made as the benchmark's unseg method makes it, at the victim size: "
                              "'default' = the shipped one) takes --base-share of every pixel's budget; the learned noise "
@@ -129,8 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     interactive = any(parse_victim(name).interactive for name in [args.surrogate, *args.victims])
     if interactive and (args.native or args.class_wise):
         parser.error("--native and --class-wise are for semantic victims and surrogates")
-    if args.surrogate_dataset and (args.objective != "adversarial" or not parse_victim(args.surrogate).interactive):
-        parser.error("--surrogate-dataset is for --objective adversarial with an interactive surrogate")
+    if (args.surrogate_dataset or args.surrogate_weights) and (
+            args.objective != "adversarial" or not parse_victim(args.surrogate).interactive):
+        parser.error("--surrogate-dataset / --surrogate-weights are for --objective adversarial with an interactive "
+                     "surrogate")
+    if args.surrogate_dataset and args.surrogate_weights:
+        parser.error("give --surrogate-dataset or --surrogate-weights, not both")
     if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
         parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
@@ -323,7 +330,8 @@ def main(argv: list[str] | None = None) -> None:
         units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
         base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
     began = time.perf_counter()  # the noise's time includes a --surrogate-dataset surrogate's training
-    other = (clean_victim(args.data_root, args.surrogate_dataset, args.surrogate, args.surrogate_epochs, config)
+    other = (CleanSurrogate.load(args.surrogate_weights) if args.surrogate_weights
+             else CleanSurrogate.trained(args.data_root, args.surrogate_dataset, args.surrogate_epochs, config)
              if args.surrogate_dataset else None)
     delta, surrogate_losses, codes = learned_noise(noised, spec, bound, args, config, targets=train, base=base,
                                                    trained=None if other is None else other.model)
@@ -359,8 +367,9 @@ def main(argv: list[str] | None = None) -> None:
     kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
-        trained_on = f" on {args.surrogate_dataset}" if args.surrogate_dataset else ""
-        kind += (f", adversarial (clean surrogate{trained_on} {args.surrogate_epochs} epochs, "
+        trained_on = f" on {other.dataset}" if other is not None else ""
+        epochs = other.epochs if other is not None else args.surrogate_epochs
+        kind += (f", adversarial (clean surrogate{trained_on} {epochs} epochs, "
                  + ("away from the true labels)" if args.untargeted
                     else "towards the inverted object mask)" if parse_victim(args.surrogate).interactive
                     else "towards the next class)"))
@@ -385,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
         *rows,
     ]
     if other is not None:
-        lines.append(f"| surrogate's clean {args.surrogate_dataset} test IoU / box-fill there | "
+        lines.append(f"| surrogate's clean {other.dataset} test IoU / box-fill there | "
                      f"{other.final['iou']:.1f} / {other.final['box_fill_iou']:.1f} |")
     why = __doc__.split("\n\n")[1 if parse_victim(args.victims[0]).interactive else 2]  # the sam question, or the semantic one
     title = f"# Error-minimising noise against the `{args.victims[0]}` victim (probe)\n\n{why}\n"
