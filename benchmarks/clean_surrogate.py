@@ -72,7 +72,7 @@ def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config
     train, test = (load_split([folder.read_image(s).rgb8() for s in stems], [folder.read_mask(s) for s in stems], size)
                    for stems in picks)
     result = train_victim(parse_victim(victim), spec, train, test, replace(config, epochs=epochs).schedule(),
-                          torch.device("cpu"), config.seed + SEED_OFFSET, progress=None)
+                          torch.device(config.device), config.seed + SEED_OFFSET, progress=None)
     baseline = f" (box-fill {result.final['box_fill_iou']:.1f})" if "box_fill_iou" in result.final else ""
     print(f"{victim} on clean {spec.name}: test {result.final}{baseline}, {result.seconds / 60:.0f} min", flush=True)
     result.model.requires_grad_(False)
@@ -93,7 +93,7 @@ def run_config(args: argparse.Namespace):
     torch.set_num_threads(args.threads)
     return preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs,
                          amp=False if args.no_amp else None, train_images=args.train_images,
-                         test_images=args.test_images, seed=args.seed)
+                         test_images=args.test_images, seed=args.seed, device=getattr(args, "device", None))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,6 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=None, help="[the preset's]; the surrogate uses seed + 100")
     add_run_arguments(parser)
+    parser.add_argument("--device", default=None, help="cpu or cuda [the preset's]")
     parser.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     return parser.parse_args(argv)
 
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     metadata = {"trained_on": {"dataset": args.dataset, "split": "train, clean", "victim": INTERACTIVE_VICTIM,
                                "epochs": args.epochs, "preset": args.preset, "seed": config.seed + SEED_OFFSET},
                 "clean_test": result.final, "history": result.history, "code": code_commit(),
-                "machine": machine("cpu", args.threads)}
+                "machine": machine(config.device, args.threads)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     save_model(args.out, result.model, metadata)  # an unseg "surrogate" checkpoint: load_model(path, "surrogate")
     print(f"wrote {args.out}")
