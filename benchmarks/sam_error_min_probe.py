@@ -68,7 +68,7 @@ from unseg.baselines.sample import class_index_map
 from unseg.budget import Budget
 from unseg.data.segmentation import SegmentationFolder, victim_size
 from unseg.data.transforms import Letterbox
-from unseg.evaluation.interactive import interactive_loss, object_samples
+from unseg.evaluation.interactive import interactive_loss, object_classes, object_samples
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
@@ -106,6 +106,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--surrogate-weights", type=Path, default=None,
                         help="like --surrogate-dataset, with the frozen surrogate read from a file "
                              "benchmarks/clean_surrogate.py wrote (its data and epochs from the file)")
+    parser.add_argument("--objects-per-image", type=int, default=1,
+                        help="sam surrogate: objects of each image whose loss the noise moves (the victim samples 3 "
+                             "of all an epoch; CamVid images hold ~8)")
     parser.add_argument("--base", default=None,
                         help="a generator whose noise (made as the benchmark's unseg method makes it, at the victim size: "
                              "'default' = the shipped one) takes --base-share of every pixel's budget; the learned noise "
@@ -150,11 +153,13 @@ def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
 
 
 def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.Generator,
-                   targets: SplitTensors | None = None, trained: torch.nn.Module | None = None):
+                   targets: SplitTensors | None = None, trained: torch.nn.Module | None = None,
+                   objects_per_image: int = 1):
     """A from-scratch surrogate of ``victim``'s architecture (another initialisation than the victim's),
     its Adam optimiser at the victim's learning rate, and ``loss(x, index)``: the victim's own training
     loss on images ``x`` (``B x 3 x H x W`` in [0, 1], the training images ``index``) — for ``sam`` with
-    its box prompts (one object per image), for a semantic victim the cross-entropy on the class maps;
+    its box prompts (``objects_per_image`` random objects of each image, the loss their mean), for a
+    semantic victim the cross-entropy on the class maps;
     ``loss(x, index, flip=True)`` scores the adversarial target instead (each class as the next one,
     or for ``sam`` the object mask inverted).
     ``targets``: the split at the victim size when ``split`` holds larger (native) images — a semantic
@@ -178,15 +183,19 @@ def surrogate_loss(split: SplitTensors, spec, victim, config, generator: torch.G
         return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr), semantic
     size = surrogate.config.sam.img_size
     box = Letterbox(split.images.shape[2], split.images.shape[3], size)
-    objects = object_samples(split, spec, size, max_objects=1, generator=generator)
-    if len(objects) != len(split):
-        raise ValueError(f"{spec.name}: the sam probe needs one object in every training image, found {len(objects)} "
-                         f"in {len(split)}")
+    per_image = torch.tensor([min(objects_per_image, len(object_classes(m, spec))) for m in split.masks])
+    if bool((per_image == 0).any()):
+        raise ValueError(f"{spec.name}: the sam probe needs an object in every training image")
+    objects = object_samples(split, spec, size, max_objects=objects_per_image, generator=generator)
+    owner = torch.repeat_interleave(torch.arange(len(split)), per_image)  # object -> its image (object_samples' order)
 
     def loss(x: torch.Tensor, index: torch.Tensor, flip: bool = False) -> torch.Tensor:
-        batch = objects.subset(index)
+        picked = torch.nonzero(torch.isin(owner, index)).flatten()  # every object of those images
+        row = torch.full((len(split),), -1, dtype=torch.long)
+        row[index] = torch.arange(len(index))
+        batch = objects.subset(picked)
         target = 1 - batch.targets if flip else batch.targets  # flip: object -> background and back
-        return interactive_loss(surrogate(box.image_to_input(x), batch.prompts).float(), target)
+        return interactive_loss(surrogate(box.image_to_input(x[row[owner[picked]]]), batch.prompts).float(), target)
 
     return surrogate, torch.optim.Adam(surrogate.parameters(), lr=lr * 0.5), loss  # lr as interactive_loop
 
@@ -217,7 +226,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     generator = torch.Generator().manual_seed(config.seed + 100)
     adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets,
-                                                   trained)
+                                                   trained, args.objects_per_image)
     clean = pixels = split.images.float() / 255
     if base is not None:  # the learned noise moves the images with the base noise on them, in the budget left
         pixels, bound = (clean + base).clamp(0, 1), bound * (1 - args.base_share)
