@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     masks = [folder.read_mask(s) for s in train_stems]
     regions = [spec.object_region(m) for m in masks]
     victim = parse_victim(args.victim)
-    metric = spec.primary_metric
+    metric = "iou" if victim.interactive else spec.primary_metric  # sam: pooled object IoU on every dataset
 
     kinds = args.kinds if args.kinds is not None else ["flat"] + [f"checker-{p}" for p in args.periods]
     kinds = ([] if args.append or "clean" in kinds else ["clean"]) + kinds + ([] if args.generator == "none" else ["unseg"])
@@ -190,7 +190,8 @@ def write_results(args, config, spec, rows, size, counts, prompt_only: dict) -> 
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {config.seed}",
         *([f"- Image-free baselines of the same test objects: box-fill {prompt_only['box_fill_iou']:.1f}, "
            f"ellipse {prompt_only['ellipse_iou']:.1f} IoU"] if prompt_only else []),
-        "", f"| noise | {spec.primary_metric} (%) | per epoch | seconds |", "|---|---|---|---|",
+        "", f"| noise | {'iou' if parse_victim(args.victim).interactive else spec.primary_metric} (%) | per epoch | seconds |",
+        "|---|---|---|---|",
     ]
     lines += [f"| {kind} | {value:.1f} | {history} | {seconds:.0f} |" for kind, value, history, seconds in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)
