@@ -4,15 +4,16 @@ An adversarial poison (Fowl et al., NeurIPS 2021) is made against a model that a
 clean images. The surrogate a training run grows for itself (``schedule.warmup_rounds``) saw ~one
 pass over CamVid's objects on this project's CPU and still answered from its box prompt
 (``benchmarks/results/adversarial_poison_probe.md``); the evaluation's own victim loop trains one
-that reads the image (CamVid ``sam``, 8 epochs at 128 px: 46.3 IoU vs box-fill 30.6). This trains that
+that reads the image (CamVid ``sam``, 8 epochs at 128 px: 45–46 IoU vs box-fill 30.6). This trains that
 victim (:func:`unseg.evaluation.training.train_victim`, another initialisation than the benchmark
 victims': seed + 100) and writes its weights as safetensors, the file ``unseg train --set
 model.surrogate_weights=PATH`` starts a frozen surrogate from, with its scores in the metadata.
 
-Usage (from the repository root; CamVid ``sam``, 8 epochs: ~26 min on 2 CPU cores, fp32):
+Usage (from the repository root; CamVid ``sam`` on 2 CPU cores, fp32: 8 epochs 9 min, 24 epochs 19 min —
+the 24-epoch one is the surrogate of ``benchmarks/results/adversarial_poison_probe.md``'s stop-26 sections):
 
-    python benchmarks/clean_surrogate.py --dataset camvid --epochs 8 --no-amp \
-        --out runs/surrogates/camvid_sam.safetensors
+    python benchmarks/clean_surrogate.py --dataset camvid --epochs 24 --no-amp \
+        --out runs/surrogates/camvid_sam_e24.safetensors
 """
 
 from __future__ import annotations
