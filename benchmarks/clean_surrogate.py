@@ -50,7 +50,7 @@ class CleanSurrogate:
     @classmethod
     def trained(cls, data_root: Path, dataset: str, epochs: int, config) -> "CleanSurrogate":
         """Train one now (:func:`clean_victim`)."""
-        result = clean_victim(data_root, dataset, INTERACTIVE_VICTIM, epochs, config)
+        result = clean_victim(data_root, dataset, epochs, config)
         return cls(result.model, dataset, epochs, result.final)
 
     @classmethod
@@ -61,8 +61,8 @@ class CleanSurrogate:
         return cls(model.eval().requires_grad_(False), trained_on["dataset"], trained_on["epochs"], meta["clean_test"])
 
 
-def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config) -> VictimResult:
-    """``victim`` trained ``epochs`` on the clean training split of ``data_root / dataset`` by the
+def clean_victim(data_root: Path, dataset: str, epochs: int, config) -> VictimResult:
+    """The ``sam`` victim trained ``epochs`` on the clean training split of ``data_root / dataset`` by the
     evaluation's own victim loop (seed ``config.seed + SEED_OFFSET``), scored on its clean test split;
     the model frozen."""
     folder = SegmentationFolder(data_root / dataset)
@@ -72,10 +72,10 @@ def clean_victim(data_root: Path, dataset: str, victim: str, epochs: int, config
              pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)]
     train, test = (load_split([folder.read_image(s).rgb8() for s in stems], [folder.read_mask(s) for s in stems], size)
                    for stems in picks)
-    result = train_victim(parse_victim(victim), spec, train, test, replace(config, epochs=epochs).schedule(),
+    result = train_victim(parse_victim(INTERACTIVE_VICTIM), spec, train, test, replace(config, epochs=epochs).schedule(),
                           torch.device(config.device), config.seed + SEED_OFFSET, progress=None)
-    baseline = f" (box-fill {result.final['box_fill_iou']:.1f})" if "box_fill_iou" in result.final else ""
-    print(f"{victim} on clean {spec.name}: test {result.final}{baseline}, {result.seconds / 60:.0f} min", flush=True)
+    print(f"{INTERACTIVE_VICTIM} on clean {spec.name}: test iou {result.final['iou']:.1f} "
+          f"(box-fill {result.final['box_fill_iou']:.1f}), {result.seconds / 60:.0f} min", flush=True)
     result.model.requires_grad_(False)
     return result
 
@@ -114,7 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = run_config(args)
-    result = clean_victim(args.data_root, args.dataset, INTERACTIVE_VICTIM, args.epochs, config)
+    result = clean_victim(args.data_root, args.dataset, args.epochs, config)
     metadata = {"trained_on": {"dataset": args.dataset, "split": "train, clean", "victim": INTERACTIVE_VICTIM,
                                "epochs": args.epochs, "preset": args.preset, "seed": config.seed + SEED_OFFSET},
                 "clean_test": result.final, "history": result.history, "code": code_commit(),

@@ -169,10 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         prompt_only = {k: result.final[k] for k in ("box_fill_iou", "ellipse_iou") if k in result.final}  # sam only
         rows.append((kind, result.final[metric], history, time.perf_counter() - began))
         print(f"{kind:12s} {metric} {rows[-1][1]:.1f}  history {history}  ({rows[-1][3]:.0f} s)", flush=True)
-    write_results(args, config, spec, rows, size, (len(train_stems), len(test_stems)), prompt_only)
+    write_results(args, config, spec, metric, rows, size, (len(train_stems), len(test_stems)), prompt_only)
 
 
-def write_results(args, config, spec, rows, size, counts, prompt_only: dict) -> None:
+def write_results(args, config, spec, metric: str, rows, size, counts, prompt_only: dict) -> None:
     """One section per invocation: how it ran, then a row per noise (``--append`` adds a section);
     ``prompt_only``: the interactive victim's image-free baselines on the same test objects."""
     commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True).stdout.strip()
@@ -190,8 +190,7 @@ def write_results(args, config, spec, rows, size, counts, prompt_only: dict) -> 
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; seed {config.seed}",
         *([f"- Image-free baselines of the same test objects: box-fill {prompt_only['box_fill_iou']:.1f}, "
            f"ellipse {prompt_only['ellipse_iou']:.1f} IoU"] if prompt_only else []),
-        "", f"| noise | {'iou' if parse_victim(args.victim).interactive else spec.primary_metric} (%) | per epoch | seconds |",
-        "|---|---|---|---|",
+        "", f"| noise | {metric} (%) | per epoch | seconds |", "|---|---|---|---|",
     ]
     lines += [f"| {kind} | {value:.1f} | {history} | {seconds:.0f} |" for kind, value, history, seconds in rows]
     args.out.parent.mkdir(parents=True, exist_ok=True)

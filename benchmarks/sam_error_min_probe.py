@@ -222,7 +222,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
     of the generator's designed class codes. ``base`` (``N x 3 x H x W``, in [0, 1] units, within
     ``bound`` x --base-share): fixed noise under the learned one, which then lives in the rest of the
     budget; the returned noise is their sum. ``trained``: a frozen surrogate trained elsewhere
-    (:func:`clean_surrogate.clean_victim`) instead of the clean warm-up on ``split``."""
+    (:class:`clean_surrogate.CleanSurrogate`) instead of the clean warm-up on ``split``."""
     generator = torch.Generator().manual_seed(config.seed + 100)
     adversarial = args.objective == "adversarial"  # the surrogate learns the clean images first, then stays fixed
     surrogate, optimiser, loss_of = surrogate_loss(split, spec, parse_victim(args.surrogate), config, generator, targets,

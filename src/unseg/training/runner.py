@@ -160,9 +160,9 @@ def build_networks(config: TrainConfig, device: torch.device):
         missing = load_sam_weights(generator, config.model.sam_checkpoint)
         if missing:
             raise ConfigError(f"SAM checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
-    surrogate = build_surrogate(network_config(config.model.surrogate, "surrogate"))
-    if config.model.surrogate_weights:
-        surrogate.load_state_dict(trained_surrogate(config.model.surrogate_weights, surrogate.config).state_dict())
+    layout = network_config(config.model.surrogate, "surrogate")
+    surrogate = (trained_surrogate(config.model.surrogate_weights, layout) if config.model.surrogate_weights
+                 else build_surrogate(layout))
     semantic = None
     if config.model.semantic_surrogate:  # a keyed generator's surrogate reads its codes
         semantic = semantic_network(config, device, classes=generator.config.num_codes if generator.config.keyed else 1)
