@@ -14,6 +14,9 @@ the 24-epoch one is the surrogate of ``benchmarks/results/adversarial_poison_pro
 
     python benchmarks/clean_surrogate.py --dataset camvid --epochs 24 --no-amp \
         --out runs/surrogates/camvid_sam_e24.safetensors
+    # the shipped refinement segmenter (src/unseg/weights/refiner_surrogate.safetensors): that file in float16
+    python benchmarks/clean_surrogate.py --resave runs/surrogates/camvid_sam_e24.safetensors --half \
+        --out src/unseg/weights/refiner_surrogate.safetensors
 """
 
 from __future__ import annotations
@@ -107,12 +110,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="[the preset's]; the surrogate uses seed + 100")
     add_run_arguments(parser)
     parser.add_argument("--device", default=None, help="cpu or cuda [the preset's]")
+    parser.add_argument("--half", action="store_true",
+                        help="store the weights in float16 (half the file; they load into float32 models)")
+    parser.add_argument("--resave", type=Path, default=None,
+                        help="train nothing: write this file's surrogate again (with --half: the shipped "
+                             "refinement segmenter from the 24-epoch CamVid one), metadata kept")
     parser.add_argument("--out", type=Path, required=True, help="safetensors file to write")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.resave is not None:
+        model, meta = load_model(args.resave, kind="surrogate")
+        kept = {key: value for key, value in meta.items() if not key.startswith("unseg_")}
+        save_model(args.out, model.half() if args.half else model, {**kept, "stored_as": "float16" if args.half else "float32"})
+        print(f"wrote {args.out} from {args.resave}")
+        return
     config = run_config(args)
     result = clean_victim(args.data_root, args.dataset, args.epochs, config)
     metadata = {"trained_on": {"dataset": args.dataset, "split": "train, clean", "victim": INTERACTIVE_VICTIM,
@@ -120,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
                 "clean_test": result.final, "history": result.history, "code": code_commit(),
                 "machine": machine(config.device, args.threads)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(args.out, result.model, metadata)  # an unseg "surrogate" checkpoint: load_model(path, "surrogate")
+    save_model(args.out, result.model.half() if args.half else result.model, metadata)  # an unseg "surrogate" checkpoint: load_model(path, "surrogate")
     print(f"wrote {args.out}")
 
 

@@ -214,6 +214,8 @@ def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_trai
     save_file(state, changed, metadata=safe_open(config.generator, "pt").metadata())
     assert generator_identity(f"unseg:{changed}", config.generator) != recorded["unseg"]
     assert generator_identity("random", config.generator) is None
+    refined = generator_identity("unseg_refined", config.generator)  # the generator's, plus its segmenter and schedule
+    assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     results = json.loads((copy / "results.json").read_text())
@@ -368,6 +370,27 @@ def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_o
         assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels), stem
         natives = protector.noise_batch([LoadedImage(pixels)], [prompt])
         assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)
+
+
+def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path, tiny_generator_path):
+    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.protection import Protector
+    from unseg.protection.refine import DEFAULT_SURROGATE, Refiner
+
+    if not DEFAULT_SURROGATE.is_file():
+        pytest.skip("no shipped refinement segmenter")
+    folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=2, test=1))
+    options = MethodOptions(generator=str(tiny_generator_path), batch_size=2)
+    target, info = protect_split("unseg_refined", folder, folder.stems("train"), tmp_path / "cache", options,
+                                 progress=False)
+    assert info["refine"]["trained_on"]["dataset"] == "camvid" and info["refine"]["share"] == 0.5
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load())
+    stem = folder.stems("train")[0]
+    pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
+    masks, keys = class_regions(mask, folder.spec.object_region(mask))
+    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
+    assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
 
 
 def test_every_preset_is_a_valid_config_and_gpu_is_the_main_grid():

@@ -98,6 +98,26 @@ def test_raw_noise_flag_keeps_the_generator_output(tmp_path, tiny):
         assert (full > 0.9) if saturated else (full < 0.5), full
 
 
+def test_refine_flag_refines_with_the_given_segmenter_and_the_manifest_records_it(tmp_path, tiny, tiny_sam):
+    from unseg.models import InteractiveSegmenter, SurrogateConfig
+
+    images, masks = _dataset(tmp_path)
+    segmenter = save_model(tmp_path / "segmenter.safetensors", InteractiveSegmenter(SurrogateConfig(sam=tiny_sam)))
+    plain, refined = tmp_path / "plain", tmp_path / "refined"
+    common = [images, "--masks", masks, "--ignore-index", "255", "--generator", tiny]
+    assert _run(common[0], plain, *common[1:]).exit_code == 0
+    result = _run(common[0], refined, *common[1:], "--refine", "--refine-segmenter", segmenter, "--refine-steps", "2")
+    assert result.exit_code == 0, result.output
+    record = {r["source"]: r for r in _manifest(refined)}["a.png"]
+    assert record["generator"]["refine"]["steps"] == 2 and record["generator"]["refine"]["share"] == 0.5
+    assert "refine" not in {r["source"]: r for r in _manifest(plain)}["a.png"]["generator"]
+    before, after = (read_image(out / "a.png").pixels.astype(int) for out in (plain, refined))
+    assert not np.array_equal(before, after)
+    assert np.abs(after - _rgb(37, 53, 1).astype(int)).max() <= 8
+    missing = _run(common[0], tmp_path / "x", *common[1:], "--refine", "--refine-segmenter", tmp_path / "none.safetensors")
+    assert missing.exit_code == 2 and "refinement segmenter not found" in missing.output
+
+
 class SimulatedCrash(RuntimeError):
     pass
 

@@ -68,6 +68,13 @@ def protect_command(
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
                                    "higher PSNR."),
+    refine: bool = typer.Option(False, "--refine", help="After the generator, move half of each image's budget "
+                                "against a frozen interactive segmenter (shipped: SAM-layout, trained on CamVid "
+                                "only): misleading noise against box-prompted interactive victims (SAM-like), which "
+                                "the generator's noise alone does not stop. About 10 segmenter passes per image."),
+    refine_steps: int = typer.Option(10, "--refine-steps", min=1, help="With --refine: gradient steps per image."),
+    refine_segmenter: str = typer.Option("default", "--refine-segmenter", help="With --refine: 'default' (shipped) or "
+                                         "an unseg surrogate .safetensors (benchmarks/clean_surrogate.py)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo images that are already in the manifest."),
     jpeg_quality: int | None = typer.Option(None, "--jpeg-quality", min=1, max=100, help="Write JPEG of this "
                                             "quality instead of PNG. Weakens protection and breaks the exact bound."),
@@ -92,7 +99,8 @@ def protect_command(
     if not source:
         raise fail(f"no images found in {images_dir}")
     protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size,
-                               saturate=not raw_noise)
+                               saturate=not raw_noise,
+                               refine=(refine_segmenter, refine_steps) if refine else None)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
     summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume,

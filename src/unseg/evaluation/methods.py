@@ -31,6 +31,7 @@ from unseg.protection.quality import psnr
 
 CLEAN = "clean"
 UNSEG = "unseg"
+UNSEG_REFINED = "unseg_refined"  # the shipped generator + protect-time refinement (unseg.protection.refine)
 PROTECTION_FILE = "protection.json"
 
 
@@ -47,14 +48,15 @@ class MethodOptions:
 
 
 def check_method(name: str) -> None:
-    """Raise ValueError for a method name that is not clean, unseg, unseg:PATH or a baseline."""
-    if name in (CLEAN, UNSEG) or name in BASELINES:
+    """Raise ValueError for a method name that is not clean, unseg, unseg_refined, unseg:PATH or a baseline."""
+    if name in (CLEAN, UNSEG, UNSEG_REFINED) or name in BASELINES:
         return
     if name.startswith(UNSEG + ":"):
         if not Path(name.split(":", 1)[1]).is_file():
             raise ValueError(f"generator checkpoint not found: {name.split(':', 1)[1]}")
         return
-    raise ValueError(f"unknown method {name!r}; use clean, unseg, unseg:PATH or one of {sorted(BASELINES)}")
+    raise ValueError(f"unknown method {name!r}; use clean, unseg, unseg_refined, unseg:PATH or one of "
+                     f"{sorted(BASELINES)}")
 
 
 def method_slug(name: str) -> str:
@@ -69,9 +71,17 @@ def method_slug(name: str) -> str:
 def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
-    initialised preset, plus ``+saturated`` (the protector's default noise saturation); None for
-    other methods. A run folder records it so that resuming after the weights or the noise
-    post-processing changed (e.g. new shipped weights) is refused."""
+    initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for
+    ``unseg_refined`` the refinement's segmenter (``sha1``) and schedule; None for other methods. A
+    run folder records it so that resuming after the weights or the noise post-processing changed
+    (e.g. new shipped weights) is refused."""
+    if method == UNSEG_REFINED:
+        from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule
+
+        schedule = RefineSchedule()
+        surrogate = hashlib.sha1(DEFAULT_SURROGATE.read_bytes()).hexdigest()[:12] if DEFAULT_SURROGATE.is_file() else "missing"
+        return (f"{generator_identity(UNSEG, generator)}+refined:sha1:{surrogate}:"
+                f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}")
     if method == UNSEG:
         source = generator
     elif method.startswith(UNSEG + ":"):
@@ -92,19 +102,25 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
-def unseg_noise_maker(source: str, options: MethodOptions) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
+def unseg_noise_maker(source: str, options: MethodOptions, refine: bool = False
+                      ) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
     """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
     noise, with each labelled class region of the object region as its own mask prompt (as
-    ``unseg protect --masks`` does for class-index masks); info names the generator."""
+    ``unseg protect --masks`` does for class-index masks); info names the generator. ``refine``:
+    with the shipped refinement (:class:`unseg.protection.refine.Refiner`, default schedule)."""
     from unseg.data.images import LoadedImage
     from unseg.data.prompts import ImagePrompt
     from unseg.protection.protector import Protector
+    from unseg.protection.refine import Refiner
 
+    refiner = Refiner.load(device=options.device) if refine else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         protector = Protector.load(source, device=options.device, budget=options.budget, seed=options.seed,
-                                   batch_size=options.batch_size)
+                                   batch_size=options.batch_size, refiner=refiner)
     info = {"generator": protector.name, "trained": protector.trained, "warnings": [str(w.message) for w in caught]}
+    if refiner is not None:
+        info["refine"] = refiner.describe()
 
     def make(samples: list[NoiseSample], _: list[np.ndarray]) -> list[np.ndarray]:
         images = [LoadedImage(sample.pixels) for sample in samples]
@@ -143,8 +159,10 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     missing = [stem for stem in stems if not (target / f"{stem}.png").is_file()]
     if not missing and info_path.is_file():
         return target, json.loads(info_path.read_text())
-    source = options.generator if method == UNSEG else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None
-    make, info = unseg_noise_maker(source, options) if source is not None else _baseline_maker(method, folder.spec.num_classes, options)
+    source = (options.generator if method in (UNSEG, UNSEG_REFINED)
+              else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None)
+    make, info = (unseg_noise_maker(source, options, refine=method == UNSEG_REFINED) if source is not None
+                  else _baseline_maker(method, folder.spec.num_classes, options))
     chunk = len(missing) if method == "em" else options.batch_size
     seconds, worst, psnr_sum = 0.0, [0, 0], 0.0
     for start in tqdm(range(0, len(missing), chunk), desc=f"protect {method} {folder.spec.name}", leave=False, disable=not progress):

@@ -221,6 +221,29 @@ def scale_noise(noise: torch.Tensor, region: torch.Tensor, budget: Budget) -> to
     return noise * epsilon_map(region, budget)
 
 
+@dataclass(frozen=True)
+class Refinement:
+    """A second noise mixed into an image's noise at native size, on its own share of the budget
+    (:class:`unseg.protection.refine.Refiner` makes it).
+
+    Attributes:
+        grid: ``3 x S x S`` noise in {-1, 0, 1} over the input of the model that made it.
+        box: the image's letterbox into that input (its own size ``S``).
+        share: the fraction of every pixel's budget it takes; the other noise keeps ``1 - share``.
+    """
+
+    grid: torch.Tensor
+    box: Letterbox
+    share: float
+
+    def mix(self, noise: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """``(1 - share) * noise + share * this``, for rows ``start:stop`` (``rows x W x 3``): in
+        [-1, 1] wherever ``noise`` is, so the budget stays exact. This grid is mapped to native size
+        and signed again (bilinear mapping blurs its ±1 steps)."""
+        own = torch.sign(map_to_native(self.grid, self.box, start, stop)).permute(1, 2, 0)
+        return (1 - self.share) * noise + self.share * own
+
+
 @dataclass
 class NativeNoise:
     """One image's unit noise at its native resolution, made one strip of rows at a time.
@@ -246,6 +269,7 @@ class NativeNoise:
             prompt's code and each object's): saturation keeps the channel means there
             (:func:`off_region_means`) and removes only those off the region (the head's background
             noise); False removes every segment's means, so a flat channel would vanish.
+        refinement: a second noise mixed in after saturation, on its share of the budget, or None.
     """
 
     box: Letterbox
@@ -255,6 +279,7 @@ class NativeNoise:
     background: torch.Tensor | None = None
     means: torch.Tensor | None = None
     flat_objects: bool = False
+    refinement: Refinement | None = None
 
     @property
     def device(self) -> torch.device:
@@ -299,9 +324,12 @@ class NativeNoise:
         return self._on_device(segments)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
-        """The noise the budget gets for those rows: saturated with the whole image's means, or raw."""
+        """The noise the budget gets for those rows: saturated with the whole image's means, or raw;
+        with the refinement mixed in when there is one."""
         noise = self.raw_rows(start, stop)
-        return noise if self.means is None else saturate(noise, self.segment_rows(start, stop), self.means)
+        if self.means is not None:
+            noise = saturate(noise, self.segment_rows(start, stop), self.means)
+        return noise if self.refinement is None else self.refinement.mix(noise, start, stop)
 
     def saturated(self) -> "NativeNoise":
         """This noise with the per-segment channel means of the whole image (a pass over the strips)."""

@@ -46,6 +46,7 @@ from unseg.models.config import code_index
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.protection.perturb import NativeNoise, map_to_native
 from unseg.protection.quality import image_quality
+from unseg.protection.refine import Refiner
 from unseg.protection.strips import row_strips
 
 DEFAULT_WEIGHTS = Path(unseg.__file__).parent / "weights" / "default_generator.safetensors"
@@ -97,6 +98,7 @@ class Protector:
         budget: Budget = DEFAULT_BUDGET,
         batch_size: int = 4,
         saturate: bool = True,
+        refiner: Refiner | None = None,
     ) -> None:
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a unseg.budget.Budget, got {budget!r}")
@@ -110,6 +112,7 @@ class Protector:
         self.budget = budget
         self.batch_size = batch_size
         self.saturate = saturate
+        self.refiner = refiner
 
     @classmethod
     def load(
@@ -121,6 +124,7 @@ class Protector:
         sam_checkpoint: str | Path | None = None,
         batch_size: int = 4,
         saturate: bool = True,
+        refiner: Refiner | None = None,
     ) -> "Protector":
         """A protector from the shipped weights ("default"), a preset name or a checkpoint path.
 
@@ -132,7 +136,8 @@ class Protector:
         run's ``epsilon.protect`` / ``epsilon.protect_bg``, :func:`stored_budget`), else
         :data:`~unseg.budget.DEFAULT_BUDGET`. ``saturate`` (default) applies
         :func:`~unseg.protection.perturb.saturate` to the generator's noise; False keeps the
-        raw generator output.
+        raw generator output. ``refiner``: moves part of each image's budget against a frozen
+        interactive segmenter after the generator (:mod:`unseg.protection.refine`).
         """
         source = resolve_generator_source(path_or_preset, sam_checkpoint)
         if source in GENERATOR_PRESETS:
@@ -157,12 +162,13 @@ class Protector:
         if budget is None:
             budget = stored_budget(metadata) or DEFAULT_BUDGET
         return cls(generator, name=source, trained=trained, metadata=metadata, device=device,
-                   budget=budget, batch_size=batch_size, saturate=saturate)
+                   budget=budget, batch_size=batch_size, saturate=saturate, refiner=refiner)
 
     def with_budget(self, budget: Budget) -> "Protector":
         """The same generator (shared, not copied) with another budget."""
         return Protector(self.generator, name=self.name, trained=self.trained, metadata=self.metadata,
-                         device=self.device, budget=budget, batch_size=self.batch_size, saturate=self.saturate)
+                         device=self.device, budget=budget, batch_size=self.batch_size, saturate=self.saturate,
+                         refiner=self.refiner)
 
     @property
     def input_size(self) -> int:
@@ -171,7 +177,8 @@ class Protector:
 
     def describe(self) -> dict[str, Any]:
         """Generator and budget facts for a manifest."""
-        return {"generator": self.name, "trained": self.trained, "saturate": self.saturate}
+        facts = {"generator": self.name, "trained": self.trained, "saturate": self.saturate}
+        return facts if self.refiner is None else {**facts, "refine": self.refiner.describe()}
 
     def protect(
         self,
@@ -219,7 +226,8 @@ class Protector:
 
     def _native_noise(self, images: list[LoadedImage], prompts: list[ImagePrompt]) -> list[NativeNoise]:
         """Generator passes for a batch, then each image's noise mapped to native size (per strip,
-        on the generator's device), with its region, saturated unless ``saturate=False``."""
+        on the generator's device), with its region, saturated unless ``saturate=False``, then
+        refined image by image when there is a refiner (outputs stay independent of batching)."""
         if len(images) != len(prompts):
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         if not images:
@@ -233,6 +241,9 @@ class Protector:
             native = NativeNoise(box, noise[i], objects, _region(prompt, box, logits[i]),
                                  None if background is None else background[i], flat_objects=flat_objects)
             natives.append(native.saturated() if self.saturate else native)
+        if self.refiner is not None:
+            natives = [self.refiner.refine(loaded.pixels, prompt, native, self.budget)
+                       for loaded, prompt, native in zip(images, prompts, natives)]
         return natives
 
     @torch.no_grad()

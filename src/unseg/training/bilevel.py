@@ -39,7 +39,7 @@ from unseg.models import NoiseGenerator, PromptBatch
 from unseg.models.semantic import build_named
 from unseg.protection import perturb as noise_to_pixels
 from unseg.training.config import TrainConfig
-from unseg.training.losses import bce_dice_loss, mask_iou
+from unseg.models.losses import bce_dice_loss, mask_iou
 from unseg.training.prompts import (
     generator_prompt_types,
     prompt_batch,

@@ -43,7 +43,7 @@ from unseg.training.bilevel import (
     semantic_network,
     step_generator,
 )
-from unseg.training.losses import bce_dice_loss
+from unseg.models.losses import bce_dice_loss
 
 Batch = dict[str, torch.Tensor]
 

@@ -1,0 +1,205 @@
+"""Protect-time refinement: part of each pixel's budget moved against a frozen interactive segmenter.
+
+The one-pass generator's noise is a shortcut: semantic victims learn it instead of the content,
+but a box-prompted interactive victim (``sam``) trained on it falls back to "fill the box", and
+box-fill is a good answer on most objects (``benchmarks/results/noise_structure_probe_kvasir_seg_sam.md``).
+What lowered that victim below its box in this project's measurements is *misleading* noise
+(Fowl et al., "Adversarial Examples Make Strong Poisons", NeurIPS 2021): a perturbation that
+raises the loss of a model that already segments clean images, so that a victim trained on it
+learns features that point the wrong way on clean images. Measured on Kvasir-SEG at 128 px (CPU,
+one seed; ``benchmarks/results/adversarial_poison_probe.md``, stop 26), with a ``sam`` segmenter
+trained on CamVid only: the generator's noise on half of every pixel's budget plus such noise on
+the other half took the ``sam`` victim to 0.26 of its clean IoU, below box-fill, while a UNet on
+the same images stayed at 2.6 IoU.
+
+:class:`Refiner` does this per image at protection time, after the generator: the image with the
+generator's noise on ``1 - share`` of the budget is letterboxed into the segmenter's input, then
+``steps`` signed-gradient steps (``step_size`` x the remaining per-pixel bound each) raise the
+segmenter's BCE + Dice loss on a box prompt of every object (targets: the object masks; for box
+prompts without masks, the segmenter's own prediction). The sign of the result is the
+:class:`~unseg.protection.perturb.Refinement` that :class:`~unseg.protection.perturb.NativeNoise`
+mixes in at native size, so the bound stays exact. It costs ``steps`` forward/backward passes of the
+segmenter per image (about ten times the generator's one pass); it is an option, not the default.
+
+The shipped segmenter (``weights/refiner_surrogate.safetensors``) is the evaluation's ``sam`` victim
+trained on CamVid's clean training split (``benchmarks/clean_surrogate.py``, command in
+``weights/README.md``): it has seen neither Kvasir-SEG nor any data the generator is judged on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import unseg
+from unseg.budget import Budget
+from unseg.data.prompts import ImagePrompt
+from unseg.data.transforms import Letterbox, image_to_model_input
+from unseg.devices import resolve_device
+from unseg.models import InteractiveSegmenter, PromptBatch, load_model
+from unseg.models.losses import bce_dice_loss
+from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, boxes_to_masks
+from unseg.protection.perturb import SATURATE_DEAD_ZONE, NativeNoise, Refinement, epsilon_map
+
+DEFAULT_SURROGATE = Path(unseg.__file__).parent / "weights" / "refiner_surrogate.safetensors"
+
+
+@dataclass(frozen=True)
+class RefineSchedule:
+    """How much of the budget the refinement takes and how it is found.
+
+    Attributes:
+        steps: signed-gradient steps per image (each one forward and backward pass of the segmenter).
+        share: fraction of every pixel's budget given to the refinement; the generator's noise keeps
+            ``1 - share``. 0.5 is the measured setting (module docstring).
+        step_size: each step's size in units of the refinement's per-pixel bound (10 x 0.2: the
+            measured setting, twice the distance to the bound).
+    """
+
+    steps: int = 10
+    share: float = 0.5
+    step_size: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"refinement steps must be at least 1, got {self.steps}")
+        if not 0 < self.share < 1:
+            raise ValueError(f"refinement share must be in (0, 1), got {self.share}")
+        if self.step_size <= 0:
+            raise ValueError(f"refinement step size must be positive, got {self.step_size}")
+
+    def base_budget(self, budget: Budget) -> Budget:
+        """The budget the generator's noise keeps: ``1 - share`` of ``budget``."""
+        return Budget(budget.epsilon * (1 - self.share), budget.epsilon_bg * (1 - self.share))
+
+
+@dataclass
+class RefineTargets:
+    """What the refinement attacks in one image: ``K`` box prompts over the segmenter's input and
+    their ``K x 1 x M x M`` target masks at its logit resolution (None: the segmenter's own
+    prediction is the target), with the ``1 x 1 x M x M`` content area (the letterbox's padding
+    excluded from the loss)."""
+
+    corners: torch.Tensor
+    targets: torch.Tensor | None
+    valid: torch.Tensor
+
+    def prompts(self, size: int) -> PromptBatch:
+        """Each box as corner tokens and as its filled mask (as the ``sam`` victim is prompted,
+        :class:`unseg.evaluation.interactive.ObjectSamples`)."""
+        labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], device=self.corners.device).repeat(len(self.corners), 1)
+        return PromptBatch(self.corners, labels, masks=boxes_to_masks(self.corners, size, size),
+                           has_mask=torch.ones(len(self.corners), dtype=torch.bool, device=self.corners.device))
+
+
+class Refiner:
+    """Moves ``schedule.share`` of the budget against a frozen interactive segmenter (module docstring).
+
+    Build with :meth:`load`; a :class:`~unseg.protection.Protector` given one refines every image
+    after its generator pass.
+    """
+
+    def __init__(self, surrogate: InteractiveSegmenter, schedule: RefineSchedule = RefineSchedule(), *,
+                 name: str = "", metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> None:
+        self.device = resolve_device(device)
+        self.surrogate = surrogate.to(self.device).eval().requires_grad_(False)
+        self.schedule = schedule
+        self.name = name
+        self.metadata = metadata or {}
+
+    @classmethod
+    def load(cls, path: str | Path = "default", schedule: RefineSchedule = RefineSchedule(),
+             device: str | torch.device = "cpu") -> "Refiner":
+        """The shipped segmenter ("default") or an unseg ``surrogate`` checkpoint (e.g. one
+        ``benchmarks/clean_surrogate.py`` wrote)."""
+        source = DEFAULT_SURROGATE if str(path) == "default" else Path(path)
+        if not source.is_file():
+            raise FileNotFoundError(f"refinement segmenter not found: {source}")
+        model, metadata = load_model(source, kind="surrogate")
+        return cls(model.float(), schedule, name=str(path), metadata=metadata, device=device)
+
+    @property
+    def input_size(self) -> int:
+        return self.surrogate.config.sam.img_size
+
+    @property
+    def logit_size(self) -> int:
+        """Side of the segmenter's mask logits (4 x its embedding grid)."""
+        sam = self.surrogate.config.sam
+        return 4 * (sam.img_size // sam.patch_size)
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for a manifest or a results file."""
+        return {"surrogate": self.name, "trained_on": self.metadata.get("trained_on"), "steps": self.schedule.steps,
+                "share": self.schedule.share, "step_size": self.schedule.step_size}
+
+    def refine(self, pixels: np.ndarray, prompt: ImagePrompt, native: NativeNoise, budget: Budget) -> NativeNoise:
+        """``native`` (the generator's noise of ``pixels``, ``H x W x C`` integer) with a refinement
+        mixed in; unchanged when the prompt names no object (nothing to attack)."""
+        box = Letterbox(native.box.height, native.box.width, self.input_size)
+        goal = self.targets(prompt, native.region, box)
+        if goal is None:
+            return native
+        base, _ = native.protect(pixels, self.schedule.base_budget(budget))
+        image = image_to_model_input(box, base, self.device)
+        region = box.image_to_input(torch.from_numpy(native.region).float()[None, None].to(self.device))
+        limit = self.schedule.share * epsilon_map(region, budget)  # 1 x 1 x S x S, in [0, 1] units
+        delta = self._attack(image, limit, goal)
+        grid = torch.where(delta.abs() < SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
+        return replace(native, refinement=Refinement(grid, box, self.schedule.share))
+
+    def targets(self, prompt: ImagePrompt, region: np.ndarray, box: Letterbox) -> RefineTargets | None:
+        """Box prompts and targets of the objects to attack: each object mask (or the mask; for a
+        points-only prompt, the protected region) with its tight box; box prompts without masks
+        with no target (the segmenter's own prediction is used). None when there is none."""
+        height, width = region.shape
+        out = Letterbox(height, width, self.logit_size)
+        rows, cols = out.resized
+        valid = torch.zeros(1, 1, self.logit_size, self.logit_size, device=self.device)
+        valid[..., :rows, :cols] = 1
+        masks = prompt.objects or ([prompt.mask] if prompt.mask is not None else None)
+        if masks is None and prompt.boxes is not None:
+            corners = torch.from_numpy(box.points_to_input(prompt.boxes.reshape(-1, 2))).reshape(-1, 2, 2)
+            return RefineTargets(corners.to(self.device), None, valid)
+        if masks is None:
+            masks = [region] if region.any() else []
+        corners, targets = [], []
+        for mask in masks:
+            target = out.image_to_input(torch.from_numpy(mask).float()[None, None].to(self.device)) > 0.5
+            if not target.any():
+                continue  # too small to see at the segmenter's resolution
+            ys, xs = np.nonzero(mask)
+            corners.append(torch.tensor([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], dtype=torch.float32) * box.scale)
+            targets.append(target[0].float())
+        if not corners:
+            return None
+        return RefineTargets(torch.stack(corners).to(self.device), torch.stack(targets), valid)
+
+    def _attack(self, image: torch.Tensor, limit: torch.Tensor, goal: RefineTargets) -> torch.Tensor:
+        """``1 x 3 x S x S`` perturbation within ``limit`` (and ``image + δ`` within [0, 1]) that raises
+        the segmenter's loss on ``goal``: ``steps`` signed-gradient steps from zero."""
+        prompts = goal.prompts(self.input_size)
+        count = len(goal.corners)
+
+        def logits(x: torch.Tensor) -> torch.Tensor:
+            embedding, _ = self.surrogate.embed_images(x)
+            return self.surrogate.decode_masks(embedding.expand(count, -1, -1, -1), prompts).masks.float()
+
+        targets = goal.targets
+        if targets is None:
+            with torch.no_grad():
+                targets = (logits(image) > 0).float()
+        valid = goal.valid.expand(count, -1, -1, -1)
+        delta = torch.zeros_like(image)
+        for _ in range(self.schedule.steps):
+            delta.requires_grad_(True)
+            loss = bce_dice_loss(logits((image + delta).clamp(0, 1)), targets, valid)
+            (gradient,) = torch.autograd.grad(loss, delta)
+            delta = delta.detach() + self.schedule.step_size * limit * gradient.sign()
+            delta = torch.maximum(torch.minimum(delta, limit), -limit)
+            delta = (image + delta).clamp(0, 1) - image
+        return delta.detach()

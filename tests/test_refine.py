@@ -1,0 +1,155 @@
+"""Protect-time refinement (unseg.protection.refine): exact budget, the attack raises the segmenter's
+loss, determinism and batch independence, prompts without objects left alone, bad input refused."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from unseg.budget import Budget
+from unseg.data.images import LoadedImage
+from unseg.data.transforms import Letterbox
+from unseg.models import CheckpointError, InteractiveSegmenter, SurrogateConfig, save_model
+from unseg.models.losses import bce_dice_loss
+from unseg.protection import ImagePrompt, Protector, measured_linf
+from unseg.protection.perturb import Refinement
+from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule, Refiner
+
+
+@pytest.fixture(scope="module")
+def surrogate(tiny_sam):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        return InteractiveSegmenter(SurrogateConfig(sam=tiny_sam))
+
+
+@pytest.fixture(scope="module")
+def refiner(surrogate):
+    return Refiner(surrogate, RefineSchedule(steps=3))
+
+
+@pytest.fixture(scope="module")
+def protectors(tiny_generator_path, refiner):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = Protector.load(tiny_generator_path)
+        return plain, Protector.load(tiny_generator_path, refiner=refiner)
+
+
+def _scene(height=45, width=70, seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    first = np.zeros((height, width), bool)
+    first[5:25, 8:30] = True
+    second = np.zeros((height, width), bool)
+    second[20:40, 35:65] = True
+    return image, [first, second]
+
+
+def test_budget_exact_and_noise_changed(protectors):
+    plain, refined = protectors
+    image, objects = _scene()
+    budget = Budget(8, 2)
+    base = plain.protect(image, objects=objects)
+    result = refined.protect(image, objects=objects)
+    inside, outside = measured_linf(image, result.pixels, result.region)
+    assert result.pixels.shape == image.shape and result.pixels.dtype == np.uint8
+    assert inside == budget.levels()[0] and outside <= budget.levels()[1]
+    assert not np.array_equal(result.pixels, base.pixels)
+    # the generator's noise keeps its half: wherever the two noises agree, the refined one is it
+    noise, kept = result.noise, base.noise
+    assert set(np.unique(noise)) <= {-1.0, -0.5, 0.0, 0.5, 1.0}
+    agree = np.abs(noise) == 1
+    assert agree.any() and np.array_equal(noise[agree], kept[agree])
+    assert refined.describe()["refine"]["steps"] == 3
+
+
+def test_attack_raises_the_segmenters_loss(refiner):
+    image, objects = _scene()
+    box = Letterbox(*image.shape[:2], refiner.input_size)
+    goal = refiner.targets(ImagePrompt(objects=objects), np.logical_or(*objects), box)
+    assert goal is not None and len(goal.corners) == 2
+    x = box.image_to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    limit = torch.full((1, 1, *x.shape[2:]), 4 / 255)
+    delta = refiner._attack(x, limit, goal)
+    assert float(delta.abs().max()) <= 4 / 255 + 1e-7
+    assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
+
+    def loss(pixels):
+        with torch.no_grad():
+            embedding, _ = refiner.surrogate.embed_images(pixels)
+            prompts = goal.prompts(refiner.input_size)
+            logits = refiner.surrogate.decode_masks(embedding.expand(2, -1, -1, -1), prompts).masks
+            return float(bce_dice_loss(logits, goal.targets, goal.valid.expand(2, -1, -1, -1)))
+
+    assert loss(x + delta) > loss(x)
+
+
+def test_deterministic_and_independent_of_batching(protectors):
+    _, refined = protectors
+    scenes = [_scene(seed=seed) for seed in (0, 1)]
+    images = [LoadedImage(image) for image, _ in scenes]
+    prompts = [ImagePrompt(objects=objects) for _, objects in scenes]
+    together = refined.protect_batch(images, prompts)
+    for (image, objects), batched in zip(scenes, together):
+        alone = refined.protect(image, objects=objects)
+        assert np.array_equal(alone.pixels, batched.pixels)
+
+
+def test_box_prompt_attacks_the_segmenters_own_prediction(protectors, refiner):
+    plain, refined = protectors
+    image, _ = _scene()
+    boxes = [[8, 5, 30, 25], [35, 20, 65, 40]]
+    goal = refiner.targets(ImagePrompt(boxes=boxes), np.ones(image.shape[:2], bool), Letterbox(45, 70, refiner.input_size))
+    assert goal.targets is None and goal.corners.shape == (2, 2, 2)
+    result = refined.protect(image, box=boxes)
+    assert not np.array_equal(result.pixels, plain.protect(image, box=boxes).pixels)
+    inside, outside = measured_linf(image, result.pixels, result.region)
+    assert inside <= 8 and outside <= 2
+
+
+def test_nothing_to_attack_leaves_the_noise_alone(protectors):
+    plain, refined = protectors
+    image, _ = _scene()
+    assert np.array_equal(refined.protect(image).pixels, plain.protect(image).pixels)
+    tiny = np.zeros(image.shape[:2], bool)
+    tiny[0, 0] = True  # one pixel: nothing at the segmenter's resolution
+    assert np.array_equal(refined.protect(image, mask=tiny).pixels, plain.protect(image, mask=tiny).pixels)
+
+
+def test_refinement_mix_stays_in_unit_range():
+    grid = torch.sign(torch.randn(3, 16, 16))
+    refinement = Refinement(grid, Letterbox(20, 30, 16), share=0.25)
+    noise = torch.sign(torch.randn(20, 30, 3))
+    mixed = refinement.mix(noise, 0, 20)
+    assert mixed.shape == noise.shape and float(mixed.abs().max()) <= 1.0
+    # 0.75 x ±1 plus 0.25 x (±1, or 0 where the mapped grid is exactly between two signs)
+    assert set(torch.unique(mixed).tolist()) <= {-1.0, -0.75, -0.5, 0.5, 0.75, 1.0}
+    assert torch.equal(mixed.sign(), noise.sign())  # the larger share decides every sign
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"share": 0.0}, {"share": 1.0}, {"step_size": 0.0}])
+def test_schedule_refuses_bad_values(kwargs):
+    with pytest.raises(ValueError):
+        RefineSchedule(**kwargs)
+
+
+def test_load_refuses_missing_and_wrong_files(tmp_path, tiny_generator_path, surrogate):
+    with pytest.raises(FileNotFoundError):
+        Refiner.load(tmp_path / "absent.safetensors")
+    with pytest.raises(CheckpointError):
+        Refiner.load(tiny_generator_path)  # a generator, not a segmenter
+    path = save_model(tmp_path / "segmenter.safetensors", surrogate.half(), {"trained_on": {"dataset": "x"}})
+    surrogate.float()
+    loaded = Refiner.load(path)
+    assert next(loaded.surrogate.parameters()).dtype == torch.float32  # float16 files load as float32
+    assert loaded.describe()["trained_on"] == {"dataset": "x"}
+
+
+def test_shipped_segmenter_loads():
+    if not DEFAULT_SURROGATE.is_file():
+        pytest.skip("no shipped refinement segmenter")
+    refiner = Refiner.load()
+    assert refiner.metadata["trained_on"]["dataset"] == "camvid"
+    assert refiner.input_size == 128
