@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 import unseg
 from unseg.budget import Budget
@@ -146,8 +147,7 @@ class Refiner:
             return native
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
-        region = box.image_to_input(torch.from_numpy(native.region).float()[None, None].to(self.device))
-        limit = self.schedule.share * epsilon_map(region, budget)  # 1 x 1 x S x S, in [0, 1] units
+        limit = self.schedule.share * epsilon_map(self._shrink(native.region, box), budget)  # 1 x 1 x S x S, [0, 1] units
         delta = self._attack(image, limit, goal)
         grid = torch.where(delta.abs() < SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
         return replace(native, refinement=Refinement(grid, box, self.schedule.share))
@@ -169,7 +169,7 @@ class Refiner:
             masks = [region] if region.any() else []
         corners, targets = [], []
         for mask in masks:
-            target = out.image_to_input(torch.from_numpy(mask).float()[None, None].to(self.device)) > 0.5
+            target = self._shrink(mask, out) > 0.5
             if not target.any():
                 continue  # too small to see at the segmenter's resolution
             ys, xs = np.nonzero(mask)
@@ -179,9 +179,20 @@ class Refiner:
             return None
         return RefineTargets(torch.stack(corners).to(self.device), torch.stack(targets), valid)
 
+    def _shrink(self, mask: np.ndarray, box: Letterbox) -> torch.Tensor:
+        """``1 x 1 x S x S`` float share of each input pixel that ``mask`` (``H x W`` bool) covers
+        (box filter into the letterbox, padding 0), made from one byte per native pixel."""
+        rows, cols = box.resized
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize((cols, rows), Image.Resampling.BOX)
+        grid = torch.zeros(1, 1, box.size, box.size)
+        grid[..., :rows, :cols] = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255)
+        return grid.to(self.device)
+
+    @torch.enable_grad()
     def _attack(self, image: torch.Tensor, limit: torch.Tensor, goal: RefineTargets) -> torch.Tensor:
         """``1 x 3 x S x S`` perturbation within ``limit`` (and ``image + δ`` within [0, 1]) that raises
-        the segmenter's loss on ``goal``: ``steps`` signed-gradient steps from zero."""
+        the segmenter's loss on ``goal``: ``steps`` signed-gradient steps from zero (gradients on
+        even when the caller runs under ``torch.no_grad``)."""
         prompts = goal.prompts(self.input_size)
         count = len(goal.corners)
 
