@@ -153,3 +153,17 @@ def test_shipped_segmenter_loads():
     refiner = Refiner.load()
     assert refiner.metadata["trained_on"]["dataset"] == "camvid"
     assert refiner.input_size == 128
+
+
+def test_objects_keyed_zero_stay_untouched(tiny_sam, refiner):
+    from unseg.models import GeneratorConfig, build_generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        keyed = build_generator(GeneratorConfig(sam=tiny_sam, num_codes=4))
+    protector = Protector(keyed, name="keyed", trained=False, refiner=refiner)
+    image, (first, second) = _scene()
+    prompt = ImagePrompt(objects=[first, second], keys=[0, 2])
+    out = protector.protect_batch([LoadedImage(image)], [prompt])[0]
+    assert np.array_equal(out.pixels[first & ~second], image[first & ~second])  # key 0: no noise at all
+    assert (out.pixels[second] != image[second]).any()

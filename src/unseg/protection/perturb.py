@@ -230,17 +230,22 @@ class Refinement:
         grid: ``3 x S x S`` noise in {-1, 0, 1} over the input of the model that made it.
         box: the image's letterbox into that input (its own size ``S``).
         share: the fraction of every pixel's budget it takes; the other noise keeps ``1 - share``.
+        untouched: ``H x W`` bool pixels it leaves alone (objects keyed 0: no noise), or None.
     """
 
     grid: torch.Tensor
     box: Letterbox
     share: float
+    untouched: np.ndarray | None = None
 
     def mix(self, noise: torch.Tensor, start: int, stop: int) -> torch.Tensor:
         """``(1 - share) * noise + share * this``, for rows ``start:stop`` (``rows x W x 3``): in
         [-1, 1] wherever ``noise`` is, so the budget stays exact. This grid is mapped to native size
         and signed again (bilinear mapping blurs its ±1 steps)."""
         own = torch.sign(map_to_native(self.grid, self.box, start, stop)).permute(1, 2, 0)
+        if self.untouched is not None and self.untouched[start:stop].any():
+            off = torch.from_numpy(np.ascontiguousarray(self.untouched[start:stop])).to(own.device)
+            own = torch.where(off[..., None], 0.0, own)
         return (1 - self.share) * noise + self.share * own
 
 

@@ -140,28 +140,39 @@ class Refiner:
 
     def refine(self, pixels: np.ndarray, prompt: ImagePrompt, native: NativeNoise, budget: Budget) -> NativeNoise:
         """``native`` (the generator's noise of ``pixels``, ``H x W x C`` integer) with a refinement
-        mixed in; unchanged when the prompt names no object (nothing to attack)."""
+        mixed in; unchanged when the prompt names no object (nothing to attack). Objects the
+        generator gave no noise (a keyed generator's null code, key 0) get none from the
+        refinement either, and are not attacked."""
         box = Letterbox(native.box.height, native.box.width, self.input_size)
-        goal = self.targets(prompt, native.region, box)
+        silent = [not bool(grid.any()) for _, grid in native.objects]  # objects the generator left alone (keyed 0)
+        goal = self.targets(prompt, native.region, box, skip=silent)
         if goal is None:
             return native
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
         limit = self.schedule.share * epsilon_map(self._shrink(native.region, box), budget)  # 1 x 1 x S x S, [0, 1] units
+        untouched = (np.logical_or.reduce([mask for (mask, _), quiet in zip(native.objects, silent) if quiet])
+                     if any(silent) else None)
+        if untouched is not None:
+            limit = limit * (self._shrink(untouched, box) == 0)
         delta = self._attack(image, limit, goal)
-        grid = torch.where(delta.abs() < SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
-        return replace(native, refinement=Refinement(grid, box, self.schedule.share))
+        grid = torch.where(delta.abs() <= SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
+        return replace(native, refinement=Refinement(grid, box, self.schedule.share, untouched))
 
-    def targets(self, prompt: ImagePrompt, region: np.ndarray, box: Letterbox) -> RefineTargets | None:
-        """Box prompts and targets of the objects to attack: each object mask (or the mask; for a
-        points-only prompt, the protected region) with its tight box; box prompts without masks
-        with no target (the segmenter's own prediction is used). None when there is none."""
+    def targets(self, prompt: ImagePrompt, region: np.ndarray, box: Letterbox,
+                skip: list[bool] | None = None) -> RefineTargets | None:
+        """Box prompts and targets of the objects to attack: each object mask (but those ``skip``
+        marks; or the mask; for a points-only prompt, the protected region) with its tight box; box
+        prompts without masks with no target (the segmenter's own prediction is used). None when
+        there is none."""
         height, width = region.shape
         out = Letterbox(height, width, self.logit_size)
         rows, cols = out.resized
         valid = torch.zeros(1, 1, self.logit_size, self.logit_size, device=self.device)
         valid[..., :rows, :cols] = 1
         masks = prompt.objects or ([prompt.mask] if prompt.mask is not None else None)
+        if prompt.objects and skip:
+            masks = [mask for mask, skipped in zip(prompt.objects, skip) if not skipped]
         if masks is None and prompt.boxes is not None:
             corners = torch.from_numpy(box.points_to_input(prompt.boxes.reshape(-1, 2))).reshape(-1, 2, 2)
             return RefineTargets(corners.to(self.device), None, valid)
@@ -214,3 +225,4 @@ class Refiner:
             delta = torch.maximum(torch.minimum(delta, limit), -limit)
             delta = (image + delta).clamp(0, 1) - image
         return delta.detach()
+
