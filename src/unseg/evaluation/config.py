@@ -137,10 +137,11 @@ PRESETS: dict[str, dict] = {
     # Issue 9's grid with victims as strong as 2 CPU cores allow in an afternoon: full training
     # and test splits, 128 px, 8 epochs (clean CamVid UNet 35 mIoU, Kvasir UNet 45 IoU at 5 epochs),
     # the hand-made pattern beside UnSeg (benchmarks/results/evaluate_protection_strong_cpu/: what
-    # was run, per dataset, and how long it took).
+    # was run, per dataset, and how long it took), and UnSeg with its protect-time refinement
+    # (benchmarks/results/evaluate_protection_refined_cpu/).
     "strong_cpu": dict(
         datasets=("camvid", "kvasir_seg"), victims=("unet", "deeplabv3plus", "fpn", "sam"),
-        methods=("clean", "unseg", "pattern", "synper", "random"), defences=("none",),
+        methods=("clean", "unseg", "unseg_refined", "pattern", "synper", "random"), defences=("none",),
         epochs=8, image_height=128, batch_size=8, amp=True,
     ),
     # The main grid on one H100/H200-class GPU, sized for about 8 minutes: full splits at 256 px,
@@ -154,7 +155,7 @@ PRESETS: dict[str, dict] = {
     # The full grid on a GPU (hours): every victim, baseline and defence, larger images, longer schedule.
     "gpu_full": dict(
         datasets=("camvid", "kvasir_seg"), victims=("unet", "unetplusplus", "fpn", "deeplabv3plus", "sam"),
-        methods=("clean", "unseg", "pattern", "random", "sign", "synper", "ar", "cuda", "em"),
+        methods=("clean", "unseg", "unseg_refined", "pattern", "random", "sign", "synper", "ar", "cuda", "em"),
         defences=("none", "jpeg75", "blur1", "bits3", "gray", "augment", "advtrain", "mix20", "mix60"),
         epochs=60, image_height=288, batch_size=16, amp=True, channels_last=True, em_rounds=20, em_height=192,
         device="cuda",
