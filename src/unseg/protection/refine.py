@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 import unseg
@@ -78,23 +79,68 @@ class RefineSchedule:
         return Budget(budget.epsilon * (1 - self.share), budget.epsilon_bg * (1 - self.share))
 
 
+@dataclass(frozen=True)
+class View:
+    """One way a victim may see the image: scaled by ``sy`` x ``sx`` into the top-left of a square
+    ``size`` input (rest zero). ``letterbox`` keeps the aspect (SAM's resize-longest-side); ``square``
+    stretches the image onto the whole square (a fixed-size resize, as many training pipelines do)."""
+
+    height: int
+    width: int
+    size: int
+    sy: float
+    sx: float
+
+    @classmethod
+    def letterbox(cls, height: int, width: int, size: int) -> "View":
+        scale = size / max(height, width)
+        return cls(height, width, size, scale, scale)
+
+    @classmethod
+    def square(cls, height: int, width: int, size: int) -> "View":
+        return cls(height, width, size, size / height, size / width)
+
+    def content(self, side: int) -> tuple[int, int]:
+        """(rows, cols) the image covers in a ``side`` x ``side`` map of this view."""
+        ratio = side / self.size
+        return (max(1, min(side, round(self.height * self.sy * ratio))),
+                max(1, min(side, round(self.width * self.sx * ratio))))
+
+    def place(self, image: torch.Tensor) -> torch.Tensor:
+        """``B x C x h x w`` image content -> ``B x C x size x size`` input of this view
+        (bilinear, antialiased; differentiable)."""
+        rows, cols = self.content(self.size)
+        resized = F.interpolate(image, size=(rows, cols), mode="bilinear", align_corners=False, antialias=True)
+        return F.pad(resized, (0, self.size - cols, 0, self.size - rows))
+
+    def shrink(self, mask: np.ndarray, side: int) -> torch.Tensor:
+        """``1 x 1 x side x side`` share of each cell that ``mask`` (``H x W`` bool) covers (box filter,
+        from one byte per native pixel; 0 off the content)."""
+        rows, cols = self.content(side)
+        small = Image.fromarray(mask.astype(np.uint8) * 255).resize((cols, rows), Image.Resampling.BOX)
+        grid = torch.zeros(1, 1, side, side)
+        grid[..., :rows, :cols] = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255)
+        return grid
+
+
 @dataclass
 class RefineTargets:
-    """What the refinement attacks in one image: ``K`` box prompts over the segmenter's input and
-    their ``K x 1 x M x M`` target masks at its logit resolution (None: the segmenter's own
-    prediction is the target), with the ``1 x 1 x M x M`` content area (the letterbox's padding
-    excluded from the loss)."""
+    """What the refinement attacks in one view of one image: ``K`` box prompts over the segmenter's
+    input and their ``K x 1 x M x M`` target masks at its logit resolution (None: the segmenter's own
+    prediction is the target), with the ``1 x 1 x M x M`` content area (padding excluded from the loss)."""
 
+    view: View
     corners: torch.Tensor
     targets: torch.Tensor | None
     valid: torch.Tensor
 
-    def prompts(self, size: int) -> PromptBatch:
+    def prompts(self) -> PromptBatch:
         """Each box as corner tokens and as its filled mask (as the ``sam`` victim is prompted,
         :class:`unseg.evaluation.interactive.ObjectSamples`)."""
-        labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], device=self.corners.device).repeat(len(self.corners), 1)
+        size, count, device = self.view.size, len(self.corners), self.corners.device
+        labels = torch.tensor([[BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]], device=device).repeat(count, 1)
         return PromptBatch(self.corners, labels, masks=boxes_to_masks(self.corners, size, size),
-                           has_mask=torch.ones(len(self.corners), dtype=torch.bool, device=self.corners.device))
+                           has_mask=torch.ones(count, dtype=torch.bool, device=device))
 
 
 class Refiner:
@@ -103,6 +149,8 @@ class Refiner:
     Build with :meth:`load`; a :class:`~unseg.protection.Protector` given one refines every image
     after its generator pass.
     """
+
+    WORK_FACTOR = 4  # the perturbation lives on a grid of up to 4 x the segmenter's input side
 
     def __init__(self, surrogate: InteractiveSegmenter, schedule: RefineSchedule = RefineSchedule(), *,
                  name: str = "", metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> None:
@@ -136,93 +184,104 @@ class Refiner:
     def describe(self) -> dict[str, Any]:
         """Facts for a manifest or a results file."""
         return {"surrogate": self.name, "trained_on": self.metadata.get("trained_on"), "steps": self.schedule.steps,
-                "share": self.schedule.share, "step_size": self.schedule.step_size}
+                "share": self.schedule.share, "step_size": self.schedule.step_size, "views": list(VIEWS)}
+
+    def views(self, height: int, width: int) -> list[View]:
+        """The views the perturbation must work through (:data:`VIEWS`)."""
+        return [VIEWS[name](height, width, self.input_size) for name in VIEWS]
 
     def refine(self, pixels: np.ndarray, prompt: ImagePrompt, native: NativeNoise, budget: Budget) -> NativeNoise:
         """``native`` (the generator's noise of ``pixels``, ``H x W x C`` integer) with a refinement
         mixed in; unchanged when the prompt names no object (nothing to attack). Objects the
         generator gave no noise (a keyed generator's null code, key 0) get none from the
-        refinement either, and are not attacked."""
-        box = Letterbox(native.box.height, native.box.width, self.input_size)
+        refinement either, and are not attacked.
+
+        The perturbation lives on the image letterboxed into a work grid (up to ``WORK_FACTOR`` x
+        the segmenter's input, at most the native size) and is optimised through every view of
+        :data:`VIEWS` at once (the mean loss): a victim resizes the protected image its own way,
+        and a perturbation made on one grid alone does not survive another (a letterbox-only one
+        moved a squash-resizing victim's view by < 1 %, ``benchmarks/results/evaluate_protection_refined_cpu/``).
+        """
+        height, width = native.box.height, native.box.width
         silent = [not bool(grid.any()) for _, grid in native.objects]  # objects the generator left alone (keyed 0)
-        goal = self.targets(prompt, native.region, box, skip=silent)
-        if goal is None:
+        goals = [self.targets(prompt, native.region, view, skip=silent) for view in self.views(height, width)]
+        if goals[0] is None:
             return native
+        box = Letterbox(height, width, min(max(height, width), self.WORK_FACTOR * self.input_size))
+        work = View.letterbox(height, width, box.size)
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
-        limit = self.schedule.share * epsilon_map(self._shrink(native.region, box), budget)  # 1 x 1 x S x S, [0, 1] units
+        limit = self.schedule.share * epsilon_map(work.shrink(native.region, box.size).to(self.device), budget)
         untouched = (np.logical_or.reduce([mask for (mask, _), quiet in zip(native.objects, silent) if quiet])
                      if any(silent) else None)
         if untouched is not None:
-            limit = limit * (self._shrink(untouched, box) == 0)
-        delta = self._attack(image, limit, goal)
+            limit = limit * (work.shrink(untouched, box.size).to(self.device) == 0)
+        delta = self._attack(image, box.resized, limit, goals)
         grid = torch.where(delta.abs() <= SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
         return replace(native, refinement=Refinement(grid, box, self.schedule.share, untouched))
 
-    def targets(self, prompt: ImagePrompt, region: np.ndarray, box: Letterbox,
+    def targets(self, prompt: ImagePrompt, region: np.ndarray, view: View,
                 skip: list[bool] | None = None) -> RefineTargets | None:
-        """Box prompts and targets of the objects to attack: each object mask (but those ``skip``
-        marks; or the mask; for a points-only prompt, the protected region) with its tight box; box
-        prompts without masks with no target (the segmenter's own prediction is used). None when
-        there is none."""
-        height, width = region.shape
-        out = Letterbox(height, width, self.logit_size)
-        rows, cols = out.resized
-        valid = torch.zeros(1, 1, self.logit_size, self.logit_size, device=self.device)
+        """Box prompts and targets of the objects to attack in ``view``: each object mask (but those
+        ``skip`` marks; or the mask; for a points-only prompt, the protected region) with its tight
+        box; box prompts without masks with no target (the segmenter's own prediction is used).
+        None when there is none."""
+        side = self.logit_size
+        rows, cols = view.content(side)
+        valid = torch.zeros(1, 1, side, side, device=self.device)
         valid[..., :rows, :cols] = 1
+        scale = np.array([view.sx, view.sy], dtype=np.float32)
         masks = prompt.objects or ([prompt.mask] if prompt.mask is not None else None)
         if prompt.objects and skip:
             masks = [mask for mask, skipped in zip(prompt.objects, skip) if not skipped]
         if masks is None and prompt.boxes is not None:
-            corners = torch.from_numpy(box.points_to_input(prompt.boxes.reshape(-1, 2))).reshape(-1, 2, 2)
-            return RefineTargets(corners.to(self.device), None, valid)
+            corners = torch.from_numpy(prompt.boxes.reshape(-1, 2, 2).astype(np.float32) * scale)
+            return RefineTargets(view, corners.to(self.device), None, valid)
         if masks is None:
             masks = [region] if region.any() else []
         corners, targets = [], []
         for mask in masks:
-            target = self._shrink(mask, out) > 0.5
+            target = view.shrink(mask, side) > 0.5
             if not target.any():
                 continue  # too small to see at the segmenter's resolution
             ys, xs = np.nonzero(mask)
-            corners.append(torch.tensor([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], dtype=torch.float32) * box.scale)
+            corners.append(torch.from_numpy(np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]],
+                                                     dtype=np.float32) * scale))
             targets.append(target[0].float())
         if not corners:
             return None
-        return RefineTargets(torch.stack(corners).to(self.device), torch.stack(targets), valid)
-
-    def _shrink(self, mask: np.ndarray, box: Letterbox) -> torch.Tensor:
-        """``1 x 1 x S x S`` float share of each input pixel that ``mask`` (``H x W`` bool) covers
-        (box filter into the letterbox, padding 0), made from one byte per native pixel."""
-        rows, cols = box.resized
-        small = Image.fromarray(mask.astype(np.uint8) * 255).resize((cols, rows), Image.Resampling.BOX)
-        grid = torch.zeros(1, 1, box.size, box.size)
-        grid[..., :rows, :cols] = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255)
-        return grid.to(self.device)
+        return RefineTargets(view, torch.stack(corners).to(self.device), torch.stack(targets).to(self.device), valid)
 
     @torch.enable_grad()
-    def _attack(self, image: torch.Tensor, limit: torch.Tensor, goal: RefineTargets) -> torch.Tensor:
-        """``1 x 3 x S x S`` perturbation within ``limit`` (and ``image + δ`` within [0, 1]) that raises
-        the segmenter's loss on ``goal``: ``steps`` signed-gradient steps from zero (gradients on
-        even when the caller runs under ``torch.no_grad``)."""
-        prompts = goal.prompts(self.input_size)
-        count = len(goal.corners)
+    def _attack(self, image: torch.Tensor, content: tuple[int, int], limit: torch.Tensor,
+                goals: list[RefineTargets]) -> torch.Tensor:
+        """``1 x 3 x N x N`` perturbation of the work-grid ``image`` (its ``content`` rows and columns
+        are the picture) within ``limit`` (and ``image + δ`` within [0, 1]) that raises the
+        segmenter's mean loss over ``goals`` (one per view): ``steps`` signed-gradient steps from
+        zero (gradients on even when the caller runs under ``torch.no_grad``)."""
+        rows, cols = content
 
-        def logits(x: torch.Tensor) -> torch.Tensor:
-            embedding, _ = self.surrogate.embed_images(x)
-            return self.surrogate.decode_masks(embedding.expand(count, -1, -1, -1), prompts).masks.float()
+        def losses(x: torch.Tensor, goal: RefineTargets, targets: torch.Tensor | None) -> torch.Tensor:
+            embedding, _ = self.surrogate.embed_images(goal.view.place(x[..., :rows, :cols]))
+            count = len(goal.corners)
+            logits = self.surrogate.decode_masks(embedding.expand(count, -1, -1, -1), goal.prompts()).masks.float()
+            if targets is None:
+                return logits
+            return bce_dice_loss(logits, targets, goal.valid.expand(count, -1, -1, -1))
 
-        targets = goal.targets
-        if targets is None:
-            with torch.no_grad():
-                targets = (logits(image) > 0).float()
-        valid = goal.valid.expand(count, -1, -1, -1)
+        with torch.no_grad():  # box prompts without masks: the segmenter's own prediction is the target
+            targets = [goal.targets if goal.targets is not None else (losses(image, goal, None) > 0).float()
+                       for goal in goals]
         delta = torch.zeros_like(image)
         for _ in range(self.schedule.steps):
             delta.requires_grad_(True)
-            loss = bce_dice_loss(logits((image + delta).clamp(0, 1)), targets, valid)
+            x = (image + delta).clamp(0, 1)
+            loss = sum(losses(x, goal, target) for goal, target in zip(goals, targets)) / len(goals)
             (gradient,) = torch.autograd.grad(loss, delta)
             delta = delta.detach() + self.schedule.step_size * limit * gradient.sign()
             delta = torch.maximum(torch.minimum(delta, limit), -limit)
             delta = (image + delta).clamp(0, 1) - image
         return delta.detach()
 
+
+VIEWS = {"letterbox": View.letterbox, "square": View.square}  # how victims commonly resize an image
