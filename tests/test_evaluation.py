@@ -215,7 +215,7 @@ def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_trai
     assert generator_identity(f"unseg:{changed}", config.generator) != recorded["unseg"]
     assert generator_identity("random", config.generator) is None
     refined = generator_identity("unseg_refined", config.generator)  # the generator's, plus its segmenter and schedule
-    assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5")
+    assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5:letterbox+square")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     results = json.loads((copy / "results.json").read_text())

@@ -14,7 +14,7 @@ from unseg.models import CheckpointError, InteractiveSegmenter, SurrogateConfig,
 from unseg.models.losses import bce_dice_loss
 from unseg.protection import ImagePrompt, Protector, measured_linf
 from unseg.protection.perturb import Refinement
-from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule, Refiner
+from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule, Refiner, View
 
 
 @pytest.fixture(scope="module")
@@ -65,25 +65,41 @@ def test_budget_exact_and_noise_changed(protectors):
     assert refined.describe()["refine"]["steps"] == 3
 
 
-def test_attack_raises_the_segmenters_loss(refiner):
+def test_attack_raises_the_segmenters_loss_in_every_view(refiner):
     image, objects = _scene()
-    box = Letterbox(*image.shape[:2], refiner.input_size)
-    goal = refiner.targets(ImagePrompt(objects=objects), np.logical_or(*objects), box)
-    assert goal is not None and len(goal.corners) == 2
-    x = box.image_to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
+    height, width = image.shape[:2]
+    goals = [refiner.targets(ImagePrompt(objects=objects), np.logical_or(*objects), view)
+             for view in refiner.views(height, width)]
+    assert [len(goal.corners) for goal in goals] == [2, 2]
+    work = Letterbox(height, width, 2 * refiner.input_size)  # a work grid larger than the segmenter's input
+    x = work.image_to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
     limit = torch.full((1, 1, *x.shape[2:]), 4 / 255)
-    delta = refiner._attack(x, limit, goal)
+    delta = refiner._attack(x, work.resized, limit, goals)
     assert float(delta.abs().max()) <= 4 / 255 + 1e-7
     assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
+    rows, cols = work.resized
 
-    def loss(pixels):
+    def loss(pixels, goal):
         with torch.no_grad():
-            embedding, _ = refiner.surrogate.embed_images(pixels)
-            prompts = goal.prompts(refiner.input_size)
-            logits = refiner.surrogate.decode_masks(embedding.expand(2, -1, -1, -1), prompts).masks
+            embedding, _ = refiner.surrogate.embed_images(goal.view.place(pixels[..., :rows, :cols]))
+            logits = refiner.surrogate.decode_masks(embedding.expand(2, -1, -1, -1), goal.prompts()).masks
             return float(bce_dice_loss(logits, goal.targets, goal.valid.expand(2, -1, -1, -1)))
 
-    assert loss(x + delta) > loss(x)
+    for goal in goals:
+        assert loss(x + delta, goal) > loss(x, goal)
+
+
+def test_views_place_the_image_as_victims_resize_it():
+    letterbox, square = View.letterbox(50, 100, 32), View.square(50, 100, 32)
+    assert letterbox.content(32) == (16, 32) and square.content(32) == (32, 32)
+    assert letterbox.content(16) == (8, 16)
+    image = torch.rand(1, 3, 50, 100)
+    placed = letterbox.place(image)
+    assert placed.shape == (1, 3, 32, 32) and float(placed[..., 16:, :].abs().max()) == 0  # padding below
+    mask = np.zeros((50, 100), bool)
+    mask[:, :50] = True  # the left half
+    share = square.shrink(mask, 32)
+    assert float(share[..., :, :16].min()) == 1 and float(share[..., :, 16:].max()) == 0
 
 
 def test_deterministic_and_independent_of_batching(protectors):
@@ -101,8 +117,9 @@ def test_box_prompt_attacks_the_segmenters_own_prediction(protectors, refiner):
     plain, refined = protectors
     image, _ = _scene()
     boxes = [[8, 5, 30, 25], [35, 20, 65, 40]]
-    goal = refiner.targets(ImagePrompt(boxes=boxes), np.ones(image.shape[:2], bool), Letterbox(45, 70, refiner.input_size))
+    goal = refiner.targets(ImagePrompt(boxes=boxes), np.ones(image.shape[:2], bool), View.square(45, 70, 64))
     assert goal.targets is None and goal.corners.shape == (2, 2, 2)
+    assert torch.allclose(goal.corners[0], torch.tensor([[8 * 64 / 70, 5 * 64 / 45], [30 * 64 / 70, 25 * 64 / 45]]))
     result = refined.protect(image, box=boxes)
     assert not np.array_equal(result.pixels, plain.protect(image, box=boxes).pixels)
     inside, outside = measured_linf(image, result.pixels, result.region)

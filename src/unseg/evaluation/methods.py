@@ -72,16 +72,16 @@ def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
     initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for
-    ``unseg_refined`` the refinement's segmenter (``sha1``) and schedule; None for other methods. A
+    ``unseg_refined`` the refinement's segmenter (``sha1``), schedule and views; None for other methods. A
     run folder records it so that resuming after the weights or the noise post-processing changed
     (e.g. new shipped weights) is refused."""
     if method == UNSEG_REFINED:
-        from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule
+        from unseg.protection.refine import DEFAULT_SURROGATE, VIEWS, RefineSchedule
 
         schedule = RefineSchedule()
         surrogate = hashlib.sha1(DEFAULT_SURROGATE.read_bytes()).hexdigest()[:12] if DEFAULT_SURROGATE.is_file() else "missing"
         return (f"{generator_identity(UNSEG, generator)}+refined:sha1:{surrogate}:"
-                f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}")
+                f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}:{'+'.join(VIEWS)}")
     if method == UNSEG:
         source = generator
     elif method.startswith(UNSEG + ":"):
