@@ -68,10 +68,10 @@ def protect_command(
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
                                    "higher PSNR."),
-    refine: bool = typer.Option(False, "--refine", help="After the generator, move half of each image's budget "
-                                "against a frozen interactive segmenter (shipped: SAM-layout, trained on CamVid "
-                                "only): misleading noise against box-prompted interactive victims (SAM-like), which "
-                                "the generator's noise alone does not stop. About 10 segmenter passes per image."),
+    refine: bool = typer.Option(False, "--refine", help="EXPERIMENTAL, not yet shown to protect (README). After the "
+                                "generator, move half of each image's budget against a frozen interactive segmenter "
+                                "(shipped: SAM-layout, trained on CamVid only): misleading noise aimed at box-prompted "
+                                "interactive victims (SAM-like). 2 x --refine-steps segmenter passes per image."),
     refine_steps: int = typer.Option(10, "--refine-steps", min=1, help="With --refine: gradient steps per image."),
     refine_segmenter: str = typer.Option("default", "--refine-segmenter", help="With --refine: 'default' (shipped) or "
                                          "an unseg surrogate .safetensors (benchmarks/clean_surrogate.py)."),
