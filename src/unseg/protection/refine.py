@@ -13,13 +13,20 @@ the other half took the ``sam`` victim to 0.26 of its clean IoU, below box-fill,
 the same images stayed at 2.6 IoU.
 
 :class:`Refiner` does this per image at protection time, after the generator: the image with the
-generator's noise on ``1 - share`` of the budget is letterboxed into the segmenter's input, then
-``steps`` signed-gradient steps (``step_size`` x the remaining per-pixel bound each) raise the
-segmenter's BCE + Dice loss on a box prompt of every object (targets: the object masks; for box
-prompts without masks, the segmenter's own prediction). The sign of the result is the
-:class:`~unseg.protection.perturb.Refinement` that :class:`~unseg.protection.perturb.NativeNoise`
-mixes in at native size, so the bound stays exact. It costs ``steps`` forward/backward passes of the
-segmenter per image (about ten times the generator's one pass); it is an option, not the default.
+generator's noise on ``1 - share`` of the budget is letterboxed into a work grid, then ``steps``
+signed-gradient steps (``step_size`` x the remaining per-pixel bound each) raise the segmenter's
+BCE + Dice loss on a box prompt of every object (targets: the object masks; for box prompts without
+masks, the segmenter's own prediction), averaged over the :data:`VIEWS` a victim may resize the image
+to. The sign of the result is the :class:`~unseg.protection.perturb.Refinement` that
+:class:`~unseg.protection.perturb.NativeNoise` mixes in at native size, so the bound stays exact. It
+costs ``steps`` forward/backward passes of the segmenter per view and image; it is an option, not the
+default.
+
+**Status: experimental.** The first version (letterbox view only) did not protect as a product: the
+``sam`` victim trained on its Kvasir-SEG images scored 73.2 against clean 72.6, CamVid 47.4 against
+45.3 (``benchmarks/results/evaluate_protection_refined_cpu/``). The probe's noise lived on the victim's
+own 128 x 128 pixels; a product's must survive the victim's resize (``benchmarks/refine_transfer_probe.py``
+measures how much of the attack reaches the victim's view).
 
 The shipped segmenter (``weights/refiner_surrogate.safetensors``) is the evaluation's ``sam`` victim
 trained on CamVid's clean training split (``benchmarks/clean_surrogate.py``, command in
