@@ -64,9 +64,9 @@ class RefineSchedule:
     Attributes:
         steps: signed-gradient steps per image (each one forward and backward pass of the segmenter).
         share: fraction of every pixel's budget given to the refinement; the generator's noise keeps
-            ``1 - share``. 0.5 is the measured setting (module docstring).
-        step_size: each step's size in units of the refinement's per-pixel bound (10 x 0.2: the
-            measured setting, twice the distance to the bound).
+            ``1 - share``. 0.5, 10 steps of 0.2: the sample-wise probe's setting (module docstring).
+        step_size: each step's size in units of the refinement's per-pixel bound (10 x 0.2 covers
+            twice the distance to the bound).
     """
 
     steps: int = 10
@@ -128,6 +128,9 @@ class View:
         grid = torch.zeros(1, 1, side, side)
         grid[..., :rows, :cols] = torch.from_numpy(np.asarray(small, dtype=np.float32) / 255)
         return grid
+
+
+VIEWS = {"letterbox": View.letterbox, "square": View.square}  # how victims commonly resize an image
 
 
 @dataclass
@@ -290,5 +293,3 @@ class Refiner:
             delta = (image + delta).clamp(0, 1) - image
         return delta.detach()
 
-
-VIEWS = {"letterbox": View.letterbox, "square": View.square}  # how victims commonly resize an image
