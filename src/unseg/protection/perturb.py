@@ -242,7 +242,7 @@ class Refinement:
         """``(1 - share) * noise + share * this``, for rows ``start:stop`` (``rows x W x 3``): in
         [-1, 1] wherever ``noise`` is, so the budget stays exact. This grid is mapped to native size
         and signed again (bilinear mapping blurs its ±1 steps)."""
-        own = torch.sign(map_to_native(self.grid, self.box, start, stop)).permute(1, 2, 0)
+        own = torch.sign(map_to_native(self.grid, self.box, start, stop)).permute(1, 2, 0).to(noise.device)
         if self.untouched is not None and self.untouched[start:stop].any():
             off = torch.from_numpy(np.ascontiguousarray(self.untouched[start:stop])).to(own.device)
             own = torch.where(off[..., None], 0.0, own)
