@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="kvasir_seg")
     parser.add_argument("--images", type=int, default=40, help="the first N training images")
     parser.add_argument("--direct", action="store_true", help="also the attack made on the victim's own view")
+    parser.add_argument("--steps", type=int, default=RefineSchedule().steps, help="the refinement's steps")
+    parser.add_argument("--step-size", type=float, default=RefineSchedule().step_size,
+                        help="the refinement's step, in units of its per-pixel bound")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, 128)
-    refiner = Refiner.load()
+    refiner = Refiner.load(schedule=RefineSchedule(steps=args.steps, step_size=args.step_size))
     plain = Protector.load("default")
     half = plain.with_budget(RefineSchedule().base_budget(plain.budget))
     refined = Protector.load("default", refiner=refiner)
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.direct:
             direct.append([*direct_attack(refiner, plain, pixels, prompt, 0.5),
                            direct_attack(refiner, plain, pixels, prompt, 1.0)[1]])
-    print(f"{args.dataset}, first {args.images} training images, victim view {size}, segmenter {refiner.metadata['trained_on']}")
+    print(f"{args.dataset}, first {args.images} training images, victim view {size}, segmenter "
+          f"{refiner.metadata['trained_on']}, {args.steps} steps of {args.step_size:g}")
     print("| protection | segmenter loss on the victim's view |\n|---|---|")
     for name, images in rows.items():
         print(f"| {name} | {victim_view_loss(refiner, spec, images, masks, size):.4f} |")
