@@ -79,8 +79,8 @@ def generator_identity(method: str, generator: str) -> str | None:
         from unseg.protection.refine import DEFAULT_SURROGATE, VIEWS, RefineSchedule
 
         schedule = RefineSchedule()
-        surrogate = hashlib.sha1(DEFAULT_SURROGATE.read_bytes()).hexdigest()[:12] if DEFAULT_SURROGATE.is_file() else "missing"
-        return (f"{generator_identity(UNSEG, generator)}+refined:sha1:{surrogate}:"
+        surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
+        return (f"{generator_identity(UNSEG, generator)}+refined:{surrogate}:"
                 f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}:{'+'.join(VIEWS)}")
     if method == UNSEG:
         source = generator
@@ -92,8 +92,13 @@ def generator_identity(method: str, generator: str) -> str | None:
 
     resolved = resolve_generator_source(source)
     weights = (f"preset:{resolved}" if not Path(resolved).is_file()
-               else "sha1:" + hashlib.sha1(Path(resolved).read_bytes()).hexdigest()[:12])
+               else file_digest(Path(resolved)))
     return weights + "+saturated"
+
+
+def file_digest(path: Path) -> str:
+    """``sha1:<12 hex>`` of a file's bytes (weights that identify a method's noise)."""
+    return "sha1:" + hashlib.sha1(path.read_bytes()).hexdigest()[:12]
 
 
 def protected_folder(cache: Path, method: str, dataset: str, options: MethodOptions) -> Path:
