@@ -131,7 +131,7 @@ def test_nothing_to_attack_leaves_the_noise_alone(protectors):
     image, _ = _scene()
     assert np.array_equal(refined.protect(image).pixels, plain.protect(image).pixels)
     tiny = np.zeros(image.shape[:2], bool)
-    tiny[0, 0] = True  # one pixel: nothing at the segmenter's resolution
+    tiny[1, 1] = True  # one pixel off the cells' corners: under half a cell in every view
     assert np.array_equal(refined.protect(image, mask=tiny).pixels, plain.protect(image, mask=tiny).pixels)
 
 
@@ -184,3 +184,16 @@ def test_objects_keyed_zero_stay_untouched(tiny_sam, refiner):
     out = protector.protect_batch([LoadedImage(image)], [prompt])[0]
     assert np.array_equal(out.pixels[first & ~second], image[first & ~second])  # key 0: no noise at all
     assert (out.pixels[second] != image[second]).any()
+
+
+def test_an_object_seen_in_one_view_only_is_attacked_there(protectors, refiner):
+    plain, refined = protectors
+    image = np.random.default_rng(3).integers(0, 256, (20, 200, 3), dtype=np.uint8)
+    sliver = np.zeros((20, 200), bool)
+    sliver[8:10, 50:70] = True  # 2 of 20 rows: whole cells of the square view, under half a cell in the letterbox
+    seen = [refiner.targets(ImagePrompt(mask=sliver), sliver, view) is not None for view in refiner.views(20, 200)]
+    assert seen == [False, True]
+    result = refined.protect(image, mask=sliver)
+    assert not np.array_equal(result.pixels, plain.protect(image, mask=sliver).pixels)
+    inside, outside = measured_linf(image, result.pixels, result.region)
+    assert inside <= 8 and outside <= 2

@@ -214,8 +214,9 @@ class Refiner:
         """
         height, width = native.box.height, native.box.width
         silent = [not bool(grid.any()) for _, grid in native.objects]  # objects the generator left alone (keyed 0)
-        goals = [self.targets(prompt, native.region, view, skip=silent) for view in self.views(height, width)]
-        if goals[0] is None:
+        goals = [goal for view in self.views(height, width)
+                 if (goal := self.targets(prompt, native.region, view, skip=silent)) is not None]
+        if not goals:  # nothing visible to attack in any view
             return native
         box = Letterbox(height, width, min(max(height, width), self.WORK_FACTOR * self.input_size))
         work = View.letterbox(height, width, box.size)
