@@ -119,6 +119,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
     parser.add_argument("--class-wise", action="store_true",
                         help="one learned code per class, shared by every image (semantic victims), not one δ per image")
+    parser.add_argument("--coarse", type=int, default=1,
+                        help="sample-wise noise on a grid this many times coarser than the images, bilinearly upsampled "
+                             "(then clipped to the budget): does a low-frequency poison, one that would survive a "
+                             "victim's resize, still poison?")
     parser.add_argument("--native", action="store_true",
                         help="semantic victims: the noise lives on the native images (all one size) and the surrogate "
                              "sees them resized to the victim size, as the victim does")
@@ -141,6 +145,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      "surrogate")
     if args.surrogate_dataset and args.surrogate_weights:
         parser.error("give --surrogate-dataset or --surrogate-weights, not both")
+    if args.coarse < 1 or (args.coarse > 1 and (args.class_wise or args.passes != 1 or args.objective != "adversarial")):
+        parser.error("--coarse is a factor >= 1 for a sample-wise adversarial poison made in one pass")
     if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
         parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
@@ -284,8 +290,21 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
                     with torch.no_grad():
                         pass_losses.append(float(objective((x + place(index, codes)).clamp(0, 1), index)))
                 continue
-            noise = delta[index].clone()
-            for _ in range(args.pgd_steps):
+            if args.coarse > 1:  # δ on the coarse grid, each step through the upsampling
+                grid = (x.shape[-2] // args.coarse, x.shape[-1] // args.coarse)
+                coarse_limit = F.interpolate(limit, size=grid, mode="area")
+                fine = lambda c: torch.maximum(torch.minimum(  # noqa: E731
+                    F.interpolate(c, size=x.shape[-2:], mode="bilinear", align_corners=False), limit), -limit)
+                coarse = torch.zeros(len(index), x.shape[1], *grid)
+                for _ in range(args.pgd_steps):
+                    coarse.requires_grad_(True)
+                    (gradient,) = torch.autograd.grad(objective((x + fine(coarse)).clamp(0, 1), index), coarse)
+                    coarse = coarse.detach() - args.unit_step * coarse_limit * gradient.sign()
+                    coarse = torch.maximum(torch.minimum(coarse, coarse_limit), -coarse_limit)
+                noise = (x + fine(coarse.detach())).clamp(0, 1) - x
+            else:
+                noise = delta[index].clone()
+            for _ in range(args.pgd_steps if args.coarse == 1 else 0):
                 noise.requires_grad_(True)
                 (gradient,) = torch.autograd.grad(objective((x + noise).clamp(0, 1), index), noise)
                 noise = noise.detach() - args.unit_step * limit * gradient.sign()
@@ -374,6 +393,7 @@ def main(argv: list[str] | None = None) -> None:
             per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
             rows.append(f"| {label} per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |")
     kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
+    kind += f", on a {args.coarse}x coarser grid" if args.coarse > 1 else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
         trained_on = f" on {other.dataset}" if other is not None else ""
