@@ -7,7 +7,7 @@ frozen refinement segmenter's BCE + Dice loss on the victim's view (the ``sam`` 
 box prompts, as :func:`unseg.evaluation.interactive.object_samples` makes them) of: the clean images,
 v9's protection at the full and at half the budget, and the refined protection. ``--direct`` adds the
 upper bound: the same attack made directly on the victim's view of the half-budget image (no resize
-between attack and victim), at half and at the full budget. A refinement the victim would feel raises
+between attack and victim), within half and within the full budget on top of it, measured the same way. A refinement the victim would feel raises
 the loss well above v9's.
 
 Usage (from the repository root; ~3 min for 40 images on one CPU thread):
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from unseg.data.images import LoadedImage
-from unseg.data.segmentation import SegmentationFolder, victim_size
+from unseg.data.segmentation import SegmentationFolder, resize_mask, victim_size
 from unseg.data.transforms import to_float_tensor
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.methods import class_regions
@@ -34,9 +34,22 @@ from unseg.evaluation.protocol import load_split
 from unseg.models.losses import bce_dice_loss
 from unseg.protection import ImagePrompt, Protector
 from unseg.protection.perturb import epsilon_map
-from unseg.protection.refine import RefineSchedule, Refiner, View
+from unseg.protection.refine import VIEWS, RefineSchedule, Refiner, View
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def variant(work_factor: int, views: list[str]) -> type[Refiner]:
+    """A :class:`Refiner` whose perturbation lives on a ``work_factor`` x input grid and is made through ``views``
+    (names of :data:`VIEWS`): which grid and views carry the attack to the victim's view."""
+
+    class Variant(Refiner):
+        WORK_FACTOR = work_factor
+
+        def views(self, height: int, width: int) -> list[View]:
+            return [VIEWS[name](height, width, self.input_size) for name in views]
+
+    return Variant
 
 
 def victim_view_loss(refiner: Refiner, spec, images: list[np.ndarray], masks: list[np.ndarray], size) -> float:
@@ -48,9 +61,11 @@ def victim_view_loss(refiner: Refiner, spec, images: list[np.ndarray], masks: li
 
 
 def direct_attack(refiner: Refiner, protector: Protector, pixels: np.ndarray, prompt: ImagePrompt,
-                  share: float) -> tuple[float, float]:
-    """(before, after): the segmenter's loss on the square 128-px view of the half-budget image, and after
-    the refinement's attack made on that very view within ``share`` of the budget."""
+                  share: float) -> np.ndarray:
+    """The refinement's attack made on the victim's own view instead of the native image: the half-budget
+    image squashed to the segmenter's square input (a Kvasir-SEG victim's 128 x 128 view), attacked there
+    within ``share`` of the budget (on top of the half budget), as ``size x size x 3`` uint8 — no resize
+    between attack and victim, the upper bound of what the refinement could reach."""
     native = protector.noise_batch([LoadedImage(pixels)], [prompt])[0]
     base, _ = native.protect(pixels, RefineSchedule().base_budget(protector.budget))
     height, width = pixels.shape[:2]
@@ -60,15 +75,8 @@ def direct_attack(refiner: Refiner, protector: Protector, pixels: np.ndarray, pr
     goal = replace(goal, view=View(*image.shape[2:], refiner.input_size, 1.0, 1.0))  # the image is the view already
     limit = share * epsilon_map(square.shrink(native.region, refiner.input_size), protector.budget)
     delta = refiner._attack(image, tuple(image.shape[2:]), limit, [goal])
-
-    def loss(x: torch.Tensor) -> float:
-        with torch.no_grad():
-            embedding, _ = refiner.surrogate.embed_images(x)
-            count = len(goal.corners)
-            logits = refiner.surrogate.decode_masks(embedding.expand(count, -1, -1, -1), goal.prompts()).masks
-            return float(bce_dice_loss(logits.float(), goal.targets, goal.valid.expand(count, -1, -1, -1)))
-
-    return loss(image), loss((image + delta).clamp(0, 1))
+    attacked = ((image + delta).clamp(0, 1) * 255).round().to(torch.uint8)
+    return attacked[0].permute(1, 2, 0).numpy()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -80,19 +88,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=RefineSchedule().steps, help="the refinement's steps")
     parser.add_argument("--step-size", type=float, default=RefineSchedule().step_size,
                         help="the refinement's step, in units of its per-pixel bound")
+    parser.add_argument("--work-factor", type=int, default=Refiner.WORK_FACTOR,
+                        help="the refinement's work grid, in units of the segmenter's input side")
+    parser.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated views to attack through ({', '.join(VIEWS)})")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    views = args.views.split(",")
+    if args.work_factor < 1 or not views or any(name not in VIEWS for name in views):
+        parser.error(f"--work-factor must be >= 1 and --views names from {', '.join(VIEWS)}")
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # the shipped generator's load warnings are not news here
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, 128)
-    refiner = Refiner.load(schedule=RefineSchedule(steps=args.steps, step_size=args.step_size))
+    refiner = variant(args.work_factor, views).load(schedule=RefineSchedule(steps=args.steps, step_size=args.step_size))
     plain = Protector.load("default")
     half = plain.with_budget(RefineSchedule().base_budget(plain.budget))
     refined = Protector.load("default", refiner=refiner)
     rows: dict[str, list[np.ndarray]] = {"clean": [], "v9": [], "v9, half budget": [], "refined": []}
-    masks, direct = [], []
+    if args.direct and size != (refiner.input_size, refiner.input_size):
+        parser.error(f"--direct needs a square victim view of the segmenter's input side, not {size}")
+    masks, direct = [], {"direct, half budget": [], "direct, full budget": []}
     for stem in folder.stems(spec.train_split)[: args.images]:
         image, mask = folder.read_pair(stem)
         pixels = image.rgb8()
@@ -103,18 +119,18 @@ def main(argv: list[str] | None = None) -> None:
         for name, protector in (("v9", plain), ("v9, half budget", half), ("refined", refined)):
             rows[name].append(protector.protect_batch([LoadedImage(pixels)], [prompt])[0].pixels)
         if args.direct:
-            direct.append([*direct_attack(refiner, plain, pixels, prompt, 0.5),
-                           direct_attack(refiner, plain, pixels, prompt, 1.0)[1]])
+            direct["direct, half budget"].append(direct_attack(refiner, plain, pixels, prompt, 0.5))
+            direct["direct, full budget"].append(direct_attack(refiner, plain, pixels, prompt, 1.0))
     print(f"{args.dataset}, first {args.images} training images, victim view {size}, segmenter "
-          f"{refiner.metadata['trained_on']}, {args.steps} steps of {args.step_size:g}")
+          f"{refiner.metadata['trained_on']}, {args.steps} steps of {args.step_size:g}, work grid "
+          f"{args.work_factor} x input, views {', '.join(views)}")
     print("| protection | segmenter loss on the victim's view |\n|---|---|")
     for name, images in rows.items():
         print(f"| {name} | {victim_view_loss(refiner, spec, images, masks, size):.4f} |")
-    if direct:
-        before, half_budget, full_budget = np.mean(direct, axis=0)
-        print(f"| direct attack on the victim's own view (box-prompt targets at the logit grid): before {before:.4f}, "
-              f"half budget {half_budget:.4f}, full budget {full_budget:.4f} |")
-
+    for name, images in direct.items():  # already at the victim size: load_split leaves them as they are
+        if images:
+            small = [resize_mask(mask, size).numpy() for mask in masks]
+            print(f"| {name} | {victim_view_loss(refiner, spec, images, small, size):.4f} |")
 
 if __name__ == "__main__":
     main()
