@@ -119,12 +119,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def write(path: Path, model: torch.nn.Module, metadata: dict, half: bool) -> None:
+    """An unseg "surrogate" checkpoint (``load_model(path, "surrogate")``), in float16 with ``half``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(path, model.half() if half else model, {**metadata, "stored_as": "float16" if half else "float32"})
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.resave is not None:
         model, meta = load_model(args.resave, kind="surrogate")
-        kept = {key: value for key, value in meta.items() if not key.startswith("unseg_")}
-        save_model(args.out, model.half() if args.half else model, {**kept, "stored_as": "float16" if args.half else "float32"})
+        write(args.out, model, {key: value for key, value in meta.items() if not key.startswith("unseg_")}, args.half)
         print(f"wrote {args.out} from {args.resave}")
         return
     config = run_config(args)
@@ -133,8 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                                "epochs": args.epochs, "preset": args.preset, "seed": config.seed + SEED_OFFSET},
                 "clean_test": result.final, "history": result.history, "code": code_commit(),
                 "machine": machine(config.device, args.threads)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_model(args.out, result.model.half() if args.half else result.model, metadata)  # an unseg "surrogate" checkpoint: load_model(path, "surrogate")
+    write(args.out, result.model, metadata, args.half)
     print(f"wrote {args.out}")
 
 
