@@ -114,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "'default' = the shipped one) takes --base-share of every pixel's budget; the learned noise "
                              "gets the rest (how a generator could share the budget between its codes and this noise)")
     parser.add_argument("--base-share", type=float, default=0.5, help="with --base: its share of the budget")
+    parser.add_argument("--base-native", action="store_true",
+                        help="with --base: make the generator's noise on the native images (as `unseg protect` does) "
+                             "and take what the victim's resize leaves of it, instead of making it at the victim size")
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
@@ -147,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --surrogate-dataset or --surrogate-weights, not both")
     if args.coarse < 1 or (args.coarse > 1 and (args.class_wise or args.passes != 1 or args.objective != "adversarial")):
         parser.error("--coarse is a factor >= 1 for a sample-wise adversarial poison made in one pass")
+    if args.base_native and not args.base:
+        parser.error("--base-native needs --base")
     if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
         parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
@@ -353,10 +358,21 @@ def main(argv: list[str] | None = None) -> None:
     bound = budget_map(noised, spec, config.budget)
     base = None
     if args.base:  # the generator's unit noise on the victim-size images, at its share of the budget
-        images = list(noised.images.permute(0, 2, 3, 1).numpy())
-        labels = list(noised.masks.numpy())
-        units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
-        base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
+        if args.base_native:  # protect the native images at the base's share, then resize them as the victim does
+            regions = [spec.object_region(m) for m in train_masks]
+            units = generator_noises(args.base, train_pixels, train_masks, regions, config.budget)
+            protected_native = [
+                np.clip(np.round(p.astype(np.float32) + u.clip(-1, 1) * args.base_share
+                                 * np.where(r, config.budget.epsilon, config.budget.epsilon_bg)[..., None]), 0, 255).astype(np.uint8)
+                for p, u, r in zip(train_pixels, units, regions)]
+            seen = load_split(protected_native, train_masks, size).images.float() / 255
+            limit = bound * args.base_share
+            base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
+        else:
+            images = list(noised.images.permute(0, 2, 3, 1).numpy())
+            labels = list(noised.masks.numpy())
+            units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
+            base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
     began = time.perf_counter()  # the noise's time includes a --surrogate-dataset surrogate's training
     other = (CleanSurrogate.load(args.surrogate_weights) if args.surrogate_weights
              else CleanSurrogate.trained(args.data_root, args.surrogate_dataset, args.surrogate_epochs, config)
@@ -393,6 +409,7 @@ def main(argv: list[str] | None = None) -> None:
             per_class = [None if v is None else round(v) for v in result.final["per_class_iou"]]
             rows.append(f"| {label} per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |")
     kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
+    kind += " (made on the native images)" if args.base_native else ""
     kind += f", on a {args.coarse}x coarser grid" if args.coarse > 1 else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
