@@ -116,6 +116,12 @@ def test_refine_flag_refines_with_the_given_segmenter_and_the_manifest_records_i
     assert np.abs(after - _rgb(37, 53, 1).astype(int)).max() <= 8
     missing = _run(common[0], tmp_path / "x", *common[1:], "--refine", "--refine-segmenter", tmp_path / "none.safetensors")
     assert missing.exit_code == 2 and "refinement segmenter not found" in missing.output
+    full = _run(common[0], tmp_path / "full", *common[1:], "--refine", "--refine-segmenter", segmenter,
+                "--refine-steps", "2", "--refine-share", "1")
+    assert full.exit_code == 0, full.output
+    assert {r["source"]: r for r in _manifest(tmp_path / "full")}["a.png"]["generator"]["refine"]["share"] == 1.0
+    bad = _run(common[0], tmp_path / "y", *common[1:], "--refine", "--refine-segmenter", segmenter, "--refine-share", "1.5")
+    assert bad.exit_code == 2 and "share must be in (0, 1]" in bad.output
 
 
 class SimulatedCrash(RuntimeError):

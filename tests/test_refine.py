@@ -146,7 +146,15 @@ def test_refinement_mix_stays_in_unit_range():
     assert torch.equal(mixed.sign(), noise.sign())  # the larger share decides every sign
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"share": 0.0}, {"share": 1.0}, {"step_size": 0.0}])
+def test_full_share_replaces_the_generator_noise():
+    grid = torch.sign(torch.randn(3, 16, 16))
+    refinement = Refinement(grid, Letterbox(20, 30, 16), share=1.0)
+    first, second = torch.sign(torch.randn(20, 30, 3)), torch.sign(torch.randn(20, 30, 3))
+    assert torch.equal(refinement.mix(first, 0, 20), refinement.mix(second, 0, 20))  # the generator's part is gone
+    assert RefineSchedule(share=1.0).base_budget(Budget(8, 2)) == Budget(0, 0)
+
+
+@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"share": 0.0}, {"share": 1.5}, {"step_size": 0.0}])
 def test_schedule_refuses_bad_values(kwargs):
     with pytest.raises(ValueError):
         RefineSchedule(**kwargs)

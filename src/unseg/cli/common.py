@@ -126,12 +126,12 @@ def build_source(
 
 def load_protector(generator: str, sam_checkpoint: Path | None, device: str, epsilon: float | None,
                    epsilon_bg: float | None, seed: int, batch_size: int, saturate: bool = True,
-                   refine: tuple[str, int] | None = None) -> Protector:
+                   refine: tuple[str, int, float] | None = None) -> Protector:
     """The protector for CLI options; bad options exit with code 2.
 
     ``epsilon`` / ``epsilon_bg`` (1/255 units) not given: the generator checkpoint's stored
     protection budget (a trained run's ``epsilon.protect``), else the default 8 / 2.
-    ``refine``: (segmenter, steps) of a protect-time refinement (:mod:`unseg.protection.refine`).
+    ``refine``: (segmenter, steps, share of the budget) of a protect-time refinement (:mod:`unseg.protection.refine`).
     """
     from unseg.models import CheckpointError
     from unseg.protection.protector import Protector
@@ -141,7 +141,8 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            refiner = None if refine is None else Refiner.load(refine[0], RefineSchedule(steps=refine[1]), device)
+            refiner = (None if refine is None
+                       else Refiner.load(refine[0], RefineSchedule(steps=refine[1], share=refine[2]), device))
             protector = Protector.load(generator, device=device, seed=seed, sam_checkpoint=sam_checkpoint,
                                        batch_size=batch_size, saturate=saturate, refiner=refiner)
         except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:

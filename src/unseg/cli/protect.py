@@ -69,10 +69,13 @@ def protect_command(
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
                                    "higher PSNR."),
     refine: bool = typer.Option(False, "--refine", help="EXPERIMENTAL, not yet shown to protect (README). After the "
-                                "generator, move half of each image's budget against a frozen interactive segmenter "
+                                "generator, move part of each image's budget (--refine-share) against a frozen interactive segmenter "
                                 "(shipped: SAM-layout, trained on CamVid only): misleading noise aimed at box-prompted "
                                 "interactive victims (SAM-like). 2 x --refine-steps segmenter passes per image."),
     refine_steps: int = typer.Option(10, "--refine-steps", min=1, help="With --refine: gradient steps per image."),
+    refine_share: float = typer.Option(0.5, "--refine-share", help="With --refine: the share of every pixel's budget "
+                                       "the refinement takes, in (0, 1]; the generator's noise keeps the rest (1: "
+                                       "none, the generator only places the objects)."),
     refine_segmenter: str = typer.Option("default", "--refine-segmenter", help="With --refine: 'default' (shipped) or "
                                          "an unseg surrogate .safetensors (benchmarks/clean_surrogate.py)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo images that are already in the manifest."),
@@ -100,7 +103,7 @@ def protect_command(
         raise fail(f"no images found in {images_dir}")
     protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size,
                                saturate=not raw_noise,
-                               refine=(refine_segmenter, refine_steps) if refine else None)
+                               refine=(refine_segmenter, refine_steps, refine_share) if refine else None)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
     summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume,

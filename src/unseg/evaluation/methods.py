@@ -32,6 +32,8 @@ from unseg.protection.quality import psnr
 CLEAN = "clean"
 UNSEG = "unseg"
 UNSEG_REFINED = "unseg_refined"  # the shipped generator + protect-time refinement (unseg.protection.refine)
+UNSEG_REFINED_FULL = "unseg_refined_full"  # the refinement on the whole budget (the generator only names objects)
+REFINED_SHARES = {UNSEG_REFINED: 0.5, UNSEG_REFINED_FULL: 1.0}  # method -> the refinement's share of the budget
 PROTECTION_FILE = "protection.json"
 
 
@@ -48,14 +50,14 @@ class MethodOptions:
 
 
 def check_method(name: str) -> None:
-    """Raise ValueError for a method name that is not clean, unseg, unseg_refined, unseg:PATH or a baseline."""
-    if name in (CLEAN, UNSEG, UNSEG_REFINED) or name in BASELINES:
+    """Raise ValueError for a method name that is not clean, unseg, unseg_refined[_full], unseg:PATH or a baseline."""
+    if name in (CLEAN, UNSEG) or name in REFINED_SHARES or name in BASELINES:
         return
     if name.startswith(UNSEG + ":"):
         if not Path(name.split(":", 1)[1]).is_file():
             raise ValueError(f"generator checkpoint not found: {name.split(':', 1)[1]}")
         return
-    raise ValueError(f"unknown method {name!r}; use clean, unseg, unseg_refined, unseg:PATH or one of "
+    raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(REFINED_SHARES)}, unseg:PATH or one of "
                      f"{sorted(BASELINES)}")
 
 
@@ -72,13 +74,13 @@ def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
     initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for
-    ``unseg_refined`` the refinement's segmenter (``sha1``), schedule and views; None for other methods. A
+    ``unseg_refined[_full]`` the refinement's segmenter (``sha1``), schedule and views; None for other methods. A
     run folder records it so that resuming after the weights or the noise post-processing changed
     (e.g. new shipped weights) is refused."""
-    if method == UNSEG_REFINED:
+    if method in REFINED_SHARES:
         from unseg.protection.refine import DEFAULT_SURROGATE, VIEWS, RefineSchedule
 
-        schedule = RefineSchedule()
+        schedule = RefineSchedule(share=REFINED_SHARES[method])
         surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
         return (f"{generator_identity(UNSEG, generator)}+refined:{surrogate}:"
                 f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}:{'+'.join(VIEWS)}")
@@ -107,18 +109,19 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
-def unseg_noise_maker(source: str, options: MethodOptions, refine: bool = False
+def unseg_noise_maker(source: str, options: MethodOptions, refine: float | None = None
                       ) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
     """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
     noise, with each labelled class region of the object region as its own mask prompt (as
     ``unseg protect --masks`` does for class-index masks); info names the generator. ``refine``:
-    with the shipped refinement (:class:`unseg.protection.refine.Refiner`, default schedule)."""
+    with the shipped refinement (:class:`unseg.protection.refine.Refiner`, default schedule) on this
+    share of the budget."""
     from unseg.data.images import LoadedImage
     from unseg.data.prompts import ImagePrompt
     from unseg.protection.protector import Protector
-    from unseg.protection.refine import Refiner
+    from unseg.protection.refine import RefineSchedule, Refiner
 
-    refiner = Refiner.load(device=options.device) if refine else None
+    refiner = None if refine is None else Refiner.load(schedule=RefineSchedule(share=refine), device=options.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         protector = Protector.load(source, device=options.device, budget=options.budget, seed=options.seed,
@@ -164,9 +167,9 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     missing = [stem for stem in stems if not (target / f"{stem}.png").is_file()]
     if not missing and info_path.is_file():
         return target, json.loads(info_path.read_text())
-    source = (options.generator if method in (UNSEG, UNSEG_REFINED)
+    source = (options.generator if method == UNSEG or method in REFINED_SHARES
               else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None)
-    make, info = (unseg_noise_maker(source, options, refine=method == UNSEG_REFINED) if source is not None
+    make, info = (unseg_noise_maker(source, options, refine=REFINED_SHARES.get(method)) if source is not None
                   else _baseline_maker(method, folder.spec.num_classes, options))
     chunk = len(missing) if method == "em" else options.batch_size
     seconds, worst, psnr_sum = 0.0, [0, 0], 0.0

@@ -64,7 +64,8 @@ class RefineSchedule:
     Attributes:
         steps: signed-gradient steps per image (each one forward and backward pass of the segmenter).
         share: fraction of every pixel's budget given to the refinement; the generator's noise keeps
-            ``1 - share``. 0.5, 10 steps of 0.2: the sample-wise probe's setting (module docstring).
+            ``1 - share`` (1: the refinement takes the whole budget and the generator only names the
+            objects). 0.5, 10 steps of 0.2: the sample-wise probe's setting (module docstring).
         step_size: each step's size in units of the refinement's per-pixel bound (10 x 0.2 covers
             twice the distance to the bound).
     """
@@ -76,8 +77,8 @@ class RefineSchedule:
     def __post_init__(self) -> None:
         if self.steps < 1:
             raise ValueError(f"refinement steps must be at least 1, got {self.steps}")
-        if not 0 < self.share < 1:
-            raise ValueError(f"refinement share must be in (0, 1), got {self.share}")
+        if not 0 < self.share <= 1:
+            raise ValueError(f"refinement share must be in (0, 1], got {self.share}")
         if self.step_size <= 0:
             raise ValueError(f"refinement step size must be positive, got {self.step_size}")
 
