@@ -22,11 +22,15 @@ to. The sign of the result is the :class:`~unseg.protection.perturb.Refinement` 
 costs ``steps`` forward/backward passes of the segmenter per view and image; it is an option, not the
 default.
 
-**Status: experimental.** The first version (letterbox view only) did not protect as a product: the
-``sam`` victim trained on its Kvasir-SEG images scored 73.2 against clean 72.6, CamVid 47.4 against
-45.3 (``benchmarks/results/evaluate_protection_refined_cpu/``). The probe's noise lived on the victim's
-own 128 x 128 pixels; a product's must survive the victim's resize (``benchmarks/refine_transfer_probe.py``
-measures how much of the attack reaches the victim's view).
+**Status: experimental.** As a product it has not protected yet: the ``sam`` victim trained on
+refined Kvasir-SEG images scored 69.4 (two views; 73.2 letterbox only) against clean 72.6, CamVid
+47.4 against 45.3 (``benchmarks/results/evaluate_protection_refined_cpu/``). The resize is not the
+cause: the refinement reaches the victim's view about as well as an attack made on it
+(``benchmarks/refine_transfer_probe.py``), and the probe's poison works as well on a 4x coarser grid.
+The cause is the generator's half: made at the victim size it helps the poison (two seeds), made on
+the native image — as this class must — it stops the victim from learning the poison (two seeds;
+``benchmarks/results/adversarial_poison_probe.md``, stop 28). ``share=1`` (no generator noise) is
+the other form measured there.
 
 The shipped segmenter (``weights/refiner_surrogate.safetensors``) is the evaluation's ``sam`` victim
 trained on CamVid's clean training split (``benchmarks/clean_surrogate.py``, command in
