@@ -7,8 +7,8 @@ frozen refinement segmenter's BCE + Dice loss on the victim's view (the ``sam`` 
 box prompts, as :func:`unseg.evaluation.interactive.object_samples` makes them) of: the clean images,
 v9's protection at the full and at half the budget, and the refined protection. ``--direct`` adds the
 upper bound: the same attack made directly on the victim's view of the half-budget image (no resize
-between attack and victim), within half and within the full budget on top of it, measured the same way. A refinement the victim would feel raises
-the loss well above v9's.
+between attack and victim), within half and within the full budget on top of it, measured the same
+way. A refinement the victim would feel raises the loss well above v9's.
 
 Usage (from the repository root; ~3 min for 40 images on one CPU thread):
 
@@ -31,7 +31,6 @@ from unseg.data.transforms import to_float_tensor
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.methods import class_regions
 from unseg.evaluation.protocol import load_split
-from unseg.models.losses import bce_dice_loss
 from unseg.protection import ImagePrompt, Protector
 from unseg.protection.perturb import epsilon_map
 from unseg.protection.refine import VIEWS, RefineSchedule, Refiner, View
@@ -131,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         if images:
             small = [resize_mask(mask, size).numpy() for mask in masks]
             print(f"| {name} | {victim_view_loss(refiner, spec, images, small, size):.4f} |")
+
 
 if __name__ == "__main__":
     main()

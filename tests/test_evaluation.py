@@ -216,6 +216,8 @@ def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_trai
     assert generator_identity("random", config.generator) is None
     refined = generator_identity("unseg_refined", config.generator)  # the generator's, plus its segmenter and schedule
     assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5:letterbox+square")
+    full = generator_identity("unseg_refined_full", config.generator)  # the same, on the whole budget
+    assert full == refined.replace("@0.5:", "@1:")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     results = json.loads((copy / "results.json").read_text())
@@ -391,6 +393,26 @@ def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path
     masks, keys = class_regions(mask, folder.spec.object_region(mask))
     expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
     assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
+
+
+def test_unseg_refined_full_method_has_no_generator_noise(tmp_path, tiny_generator_path):
+    from unseg.evaluation.methods import MethodOptions, protect_split
+    from unseg.protection.refine import DEFAULT_SURROGATE
+
+    if not DEFAULT_SURROGATE.is_file():
+        pytest.skip("no shipped refinement segmenter")
+    folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=2, test=1))
+    options = MethodOptions(generator=str(tiny_generator_path), batch_size=2)
+    stems = folder.stems("train")
+    target, info = protect_split("unseg_refined_full", folder, stems, tmp_path / "cache", options, progress=False)
+    half, _ = protect_split("unseg_refined", folder, stems, tmp_path / "cache", options, progress=False)
+    assert info["refine"]["share"] == 1.0 and target != half
+    for stem in stems:
+        clean = folder.read_image(stem).rgb8().astype(int)
+        full, halved = (read_image(t / f"{stem}.png").pixels.astype(int) for t in (target, half))
+        assert not np.array_equal(full, halved)
+        region = folder.spec.object_region(folder.read_mask(stem))
+        assert np.abs(full - clean)[region].max() <= 8 and np.abs(full - clean)[~region].max() <= 2  # the budget holds
 
 
 def test_every_preset_is_a_valid_config_and_gpu_is_the_main_grid():
