@@ -73,6 +73,7 @@ from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import SplitTensors, segmentation_loss, train_victim
 from unseg.evaluation.victims import build_victim, parse_victim
 from unseg.models.generator import flat_code
+from unseg.protection.budget import apply_budget
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "sam_error_min_probe.md"
@@ -309,12 +310,12 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
                 noise = (x + fine(coarse.detach())).clamp(0, 1) - x
             else:
                 noise = delta[index].clone()
-            for _ in range(args.pgd_steps if args.coarse == 1 else 0):
-                noise.requires_grad_(True)
-                (gradient,) = torch.autograd.grad(objective((x + noise).clamp(0, 1), index), noise)
-                noise = noise.detach() - args.unit_step * limit * gradient.sign()
-                noise = torch.maximum(torch.minimum(noise, limit), -limit)
-                noise = (x + noise).clamp(0, 1) - x
+                for _ in range(args.pgd_steps):
+                    noise.requires_grad_(True)
+                    (gradient,) = torch.autograd.grad(objective((x + noise).clamp(0, 1), index), noise)
+                    noise = noise.detach() - args.unit_step * limit * gradient.sign()
+                    noise = torch.maximum(torch.minimum(noise, limit), -limit)
+                    noise = (x + noise).clamp(0, 1) - x
             delta[index] = noise.detach()
             if adversarial:
                 with torch.no_grad():
@@ -361,10 +362,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.base_native:  # protect the native images at the base's share, then resize them as the victim does
             regions = [spec.object_region(m) for m in train_masks]
             units = generator_noises(args.base, train_pixels, train_masks, regions, config.budget)
-            protected_native = [
-                np.clip(np.round(p.astype(np.float32) + u.clip(-1, 1) * args.base_share
-                                 * np.where(r, config.budget.epsilon, config.budget.epsilon_bg)[..., None]), 0, 255).astype(np.uint8)
-                for p, u, r in zip(train_pixels, units, regions)]
+            share = Budget(config.budget.epsilon * args.base_share, config.budget.epsilon_bg * args.base_share)
+            protected_native = [apply_budget(p, u, r, share) for p, u, r in zip(train_pixels, units, regions)]
             seen = load_split(protected_native, train_masks, size).images.float() / 255
             limit = bound * args.base_share
             base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
