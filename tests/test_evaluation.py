@@ -395,9 +395,10 @@ def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path
     assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
 
 
-def test_unseg_refined_full_method_has_no_generator_noise(tmp_path, tiny_generator_path):
-    from unseg.evaluation.methods import MethodOptions, protect_split
-    from unseg.protection.refine import DEFAULT_SURROGATE
+def test_unseg_refined_full_method_is_the_refinement_on_the_whole_budget(tmp_path, tiny_generator_path):
+    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.protection import Protector
+    from unseg.protection.refine import DEFAULT_SURROGATE, RefineSchedule, Refiner
 
     if not DEFAULT_SURROGATE.is_file():
         pytest.skip("no shipped refinement segmenter")
@@ -413,6 +414,12 @@ def test_unseg_refined_full_method_has_no_generator_noise(tmp_path, tiny_generat
         assert not np.array_equal(full, halved)
         region = folder.spec.object_region(folder.read_mask(stem))
         assert np.abs(full - clean)[region].max() <= 8 and np.abs(full - clean)[~region].max() <= 2  # the budget holds
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load(schedule=RefineSchedule(share=1.0)))
+    pixels, mask = folder.read_image(stems[0]).rgb8(), folder.read_mask(stems[0])
+    masks, keys = class_regions(mask, folder.spec.object_region(mask))
+    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
+    assert np.array_equal(read_image(target / f"{stems[0]}.png").pixels, expected.pixels)
 
 
 def test_every_preset_is_a_valid_config_and_gpu_is_the_main_grid():
