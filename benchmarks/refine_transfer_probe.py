@@ -27,7 +27,7 @@ import torch
 
 from unseg.data.images import LoadedImage
 from unseg.data.segmentation import SegmentationFolder, resize_mask, victim_size
-from unseg.data.transforms import to_float_tensor
+from unseg.data.transforms import Letterbox, to_float_tensor
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.methods import class_regions
 from unseg.evaluation.protocol import load_split
@@ -36,19 +36,6 @@ from unseg.protection.perturb import epsilon_map
 from unseg.protection.refine import VIEWS, RefineSchedule, Refiner, View
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def variant(work_factor: int, views: list[str]) -> type[Refiner]:
-    """A :class:`Refiner` whose perturbation lives on a ``work_factor`` x input grid and is made through ``views``
-    (names of :data:`VIEWS`): which grid and views carry the attack to the victim's view."""
-
-    class Variant(Refiner):
-        WORK_FACTOR = work_factor
-
-        def views(self, height: int, width: int) -> list[View]:
-            return [VIEWS[name](height, width, self.input_size) for name in views]
-
-    return Variant
 
 
 def victim_view_loss(refiner: Refiner, spec, images: list[np.ndarray], masks: list[np.ndarray], size) -> float:
@@ -73,7 +60,8 @@ def direct_attack(refiner: Refiner, protector: Protector, pixels: np.ndarray, pr
     goal = refiner.targets(prompt, native.region, square)
     goal = replace(goal, view=View(*image.shape[2:], refiner.input_size, 1.0, 1.0))  # the image is the view already
     limit = share * epsilon_map(square.shrink(native.region, refiner.input_size), protector.budget)
-    delta = refiner._attack(image, tuple(image.shape[2:]), limit, [goal])
+    whole = Letterbox(*image.shape[2:], refiner.input_size)  # the image fills the view: one grid for all
+    delta = refiner._attack(image, whole, whole, limit, [goal])
     attacked = ((image + delta).clamp(0, 1) * 255).round().to(torch.uint8)
     return attacked[0].permute(1, 2, 0).numpy()
 
@@ -87,20 +75,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=RefineSchedule().steps, help="the refinement's steps")
     parser.add_argument("--step-size", type=float, default=RefineSchedule().step_size,
                         help="the refinement's step, in units of its per-pixel bound")
-    parser.add_argument("--work-factor", type=int, default=Refiner.WORK_FACTOR,
-                        help="the refinement's work grid, in units of the segmenter's input side")
+    parser.add_argument("--grid", type=float, default=RefineSchedule().grid,
+                        help="the refinement's grid, in units of the segmenter's input side")
     parser.add_argument("--views", default=",".join(VIEWS), help=f"comma-separated views to attack through ({', '.join(VIEWS)})")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    views = args.views.split(",")
-    if args.work_factor < 1 or not views or any(name not in VIEWS for name in views):
-        parser.error(f"--work-factor must be >= 1 and --views names from {', '.join(VIEWS)}")
+    try:
+        schedule = RefineSchedule(steps=args.steps, step_size=args.step_size, views=tuple(args.views.split(",")),
+                                  grid=args.grid)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")  # the shipped generator's load warnings are not news here
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, 128)
-    refiner = variant(args.work_factor, views).load(schedule=RefineSchedule(steps=args.steps, step_size=args.step_size))
+    refiner = Refiner.load(schedule=schedule)
     plain = Protector.load("default")
     half = plain.with_budget(RefineSchedule().base_budget(plain.budget))
     refined = Protector.load("default", refiner=refiner)
@@ -121,8 +111,8 @@ def main(argv: list[str] | None = None) -> None:
             direct["direct, half budget"].append(direct_attack(refiner, plain, pixels, prompt, 0.5))
             direct["direct, full budget"].append(direct_attack(refiner, plain, pixels, prompt, 1.0))
     print(f"{args.dataset}, first {args.images} training images, victim view {size}, segmenter "
-          f"{refiner.metadata['trained_on']}, {args.steps} steps of {args.step_size:g}, work grid "
-          f"{args.work_factor} x input, views {', '.join(views)}")
+          f"{refiner.metadata['trained_on']}, {args.steps} steps of {args.step_size:g}, grid "
+          f"{args.grid:g} x input, views {', '.join(schedule.views)}")
     print("| protection | segmenter loss on the victim's view |\n|---|---|")
     for name, images in rows.items():
         print(f"| {name} | {victim_view_loss(refiner, spec, images, masks, size):.4f} |")

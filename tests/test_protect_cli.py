@@ -117,9 +117,13 @@ def test_refine_flag_refines_with_the_given_segmenter_and_the_manifest_records_i
     missing = _run(common[0], tmp_path / "x", *common[1:], "--refine", "--refine-segmenter", tmp_path / "none.safetensors")
     assert missing.exit_code == 2 and "refinement segmenter not found" in missing.output
     full = _run(common[0], tmp_path / "full", *common[1:], "--refine", "--refine-segmenter", segmenter,
-                "--refine-steps", "2", "--refine-share", "1")
+                "--refine-steps", "2", "--refine-share", "1", "--refine-views", "square", "--refine-grid", "0.5")
     assert full.exit_code == 0, full.output
-    assert {r["source"]: r for r in _manifest(tmp_path / "full")}["a.png"]["generator"]["refine"]["share"] == 1.0
+    recorded = {r["source"]: r for r in _manifest(tmp_path / "full")}["a.png"]["generator"]["refine"]
+    assert (recorded["share"], recorded["views"], recorded["grid"]) == (1.0, ["square"], 0.5)
+    views = _run(common[0], tmp_path / "v", *common[1:], "--refine", "--refine-segmenter", segmenter,
+                 "--refine-views", "square,stretch")
+    assert views.exit_code == 2 and "views must be distinct names from letterbox, square" in views.output
     bad = _run(common[0], tmp_path / "y", *common[1:], "--refine", "--refine-segmenter", segmenter, "--refine-share", "1.5")
     assert bad.exit_code == 2 and "share must be in (0, 1]" in bad.output
 

@@ -65,28 +65,53 @@ def test_budget_exact_and_noise_changed(protectors):
     assert refined.describe()["refine"]["steps"] == 3
 
 
-def test_attack_raises_the_segmenters_loss_in_every_view(refiner):
+@pytest.mark.parametrize("coarse", [False, True])
+def test_attack_raises_the_segmenters_loss_in_every_view(refiner, coarse):
     image, objects = _scene()
     height, width = image.shape[:2]
     goals = [refiner.targets(ImagePrompt(objects=objects), np.logical_or(*objects), view)
              for view in refiner.views(height, width)]
     assert [len(goal.corners) for goal in goals] == [2, 2]
     work = Letterbox(height, width, 2 * refiner.input_size)  # a work grid larger than the segmenter's input
+    cells = Letterbox(height, width, refiner.input_size // 2) if coarse else work  # or a grid coarser than it
     x = work.image_to_input(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)
-    limit = torch.full((1, 1, *x.shape[2:]), 4 / 255)
-    delta = refiner._attack(x, work.resized, limit, goals)
-    assert float(delta.abs().max()) <= 4 / 255 + 1e-7
-    assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
+    limit = torch.full((1, 1, cells.size, cells.size), 4 / 255)
+    delta = refiner._attack(x, work, cells, limit, goals)
+    assert delta.shape == (1, 3, cells.size, cells.size) and float(delta.abs().max()) <= 4 / 255 + 1e-7
     rows, cols = work.resized
+    if coarse:  # the coarse cells, bilinearly upsampled onto the image's content
+        cell_rows, cell_cols = cells.resized
+        up = torch.nn.functional.interpolate(delta[..., :cell_rows, :cell_cols], size=(rows, cols), mode="bilinear",
+                                             align_corners=False)
+        delta = torch.nn.functional.pad(up, (0, work.size - cols, 0, work.size - rows))
+    else:
+        assert float((x + delta).min()) >= 0 and float((x + delta).max()) <= 1
 
     def loss(pixels, goal):
         with torch.no_grad():
-            embedding, _ = refiner.surrogate.embed_images(goal.view.place(pixels[..., :rows, :cols]))
+            embedding, _ = refiner.surrogate.embed_images(goal.view.place(pixels.clamp(0, 1)[..., :rows, :cols]))
             logits = refiner.surrogate.decode_masks(embedding.expand(2, -1, -1, -1), goal.prompts()).masks
             return float(bce_dice_loss(logits, goal.targets, goal.valid.expand(2, -1, -1, -1)))
 
     for goal in goals:
         assert loss(x + delta, goal) > loss(x, goal)
+
+
+def test_schedule_picks_the_views_and_the_grid(surrogate, protectors):
+    plain, _ = protectors
+    square = Refiner(surrogate, RefineSchedule(steps=2, views=("square",), grid=0.25))
+    assert [view.sx != view.sy for view in square.views(45, 70)] == [True]  # stretched, not letterboxed
+    assert square.describe()["views"] == ["square"] and square.describe()["grid"] == 0.25
+    assert RefineSchedule().tag == "10x0.2@0.5:letterbox+square"
+    assert RefineSchedule(share=1.0, views=("square",), grid=0.25).tag == "10x0.2@1:square:grid0.25"
+    image, objects = _scene()
+    native = plain.noise_batch([LoadedImage(image)], [ImagePrompt(objects=objects)])[0]
+    refined = square.refine(image, ImagePrompt(objects=objects), native, Budget(8, 2))
+    side = round(0.25 * square.input_size)  # the refinement lives on the coarse grid, mapped to native size
+    assert refined.refinement.grid.shape == (3, side, side) and refined.refinement.box.size == side
+    protected, _ = refined.protect(image, Budget(8, 2))
+    inside, outside = measured_linf(image, protected, native.region)
+    assert inside == 8 and outside <= 2
 
 
 def test_views_place_the_image_as_victims_resize_it():
@@ -154,7 +179,8 @@ def test_full_share_replaces_the_generator_noise():
     assert RefineSchedule(share=1.0).base_budget(Budget(8, 2)) == Budget(0, 0)
 
 
-@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"share": 0.0}, {"share": 1.5}, {"step_size": 0.0}])
+@pytest.mark.parametrize("kwargs", [{"steps": 0}, {"share": 0.0}, {"share": 1.5}, {"step_size": 0.0}, {"views": ()},
+                                    {"views": ("square", "square")}, {"views": ("stretch",)}, {"grid": 0.0}])
 def test_schedule_refuses_bad_values(kwargs):
     with pytest.raises(ValueError):
         RefineSchedule(**kwargs)

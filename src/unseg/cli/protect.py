@@ -71,11 +71,18 @@ def protect_command(
     refine: bool = typer.Option(False, "--refine", help="EXPERIMENTAL, not yet shown to protect (README). After the "
                                 "generator, move part of each image's budget (--refine-share) against a frozen interactive segmenter "
                                 "(shipped: SAM-layout, trained on CamVid only): misleading noise aimed at box-prompted "
-                                "interactive victims (SAM-like). 2 x --refine-steps segmenter passes per image."),
+                                "interactive victims (SAM-like). --refine-steps segmenter passes per image and view."),
     refine_steps: int = typer.Option(10, "--refine-steps", min=1, help="With --refine: gradient steps per image."),
     refine_share: float = typer.Option(0.5, "--refine-share", help="With --refine: the share of every pixel's budget "
                                        "the refinement takes, in (0, 1]; the generator's noise keeps the rest (1: "
                                        "none, the generator only places the objects)."),
+    refine_views: str = typer.Option("letterbox,square", "--refine-views", help="With --refine: comma-separated "
+                                     "resizes a victim may apply that the refinement is made through: letterbox "
+                                     "(aspect kept, padded; SAM) and/or square (stretched to a square). One segmenter "
+                                     "pass per view and step."),
+    refine_grid: float = typer.Option(4.0, "--refine-grid", help="With --refine: side of the grid the refinement lives "
+                                      "on, in units of the segmenter's input side (below 1: coarser than any view, "
+                                      "bilinearly upsampled)."),
     refine_segmenter: str = typer.Option("default", "--refine-segmenter", help="With --refine: 'default' (shipped) or "
                                          "an unseg surrogate .safetensors (benchmarks/clean_surrogate.py)."),
     no_resume: bool = typer.Option(False, "--no-resume", help="Redo images that are already in the manifest."),
@@ -103,7 +110,9 @@ def protect_command(
         raise fail(f"no images found in {images_dir}")
     protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size,
                                saturate=not raw_noise,
-                               refine=(refine_segmenter, refine_steps, refine_share) if refine else None)
+                               refine=(refine_segmenter, {"steps": refine_steps, "share": refine_share, "grid": refine_grid,
+                                                          "views": tuple(split_list(refine_views) or ())})
+                               if refine else None)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
     summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume,

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -29,11 +29,14 @@ from unseg.data.segmentation import SegmentationFolder
 from unseg.protection.budget import apply_budget, measured_linf
 from unseg.protection.quality import psnr
 
+if TYPE_CHECKING:
+    from unseg.protection.refine import RefineSchedule
+
 CLEAN = "clean"
 UNSEG = "unseg"
 UNSEG_REFINED = "unseg_refined"  # the shipped generator + protect-time refinement (unseg.protection.refine)
 UNSEG_REFINED_FULL = "unseg_refined_full"  # the refinement on the whole budget (the generator only names objects)
-REFINED_SHARES = {UNSEG_REFINED: 0.5, UNSEG_REFINED_FULL: 1.0}  # method -> the refinement's share of the budget
+REFINED = {UNSEG_REFINED: {}, UNSEG_REFINED_FULL: {"share": 1.0}}  # method -> its RefineSchedule's fields
 PROTECTION_FILE = "protection.json"
 
 
@@ -51,13 +54,13 @@ class MethodOptions:
 
 def check_method(name: str) -> None:
     """Raise ValueError for a method name that is not clean, unseg, unseg_refined[_full], unseg:PATH or a baseline."""
-    if name in (CLEAN, UNSEG) or name in REFINED_SHARES or name in BASELINES:
+    if name in (CLEAN, UNSEG) or name in REFINED or name in BASELINES:
         return
     if name.startswith(UNSEG + ":"):
         if not Path(name.split(":", 1)[1]).is_file():
             raise ValueError(f"generator checkpoint not found: {name.split(':', 1)[1]}")
         return
-    raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(REFINED_SHARES)}, unseg:PATH or one of "
+    raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(REFINED)}, unseg:PATH or one of "
                      f"{sorted(BASELINES)}")
 
 
@@ -77,13 +80,11 @@ def generator_identity(method: str, generator: str) -> str | None:
     ``unseg_refined[_full]`` the refinement's segmenter (``sha1``), schedule and views; None for other methods. A
     run folder records it so that resuming after the weights or the noise post-processing changed
     (e.g. new shipped weights) is refused."""
-    if method in REFINED_SHARES:
-        from unseg.protection.refine import DEFAULT_SURROGATE, VIEWS, RefineSchedule
+    if method in REFINED:
+        from unseg.protection.refine import DEFAULT_SURROGATE
 
-        schedule = RefineSchedule(share=REFINED_SHARES[method])
         surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
-        return (f"{generator_identity(UNSEG, generator)}+refined:{surrogate}:"
-                f"{schedule.steps}x{schedule.step_size:g}@{schedule.share:g}:{'+'.join(VIEWS)}")
+        return f"{generator_identity(UNSEG, generator)}+refined:{surrogate}:{refine_schedule(method).tag}"
     if method == UNSEG:
         source = generator
     elif method.startswith(UNSEG + ":"):
@@ -98,6 +99,13 @@ def generator_identity(method: str, generator: str) -> str | None:
     return weights + "+saturated"
 
 
+def refine_schedule(method: str) -> RefineSchedule:
+    """The :class:`unseg.protection.refine.RefineSchedule` of an ``unseg_refined[_full]`` method."""
+    from unseg.protection.refine import RefineSchedule
+
+    return RefineSchedule(**REFINED[method])
+
+
 def file_digest(path: Path) -> str:
     """``sha1:<12 hex>`` of a file's bytes (weights that identify a method's noise)."""
     return "sha1:" + hashlib.sha1(path.read_bytes()).hexdigest()[:12]
@@ -109,19 +117,18 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
-def unseg_noise_maker(source: str, options: MethodOptions, refine: float | None = None
+def unseg_noise_maker(source: str, options: MethodOptions, refine: RefineSchedule | None = None
                       ) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
     """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
     noise, with each labelled class region of the object region as its own mask prompt (as
     ``unseg protect --masks`` does for class-index masks); info names the generator. ``refine``:
-    with the shipped refinement (:class:`unseg.protection.refine.Refiner`, default schedule) on this
-    share of the budget."""
+    with the shipped refinement (:class:`unseg.protection.refine.Refiner`) on this schedule."""
     from unseg.data.images import LoadedImage
     from unseg.data.prompts import ImagePrompt
     from unseg.protection.protector import Protector
-    from unseg.protection.refine import RefineSchedule, Refiner
+    from unseg.protection.refine import Refiner
 
-    refiner = None if refine is None else Refiner.load(schedule=RefineSchedule(share=refine), device=options.device)
+    refiner = None if refine is None else Refiner.load(schedule=refine, device=options.device)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         protector = Protector.load(source, device=options.device, budget=options.budget, seed=options.seed,
@@ -167,9 +174,10 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     missing = [stem for stem in stems if not (target / f"{stem}.png").is_file()]
     if not missing and info_path.is_file():
         return target, json.loads(info_path.read_text())
-    source = (options.generator if method == UNSEG or method in REFINED_SHARES
+    source = (options.generator if method == UNSEG or method in REFINED
               else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None)
-    make, info = (unseg_noise_maker(source, options, refine=REFINED_SHARES.get(method)) if source is not None
+    refine = refine_schedule(method) if method in REFINED else None
+    make, info = (unseg_noise_maker(source, options, refine=refine) if source is not None
                   else _baseline_maker(method, folder.spec.num_classes, options))
     chunk = len(missing) if method == "em" else options.batch_size
     seconds, worst, psnr_sum = 0.0, [0, 0], 0.0

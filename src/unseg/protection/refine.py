@@ -16,8 +16,8 @@ the same images stayed at 2.6 IoU.
 generator's noise on ``1 - share`` of the budget is letterboxed into a work grid, then ``steps``
 signed-gradient steps (``step_size`` x the remaining per-pixel bound each) raise the segmenter's
 BCE + Dice loss on a box prompt of every object (targets: the object masks; for box prompts without
-masks, the segmenter's own prediction), averaged over the :data:`VIEWS` a victim may resize the image
-to. The sign of the result is the :class:`~unseg.protection.perturb.Refinement` that
+masks, the segmenter's own prediction), averaged over the views (:data:`VIEWS`) a victim may resize the
+image to. The sign of the result is the :class:`~unseg.protection.perturb.Refinement` that
 :class:`~unseg.protection.perturb.NativeNoise` mixes in at native size, so the bound stays exact. It
 costs ``steps`` forward/backward passes of the segmenter per view and image; it is an option, not the
 default.
@@ -63,20 +63,28 @@ DEFAULT_SURROGATE = Path(unseg.__file__).parent / "weights" / "refiner_surrogate
 
 @dataclass(frozen=True)
 class RefineSchedule:
-    """How much of the budget the refinement takes and how it is found.
+    """How much of the budget the refinement takes, where it lives and how it is found.
 
     Attributes:
-        steps: signed-gradient steps per image (each one forward and backward pass of the segmenter).
+        steps: signed-gradient steps per image (each one forward and backward pass of the segmenter
+            per view).
         share: fraction of every pixel's budget given to the refinement; the generator's noise keeps
             ``1 - share`` (1: the refinement takes the whole budget and the generator only names the
             objects). 0.5, 10 steps of 0.2: the sample-wise probe's setting (module docstring).
         step_size: each step's size in units of the refinement's per-pixel bound (10 x 0.2 covers
             twice the distance to the bound).
+        views: names in :data:`VIEWS` of the resizes the perturbation is made through (mean loss).
+        grid: side of the grid the perturbation lives on, in units of the segmenter's input side (at
+            most the image's work grid, :attr:`Refiner.IMAGE_GRID`); below 1 it is coarser than any view
+            of it and bilinearly upsampled to the image (a poison on a 4x coarser grid still poisoned,
+            ``benchmarks/results/adversarial_poison_probe.md``, stop 28).
     """
 
     steps: int = 10
     share: float = 0.5
     step_size: float = 0.2
+    views: tuple[str, ...] = ("letterbox", "square")
+    grid: float = 4.0
 
     def __post_init__(self) -> None:
         if self.steps < 1:
@@ -85,10 +93,21 @@ class RefineSchedule:
             raise ValueError(f"refinement share must be in (0, 1], got {self.share}")
         if self.step_size <= 0:
             raise ValueError(f"refinement step size must be positive, got {self.step_size}")
+        if not self.views or len(set(self.views)) != len(self.views) or any(v not in VIEWS for v in self.views):
+            raise ValueError(f"refinement views must be distinct names from {', '.join(VIEWS)}, got {self.views}")
+        if self.grid <= 0:
+            raise ValueError(f"refinement grid must be positive, got {self.grid}")
 
     def base_budget(self, budget: Budget) -> Budget:
         """The budget the generator's noise keeps: ``1 - share`` of ``budget``."""
         return Budget(budget.epsilon * (1 - self.share), budget.epsilon_bg * (1 - self.share))
+
+    @property
+    def tag(self) -> str:
+        """The schedule in one line (part of an evaluation method's identity): ``steps x step@share:views``,
+        ``:grid G`` when the grid is not the default."""
+        grid = "" if self.grid == RefineSchedule.grid else f":grid{self.grid:g}"
+        return f"{self.steps}x{self.step_size:g}@{self.share:g}:{'+'.join(self.views)}{grid}"
 
 
 @dataclass(frozen=True)
@@ -165,7 +184,7 @@ class Refiner:
     after its generator pass.
     """
 
-    WORK_FACTOR = 4  # the perturbation lives on a grid of up to 4 x the segmenter's input side
+    IMAGE_GRID = 4  # the image is attacked on a grid of up to 4 x the segmenter's input side
 
     def __init__(self, surrogate: InteractiveSegmenter, schedule: RefineSchedule = RefineSchedule(), *,
                  name: str = "", metadata: dict[str, Any] | None = None, device: str | torch.device = "cpu") -> None:
@@ -199,11 +218,12 @@ class Refiner:
     def describe(self) -> dict[str, Any]:
         """Facts for a manifest or a results file."""
         return {"surrogate": self.name, "trained_on": self.metadata.get("trained_on"), "steps": self.schedule.steps,
-                "share": self.schedule.share, "step_size": self.schedule.step_size, "views": list(VIEWS)}
+                "share": self.schedule.share, "step_size": self.schedule.step_size, "views": list(self.schedule.views),
+                "grid": self.schedule.grid}
 
     def views(self, height: int, width: int) -> list[View]:
-        """The views the perturbation must work through (:data:`VIEWS`)."""
-        return [VIEWS[name](height, width, self.input_size) for name in VIEWS]
+        """The views the perturbation must work through (``schedule.views``)."""
+        return [VIEWS[name](height, width, self.input_size) for name in self.schedule.views]
 
     def refine(self, pixels: np.ndarray, prompt: ImagePrompt, native: NativeNoise, budget: Budget) -> NativeNoise:
         """``native`` (the generator's noise of ``pixels``, ``H x W x C`` integer) with a refinement
@@ -211,9 +231,10 @@ class Refiner:
         generator gave no noise (a keyed generator's null code, key 0) get none from the
         refinement either, and are not attacked.
 
-        The perturbation lives on the image letterboxed into a work grid (up to ``WORK_FACTOR`` x
-        the segmenter's input, at most the native size) and is optimised through every view of
-        :data:`VIEWS` at once (the mean loss): a victim resizes the protected image its own way,
+        The image is letterboxed into a work grid (up to :attr:`IMAGE_GRID` x the segmenter's input, at
+        most the native size); the perturbation lives on a grid of ``schedule.grid`` x the input (at
+        most the work grid) and is optimised through every view of ``schedule.views`` at once (the
+        mean loss): a victim resizes the protected image its own way,
         and a perturbation made on one grid alone does not survive another (a letterbox-only one
         moved a squash-resizing victim's view by < 1 %, ``benchmarks/results/evaluate_protection_refined_cpu/``).
         """
@@ -223,18 +244,19 @@ class Refiner:
                  if (goal := self.targets(prompt, native.region, view, skip=silent)) is not None]
         if not goals:  # nothing visible to attack in any view
             return native
-        box = Letterbox(height, width, min(max(height, width), self.WORK_FACTOR * self.input_size))
-        work = View.letterbox(height, width, box.size)
+        box = Letterbox(height, width, min(max(height, width), self.IMAGE_GRID * self.input_size))
+        cells = Letterbox(height, width, min(box.size, max(1, round(self.schedule.grid * self.input_size))))
+        work = View.letterbox(height, width, cells.size)
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
-        limit = self.schedule.share * epsilon_map(work.shrink(native.region, box.size).to(self.device), budget)
+        limit = self.schedule.share * epsilon_map(work.shrink(native.region, cells.size).to(self.device), budget)
         untouched = (np.logical_or.reduce([mask for (mask, _), quiet in zip(native.objects, silent) if quiet])
                      if any(silent) else None)
         if untouched is not None:
-            limit = limit * (work.shrink(untouched, box.size).to(self.device) == 0)
-        delta = self._attack(image, box.resized, limit, goals)
+            limit = limit * (work.shrink(untouched, cells.size).to(self.device) == 0)
+        delta = self._attack(image, box, cells, limit, goals)
         grid = torch.where(delta.abs() <= SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
-        return replace(native, refinement=Refinement(grid, box, self.schedule.share, untouched))
+        return replace(native, refinement=Refinement(grid, cells, self.schedule.share, untouched))
 
     def targets(self, prompt: ImagePrompt, region: np.ndarray, view: View,
                 skip: list[bool] | None = None) -> RefineTargets | None:
@@ -269,13 +291,24 @@ class Refiner:
         return RefineTargets(view, torch.stack(corners).to(self.device), torch.stack(targets).to(self.device), valid)
 
     @torch.enable_grad()
-    def _attack(self, image: torch.Tensor, content: tuple[int, int], limit: torch.Tensor,
+    def _attack(self, image: torch.Tensor, box: Letterbox, cells: Letterbox, limit: torch.Tensor,
                 goals: list[RefineTargets]) -> torch.Tensor:
-        """``1 x 3 x N x N`` perturbation of the work-grid ``image`` (its ``content`` rows and columns
-        are the picture) within ``limit`` (and ``image + δ`` within [0, 1]) that raises the
-        segmenter's mean loss over ``goals`` (one per view): ``steps`` signed-gradient steps from
-        zero (gradients on even when the caller runs under ``torch.no_grad``)."""
-        rows, cols = content
+        """``1 x 3 x S x S`` perturbation over the ``cells`` grid (``S = cells.size``) within ``limit``
+        (``1 x 1 x S x S``), bilinearly upsampled onto the ``1 x 3 x N x N`` work-grid ``image``
+        (``box``: the picture's rows and columns in it), that raises the segmenter's mean loss over
+        ``goals`` (one per view): ``steps`` signed-gradient steps from zero (gradients on even when the
+        caller runs under ``torch.no_grad``). On the image's own grid ``image + δ`` also stays in [0, 1]."""
+        rows, cols = box.resized
+        fine = cells.size == box.size
+        cell_rows, cell_cols = cells.resized
+
+        def lift(delta: torch.Tensor) -> torch.Tensor:
+            """The cells' perturbation on the image's grid."""
+            if fine:
+                return delta
+            up = F.interpolate(delta[..., :cell_rows, :cell_cols], size=(rows, cols), mode="bilinear",
+                               align_corners=False)
+            return F.pad(up, (0, box.size - cols, 0, box.size - rows))
 
         def losses(x: torch.Tensor, goal: RefineTargets, targets: torch.Tensor | None) -> torch.Tensor:
             embedding, _ = self.surrogate.embed_images(goal.view.place(x[..., :rows, :cols]))
@@ -288,14 +321,15 @@ class Refiner:
         with torch.no_grad():  # box prompts without masks: the segmenter's own prediction is the target
             targets = [goal.targets if goal.targets is not None else (losses(image, goal, None) > 0).float()
                        for goal in goals]
-        delta = torch.zeros_like(image)
+        delta = torch.zeros(1, image.shape[1], cells.size, cells.size, device=image.device)
         for _ in range(self.schedule.steps):
             delta.requires_grad_(True)
-            x = (image + delta).clamp(0, 1)
+            x = (image + lift(delta)).clamp(0, 1)
             loss = sum(losses(x, goal, target) for goal, target in zip(goals, targets)) / len(goals)
             (gradient,) = torch.autograd.grad(loss, delta)
             delta = delta.detach() + self.schedule.step_size * limit * gradient.sign()
             delta = torch.maximum(torch.minimum(delta, limit), -limit)
-            delta = (image + delta).clamp(0, 1) - image
+            if fine:
+                delta = (image + delta).clamp(0, 1) - image
         return delta.detach()
 
