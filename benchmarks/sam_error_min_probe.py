@@ -118,6 +118,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--base-native", action="store_true",
                         help="with --base: make the generator's noise on the native images (as `unseg protect` does) "
                              "and take what the victim's resize leaves of it, instead of making it at the victim size")
+    parser.add_argument("--base-at", type=int, default=None, metavar="HEIGHT",
+                        help="like --base-native, with the 'native' images first resized to this height at the victim's "
+                             "aspect: the generator's half is made and saturated on that grid and the victim downsizes "
+                             "it; the victim's own height is the victim-size case, a larger one separates resampling "
+                             "(crispness) from the aspect the native images add")
     parser.add_argument("--passes", type=int, default=4, help="min-min passes over the training objects")
     parser.add_argument("--pgd-steps", type=int, default=3, help="noise steps per batch and pass")
     parser.add_argument("--unit-step", type=float, default=0.25, help="noise step in units of the per-pixel budget")
@@ -151,8 +156,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --surrogate-dataset or --surrogate-weights, not both")
     if args.coarse < 1 or (args.coarse > 1 and (args.class_wise or args.passes != 1 or args.objective != "adversarial")):
         parser.error("--coarse is a factor >= 1 for a sample-wise adversarial poison made in one pass")
-    if args.base_native and not args.base:
-        parser.error("--base-native needs --base")
+    if (args.base_native or args.base_at) and not args.base:
+        parser.error("--base-native and --base-at need --base")
+    if args.base_native and args.base_at:
+        parser.error("give --base-native or --base-at, not both")
     if args.base and (args.native or args.class_wise or not 0 < args.base_share < 1):
         parser.error("--base needs noise at the victim size (no --native, --class-wise) and 0 < --base-share < 1")
     return args
@@ -359,12 +366,16 @@ def main(argv: list[str] | None = None) -> None:
     bound = budget_map(noised, spec, config.budget)
     base = None
     if args.base:  # the generator's unit noise on the victim-size images, at its share of the budget
-        if args.base_native:  # protect the native images at the base's share, then resize them as the victim does
-            regions = [spec.object_region(m) for m in train_masks]
-            units = generator_noises(args.base, train_pixels, train_masks, regions, config.budget)
+        if args.base_native or args.base_at:  # protect the native (or --base-at) images at the base's share,
+            sources, source_masks = train_pixels, train_masks  # then resize them as the victim does
+            if args.base_at:
+                resized = load_split(train_pixels, train_masks, victim_size(spec, args.base_at))
+                sources, source_masks = list(resized.images.permute(0, 2, 3, 1).numpy()), list(resized.masks.numpy())
+            regions = [spec.object_region(m) for m in source_masks]
+            units = generator_noises(args.base, sources, source_masks, regions, config.budget)
             share = Budget(config.budget.epsilon * args.base_share, config.budget.epsilon_bg * args.base_share)
-            protected_native = [apply_budget(p, u, r, share) for p, u, r in zip(train_pixels, units, regions)]
-            seen = load_split(protected_native, train_masks, size).images.float() / 255
+            protected_native = [apply_budget(p, u, r, share) for p, u, r in zip(sources, units, regions)]
+            seen = load_split(protected_native, source_masks, size).images.float() / 255
             limit = bound * args.base_share
             base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
         else:
@@ -409,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(f"| {label} per-class test IoU ({', '.join(spec.class_names)}) | {per_class} |")
     kind = f", on {args.base}'s noise at {args.base_share:g} of the budget" if args.base else ""
     kind += " (made on the native images)" if args.base_native else ""
+    kind += f" (made at height {args.base_at}, the victim's aspect)" if args.base_at else ""
     kind += f", on a {args.coarse}x coarser grid" if args.coarse > 1 else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
     if adversarial:
