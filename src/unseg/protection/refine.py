@@ -29,8 +29,9 @@ cause: the refinement reaches the victim's view about as well as an attack made 
 (``benchmarks/refine_transfer_probe.py``), and the probe's poison works as well on a 4x coarser grid.
 The cause is the generator's half: made at the victim size it helps the poison (two seeds), made on
 the native image — as this class must — it stops the victim from learning the poison (two seeds;
-``benchmarks/results/adversarial_poison_probe.md``, stop 28). ``share=1`` (no generator noise) is
-the other form measured there.
+``benchmarks/results/adversarial_poison_probe.md``, stop 28). With ``share=1`` (no generator noise)
+the refinement reached 62.1 through both views, 49.1 — below box-fill — through the victim's own
+(square) view alone, and 70.9 / 70.4 on a coarse grid (``grid`` 0.5 / 0.25) through both views.
 
 The shipped segmenter (``weights/refiner_surrogate.safetensors``) is the evaluation's ``sam`` victim
 trained on CamVid's clean training split (``benchmarks/clean_surrogate.py``, command in
