@@ -372,9 +372,12 @@ def main(argv: list[str] | None = None) -> None:
                 resized = load_split(train_pixels, train_masks, victim_size(spec, args.base_at))
                 sources, source_masks = list(resized.images.permute(0, 2, 3, 1).numpy()), list(resized.masks.numpy())
             regions = [spec.object_region(m) for m in source_masks]
-            units = generator_noises(args.base, sources, source_masks, regions, config.budget)
             share = Budget(config.budget.epsilon * args.base_share, config.budget.epsilon_bg * args.base_share)
-            protected_native = [apply_budget(p, u, r, share) for p, u, r in zip(sources, units, regions)]
+            protected_native = []
+            for start in range(0, len(sources), 64):  # by chunks: 880 unit noises at 512 px filled 14 GB
+                part = slice(start, start + 64)
+                units = generator_noises(args.base, sources[part], source_masks[part], regions[part], config.budget)
+                protected_native += [apply_budget(p, u, r, share) for p, u, r in zip(sources[part], units, regions[part])]
             seen = load_split(protected_native, source_masks, size).images.float() / 255
             limit = bound * args.base_share
             base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
