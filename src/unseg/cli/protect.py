@@ -111,7 +111,7 @@ def protect_command(
     protector = load_protector(generator, sam_checkpoint, device, epsilon, epsilon_bg, seed, batch_size,
                                saturate=not raw_noise,
                                refine=(refine_segmenter, {"steps": refine_steps, "share": refine_share, "grid": refine_grid,
-                                                          "views": tuple(split_list(refine_views) or ())})
+                                                          "views": tuple(split_list(refine_views))})
                                if refine else None)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
