@@ -1,13 +1,6 @@
 #!/bin/bash
-# CamVid sam victim (16 epochs, as bench_ref_camvid) on unseg_refined_full made through the square view only.
+# CamVid sam, the whole-budget refinement through the square view (run k; ran through an equivalent inline wrapper)
 . .venv/bin/activate
-export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${1:-1} MKL_NUM_THREADS=${1:-1}
-python -c "
-import sys
-from unseg.evaluation import methods
-methods.REFINED['unseg_refined_full_square'] = {'share': 1.0, 'views': ('square',)}
-from unseg.cli.main import app
-sys.argv = ['unseg', 'evaluate', '--out', 'runs/bench_ref_k', '--victims', 'sam', '--methods', 'unseg_refined_full_square',
-            '--datasets', 'camvid', '--preset', 'strong_cpu', '--epochs', '16', '--no-amp', '--no-progress']
-app()
-"
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+python benchmarks/refined_variant.py unseg_refined_full_square '{"share": 1.0, "views": ["square"]}' --out runs/bench_ref_k --victims sam --datasets camvid --epochs 16 \
+  --preset strong_cpu --no-amp --no-progress

@@ -1,14 +1,6 @@
 #!/bin/bash
-# usage: runs/refined_variant.sh NAME OUT 'FIELDS (python dict)' [THREADS]
-# registers an extra unseg_refined method with these RefineSchedule fields and runs the Kvasir sam victim on it.
+# Kvasir-SEG sam, the whole-budget refinement on a 64 x 64 grid through both views (run h; ran through an equivalent inline wrapper)
 . .venv/bin/activate
-export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${4:-1} MKL_NUM_THREADS=${4:-1}
-python -c "
-import sys
-from unseg.evaluation import methods
-methods.REFINED['$1'] = $3
-from unseg.cli.main import app
-sys.argv = ['unseg', 'evaluate', '--out', '$2', '--victims', 'sam', '--methods', '$1',
-            '--datasets', 'kvasir_seg', '--preset', 'strong_cpu', '--epochs', '20', '--no-amp', '--no-progress']
-app()
-"
+export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+python benchmarks/refined_variant.py unseg_refined_full_g05 '{"share": 1.0, "grid": 0.5}' --out runs/bench_ref_h --victims sam --datasets kvasir_seg --epochs 20 \
+  --preset strong_cpu --no-amp --no-progress
