@@ -165,6 +165,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def pixel_arrays(images: torch.Tensor) -> list[np.ndarray]:
+    """``N x 3 x H x W`` uint8 images -> ``N`` arrays ``H x W x 3``, as image files read."""
+    return list(images.permute(0, 2, 3, 1).numpy())
+
+
 def budget_map(split: SplitTensors, spec, budget: Budget) -> torch.Tensor:
     """``N x 1 x H x W`` per-pixel bound in [0, 1] units: ε on the object region, ε_bg elsewhere."""
     regions = torch.stack([torch.from_numpy(spec.object_region(m.numpy())) for m in split.masks])[:, None]
@@ -370,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
             sources, source_masks = train_pixels, train_masks  # then resize them as the victim does
             if args.base_at:
                 resized = load_split(train_pixels, train_masks, victim_size(spec, args.base_at))
-                sources, source_masks = list(resized.images.permute(0, 2, 3, 1).numpy()), list(resized.masks.numpy())
+                sources, source_masks = pixel_arrays(resized.images), list(resized.masks.numpy())
             regions = [spec.object_region(m) for m in source_masks]
             share = Budget(config.budget.epsilon * args.base_share, config.budget.epsilon_bg * args.base_share)
             protected_native = []
@@ -382,7 +387,7 @@ def main(argv: list[str] | None = None) -> None:
             limit = bound * args.base_share
             base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
         else:
-            images = list(noised.images.permute(0, 2, 3, 1).numpy())
+            images = pixel_arrays(noised.images)
             labels = list(noised.masks.numpy())
             units = generator_noises(args.base, images, labels, [spec.object_region(m) for m in labels], config.budget)
             base = torch.from_numpy(np.stack(units)).permute(0, 3, 1, 2).float().clamp(-1, 1) * bound * args.base_share
@@ -399,7 +404,7 @@ def main(argv: list[str] | None = None) -> None:
     protected, inside, outside = protected_split(noised, delta, bound)
     psnr = 10 * np.log10(255.0**2 / float(((protected.images.float() - noised.images.float()) ** 2).mean()))
     if args.native:  # the victim downsizes the protected native images, as it would any dataset
-        protected = load_split(list(protected.images.permute(0, 2, 3, 1).numpy()), train_masks, size)
+        protected = load_split(pixel_arrays(protected.images), train_masks, size)
     adversarial = args.objective == "adversarial"
     rows, victim_seconds = [], 0.0
     for name in args.victims:  # every victim trains on the same protected images

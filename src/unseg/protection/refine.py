@@ -247,14 +247,14 @@ class Refiner:
             return native
         box = Letterbox(height, width, min(max(height, width), self.IMAGE_GRID * self.input_size))
         cells = Letterbox(height, width, min(box.size, max(1, round(self.schedule.grid * self.input_size))))
-        work = View.letterbox(height, width, cells.size)
+        on_cells = View.letterbox(height, width, cells.size)
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
-        limit = self.schedule.share * epsilon_map(work.shrink(native.region, cells.size).to(self.device), budget)
+        limit = self.schedule.share * epsilon_map(on_cells.shrink(native.region, cells.size).to(self.device), budget)
         untouched = (np.logical_or.reduce([mask for (mask, _), quiet in zip(native.objects, silent) if quiet])
                      if any(silent) else None)
         if untouched is not None:
-            limit = limit * (work.shrink(untouched, cells.size).to(self.device) == 0)
+            limit = limit * (on_cells.shrink(untouched, cells.size).to(self.device) == 0)
         delta = self._attack(image, box, cells, limit, goals)
         grid = torch.where(delta.abs() <= SATURATE_DEAD_ZONE * limit, 0.0, torch.sign(delta))[0]
         return replace(native, refinement=Refinement(grid, cells, self.schedule.share, untouched))
