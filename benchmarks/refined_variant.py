@@ -1,9 +1,10 @@
 """`unseg evaluate` with one more refinement method: a name bound to a RefineSchedule's fields.
 
-The evaluation's refinement methods are fixed (``unseg.evaluation.methods.REFINED``); this registers
+The evaluation's UnSeg variants are fixed (``unseg.evaluation.methods.VARIANTS``); this registers
 another for one run, so an experiment on the refinement's views, grid or share needs no code change.
-The run folder records the method's identity (the schedule's tag), so its cached images are never
-mixed with another schedule's.
+The JSON holds the schedule's fields, plus optionally ``"fit"``: how images enter the generator
+(``letterbox``, ``square``). The run folder records the method's identity (fit and the schedule's tag),
+so its cached images are never mixed with another variant's.
 
 Usage (from the repository root):
 
@@ -25,7 +26,8 @@ def main(argv: list[str]) -> None:
     name, fields = argv[0], json.loads(argv[1])
     if "views" in fields:
         fields["views"] = tuple(fields["views"])
-    methods.REFINED[name] = fields
+    fit = fields.pop("fit", methods.UnsegVariant.fit)
+    methods.VARIANTS[name] = methods.UnsegVariant(fit=fit, refine=fields)
     methods.refine_schedule(name)  # bad fields fail here, before any work
     from unseg.cli.main import app
 

@@ -218,6 +218,9 @@ def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_trai
     assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5:letterbox+square")
     full = generator_identity("unseg_refined_full", config.generator)  # the same, on the whole budget
     assert full == refined.replace("@0.5:", "@1:")
+    assert generator_identity("unseg_square", config.generator) == recorded["unseg"] + "+fit:square"
+    squashed = generator_identity("unseg_refined_square", config.generator)  # fit, then the refinement's square view
+    assert squashed == refined.replace("+refined:", "+fit:square+refined:").replace("letterbox+square", "square")
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     results = json.loads((copy / "results.json").read_text())
@@ -388,6 +391,24 @@ def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path
     assert info["refine"]["trained_on"]["dataset"] == "camvid" and info["refine"]["share"] == 0.5
     with pytest.warns(UserWarning, match="UNTRAINED"):
         protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load())
+    stem = folder.stems("train")[0]
+    pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
+    masks, keys = class_regions(mask, folder.spec.object_region(mask))
+    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
+    assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
+
+
+def test_unseg_square_method_is_the_protector_with_the_square_fit(tmp_path, tiny_generator_path):
+    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.protection import Protector
+
+    folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=2, test=1))
+    options = MethodOptions(generator=str(tiny_generator_path), batch_size=2)
+    target, info = protect_split("unseg_square", folder, folder.stems("train"), tmp_path / "cache", options,
+                                 progress=False)
+    assert info["fit"] == "square"
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        protector = Protector.load(str(tiny_generator_path), fit="square")
     stem = folder.stems("train")[0]
     pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
     masks, keys = class_regions(mask, folder.spec.object_region(mask))

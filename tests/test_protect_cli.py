@@ -65,7 +65,8 @@ def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
     records = {record["source"]: record for record in _manifest(out)}
     assert records["a.png"]["linf_inside"] <= 8 and records["a.png"]["linf_outside"] <= 2
     assert records["a.png"]["epsilon"] == {"fraction": 8 / 255, "levels": 8}
-    assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False, "saturate": True}
+    assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False, "saturate": True,
+                                                 "fit": "letterbox"}
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -80,6 +81,23 @@ def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
     assert again.exit_code == 0 and "0 protected, 2 skipped" in again.stdout
     assert len(_manifest(out)) == 2
     assert all((out / name).read_bytes() == data for name, data in before.items())
+
+
+def test_fit_flag_squashes_into_the_generator_input_and_is_recorded(tmp_path, tiny):
+    images, masks = _dataset(tmp_path)
+    outputs = {}
+    for fit in ("letterbox", "square"):
+        out = tmp_path / fit
+        result = _run(images, out, "--masks", masks, "--ignore-index", "255", "--generator", tiny, "--fit", fit)
+        assert result.exit_code == 0, result.output
+        record = {r["source"]: r for r in _manifest(out)}["a.png"]
+        assert record["generator"]["fit"] == fit
+        assert record["linf_inside"] <= 8 and record["linf_outside"] <= 2
+        outputs[fit] = read_image(out / "a.png").pixels
+    assert not np.array_equal(outputs["letterbox"], outputs["square"])  # a 37 x 53 image: the two fits differ
+    bad = _run(images, tmp_path / "bad", "--masks", masks, "--generator", tiny, "--fit", "crop")
+    assert bad.exit_code == 2 and "fit must be one of letterbox, square" in bad.output
+    assert not (tmp_path / "bad" / "a.png").exists()
 
 
 def test_raw_noise_flag_keeps_the_generator_output(tmp_path, tiny):

@@ -68,6 +68,10 @@ def protect_command(
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
                                    "higher PSNR."),
+    fit: str = typer.Option("letterbox", "--fit", help="How each image enters the generator's square input: "
+                            "letterbox (aspect kept, padded; how the generator was trained) or square (stretched: "
+                            "the noise pattern lands in the same relative place on every image, as a victim that "
+                            "resizes its training images to a fixed square sees them). Recorded in the manifest."),
     refine: bool = typer.Option(False, "--refine", help="EXPERIMENTAL, not yet shown to protect (README). After the "
                                 "generator, move part of each image's budget (--refine-share) against a frozen interactive segmenter "
                                 "(shipped: SAM-layout, trained on CamVid only): misleading noise aimed at box-prompted "
@@ -112,7 +116,7 @@ def protect_command(
                                saturate=not raw_noise,
                                refine=(refine_segmenter, {"steps": refine_steps, "share": refine_share, "grid": refine_grid,
                                                           "views": tuple(split_list(refine_views))})
-                               if refine else None)
+                               if refine else None, fit=fit)
     if jpeg_quality is not None:
         typer.echo(JPEG_WARNING, err=True)
     summary = protect_dataset(source, out_dir, protector, jpeg_quality=jpeg_quality, resume=not no_resume,

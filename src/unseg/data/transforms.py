@@ -1,4 +1,10 @@
-"""Geometry shared by protection, training and evaluation: SAM-style resize-longest-side + pad."""
+"""Geometry shared by protection, training and evaluation: how an image maps into a square model input.
+
+:class:`Letterbox` is SAM's resize-longest-side + pad (aspect kept); :class:`SquareResize` stretches each
+axis onto the whole square (aspect lost, as most semantic training pipelines resize). Both answer the same
+questions (``resized``, ``image_to_input``, ``noise_crop``, ``points_to_input``), so the protection path
+(:func:`unseg.protection.perturb.map_to_native`) takes either; :data:`INPUT_FITS` names them.
+"""
 
 from __future__ import annotations
 
@@ -50,7 +56,52 @@ class Letterbox:
         return np.asarray(points, dtype=np.float32) * self.scale
 
 
-def image_to_model_input(box: Letterbox, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+@dataclass(frozen=True)
+class SquareResize:
+    """How an ``height x width`` image maps into a square ``size`` model input by stretching each axis
+    onto the whole square (no padding; a fixed-size resize, as victims that squash their inputs do).
+
+    Why the protector offers it: a pattern made on this input lands on the *same* relative place of
+    every image, whatever its aspect, so a victim that squashes images to a square sees one pattern
+    in one phase on every training image; made on the letterboxed input it lands at another scale and
+    phase per aspect (``benchmarks/results/adversarial_poison_probe.md``, stop 29).
+    """
+
+    height: int
+    width: int
+    size: int
+
+    @property
+    def scales(self) -> tuple[float, float]:
+        """(row, column) factors from image pixel coordinates to model-input coordinates."""
+        return self.size / self.height, self.size / self.width
+
+    @property
+    def resized(self) -> tuple[int, int]:
+        """(height, width) of the image content inside the model input: all of it."""
+        return self.size, self.size
+
+    def image_to_input(self, image: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
+        """``B x C x H x W`` image or mask -> ``B x C x size x size``."""
+        if mode == "nearest":
+            return F.interpolate(image, size=self.resized, mode="nearest")
+        return F.interpolate(image, size=self.resized, mode=mode, align_corners=False, antialias=True)
+
+    def noise_crop(self, n: int) -> tuple[int, int]:
+        """(rows, columns) of an ``N x N`` map over the model input that cover the image: all of it."""
+        return n, n
+
+    def points_to_input(self, points: np.ndarray) -> np.ndarray:
+        """Image pixel (x, y) coordinates -> model-input coordinates (each axis its own scale)."""
+        row_scale, column_scale = self.scales
+        return np.asarray(points, dtype=np.float32) * np.array([column_scale, row_scale], dtype=np.float32)
+
+
+InputFit = Letterbox | SquareResize
+INPUT_FITS: dict[str, type[Letterbox] | type[SquareResize]] = {"letterbox": Letterbox, "square": SquareResize}
+
+
+def image_to_model_input(box: InputFit, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
     """``H x W x C`` uint8 (C = 1 or 3) or uint16 (C = 1) image -> ``1 x 3 x size x size`` model
     input on ``device``, the same as ``box.image_to_input(to_float_tensor(rgb8))``, one channel at
     a time.

@@ -14,9 +14,9 @@ import hashlib
 import json
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -36,8 +36,30 @@ CLEAN = "clean"
 UNSEG = "unseg"
 UNSEG_REFINED = "unseg_refined"  # the shipped generator + protect-time refinement (unseg.protection.refine)
 UNSEG_REFINED_FULL = "unseg_refined_full"  # the refinement on the whole budget (the generator only names objects)
-REFINED = {UNSEG_REFINED: {}, UNSEG_REFINED_FULL: {"share": 1.0}}  # method -> its RefineSchedule's fields
 PROTECTION_FILE = "protection.json"
+
+
+@dataclass(frozen=True)
+class UnsegVariant:
+    """An UnSeg method beyond plain ``unseg``: the same generator (``MethodOptions.generator``), fitted
+    into its input another way and/or refined at protection time.
+
+    Attributes:
+        fit: how each image enters the generator's input (:data:`unseg.data.transforms.INPUT_FITS`).
+        refine: the fields of its :class:`unseg.protection.refine.RefineSchedule` (``{}``: the
+            defaults), or None for no refinement.
+    """
+
+    fit: str = "letterbox"
+    refine: dict[str, Any] | None = field(default=None, hash=False)
+
+
+VARIANTS: dict[str, UnsegVariant] = {  # method -> how it differs from plain "unseg"
+    UNSEG_REFINED: UnsegVariant(refine={}),
+    UNSEG_REFINED_FULL: UnsegVariant(refine={"share": 1.0}),
+    "unseg_square": UnsegVariant(fit="square"),
+    "unseg_refined_square": UnsegVariant(fit="square", refine={"views": ("square",)}),
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +75,14 @@ class MethodOptions:
 
 
 def check_method(name: str) -> None:
-    """Raise ValueError for a method name that is not clean, unseg, unseg_refined[_full], unseg:PATH or a baseline."""
-    if name in (CLEAN, UNSEG) or name in REFINED or name in BASELINES:
+    """Raise ValueError for a method name that is not clean, unseg, a :data:`VARIANTS` name, unseg:PATH or a baseline."""
+    if name in (CLEAN, UNSEG) or name in VARIANTS or name in BASELINES:
         return
     if name.startswith(UNSEG + ":"):
         if not Path(name.split(":", 1)[1]).is_file():
             raise ValueError(f"generator checkpoint not found: {name.split(':', 1)[1]}")
         return
-    raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(REFINED)}, unseg:PATH or one of "
+    raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(VARIANTS)}, unseg:PATH or one of "
                      f"{sorted(BASELINES)}")
 
 
@@ -76,15 +98,21 @@ def method_slug(name: str) -> str:
 def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
-    initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for
-    ``unseg_refined[_full]`` the refinement's segmenter (``sha1``), schedule and views; None for other methods. A
+    initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for a
+    :data:`VARIANTS` method its fit (``+fit:square``; nothing for the default letterbox) and refinement's
+    segmenter (``sha1``), schedule and views; None for other methods. A
     run folder records it so that resuming after the weights or the noise post-processing changed
     (e.g. new shipped weights) is refused."""
-    if method in REFINED:
+    if method in VARIANTS:
+        variant = VARIANTS[method]
+        identity = generator_identity(UNSEG, generator)
+        identity += "" if variant.fit == UnsegVariant.fit else f"+fit:{variant.fit}"
+        if variant.refine is None:
+            return identity
         from unseg.protection.refine import DEFAULT_SURROGATE
 
         surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
-        return f"{generator_identity(UNSEG, generator)}+refined:{surrogate}:{refine_schedule(method).tag}"
+        return f"{identity}+refined:{surrogate}:{refine_schedule(method).tag}"
     if method == UNSEG:
         source = generator
     elif method.startswith(UNSEG + ":"):
@@ -99,11 +127,12 @@ def generator_identity(method: str, generator: str) -> str | None:
     return weights + "+saturated"
 
 
-def refine_schedule(method: str) -> RefineSchedule:
-    """The :class:`unseg.protection.refine.RefineSchedule` of an ``unseg_refined[_full]`` method."""
+def refine_schedule(method: str) -> RefineSchedule | None:
+    """The :class:`unseg.protection.refine.RefineSchedule` of a :data:`VARIANTS` method (None: not refined)."""
     from unseg.protection.refine import RefineSchedule
 
-    return RefineSchedule(**REFINED[method])
+    variant = VARIANTS.get(method, UnsegVariant())
+    return None if variant.refine is None else RefineSchedule(**variant.refine)
 
 
 def file_digest(path: Path) -> str:
@@ -117,12 +146,14 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
     return Path(cache) / f"{method_slug(method)}_{dataset}_{levels}"
 
 
-def unseg_noise_maker(source: str, options: MethodOptions, refine: RefineSchedule | None = None
+def unseg_noise_maker(source: str, options: MethodOptions, refine: RefineSchedule | None = None,
+                      fit: str = UnsegVariant.fit
                       ) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
     """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
     noise, with each labelled class region of the object region as its own mask prompt (as
     ``unseg protect --masks`` does for class-index masks); info names the generator. ``refine``:
-    with the shipped refinement (:class:`unseg.protection.refine.Refiner`) on this schedule."""
+    with the shipped refinement (:class:`unseg.protection.refine.Refiner`) on this schedule;
+    ``fit``: how images enter the generator's input (:class:`unseg.protection.Protector`)."""
     from unseg.data.images import LoadedImage
     from unseg.data.prompts import ImagePrompt
     from unseg.protection.protector import Protector
@@ -132,8 +163,9 @@ def unseg_noise_maker(source: str, options: MethodOptions, refine: RefineSchedul
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         protector = Protector.load(source, device=options.device, budget=options.budget, seed=options.seed,
-                                   batch_size=options.batch_size, refiner=refiner)
-    info = {"generator": protector.name, "trained": protector.trained, "warnings": [str(w.message) for w in caught]}
+                                   batch_size=options.batch_size, refiner=refiner, fit=fit)
+    info = {"generator": protector.name, "trained": protector.trained, "fit": fit,
+            "warnings": [str(w.message) for w in caught]}
     if refiner is not None:
         info["refine"] = refiner.describe()
 
@@ -174,10 +206,10 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     missing = [stem for stem in stems if not (target / f"{stem}.png").is_file()]
     if not missing and info_path.is_file():
         return target, json.loads(info_path.read_text())
-    source = (options.generator if method == UNSEG or method in REFINED
+    source = (options.generator if method == UNSEG or method in VARIANTS
               else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None)
-    refine = refine_schedule(method) if method in REFINED else None
-    make, info = (unseg_noise_maker(source, options, refine=refine) if source is not None
+    fit = VARIANTS.get(method, UnsegVariant()).fit
+    make, info = (unseg_noise_maker(source, options, refine=refine_schedule(method), fit=fit) if source is not None
                   else _baseline_maker(method, folder.spec.num_classes, options))
     chunk = len(missing) if method == "em" else options.batch_size
     seconds, worst, psnr_sum = 0.0, [0, 0], 0.0

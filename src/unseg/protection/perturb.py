@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from unseg.budget import Budget
-from unseg.data.transforms import Letterbox
+from unseg.data.transforms import InputFit, Letterbox
 from unseg.protection.strips import row_strips
 
 SATURATE_DEAD_ZONE = 1e-4  # unit-noise deviations below this are rounding, not pattern
@@ -44,13 +44,14 @@ def _linear_taps(size_in: int, size_out: int, start: int, stop: int) -> tuple[np
     return first, np.minimum(first + 1, size_in - 1), weight
 
 
-def map_to_native(grid: torch.Tensor, box: Letterbox, start: int = 0, stop: int | None = None) -> torch.Tensor:
+def map_to_native(grid: torch.Tensor, box: InputFit, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """Rows ``start:stop`` (default: all) of a map over the model input, at the image's native size.
 
     Args:
         grid: ``(..., N, N)`` map over the square model input (noise ``B x 3 x N x N``, mask logits,
             ...), any float dtype; leading axes are kept.
-        box: the image's letterbox (native ``height x width``, model input ``size``).
+        box: how the image fits the model input (native ``height x width``, input ``size``): a
+            letterbox (its padding cut off) or a square resize (:mod:`unseg.data.transforms`).
 
     Returns:
         ``(..., stop - start, width)`` float32 on ``grid``'s device. Each value is a convex
@@ -257,7 +258,8 @@ class NativeNoise:
     there, whatever the image size.
 
     Attributes:
-        box: the image's letterbox (native size and model input size).
+        box: how the image fits the model input (native size and model input size; letterbox or
+            square resize, :data:`unseg.data.transforms.INPUT_FITS`).
         grid: ``3 x N x N`` noise over the model input, for the whole prompt.
         objects: per object, its ``H x W`` bool mask and the ``3 x N x N`` noise made with its
             own mask prompt (and, for a keyed generator, its key's code), which replaces
@@ -277,7 +279,7 @@ class NativeNoise:
         refinement: a second noise mixed in after saturation, on its share of the budget, or None.
     """
 
-    box: Letterbox
+    box: InputFit
     grid: torch.Tensor
     objects: list[tuple[np.ndarray, torch.Tensor]]
     region: np.ndarray

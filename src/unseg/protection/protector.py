@@ -1,7 +1,7 @@
 """The protection API: image + prompt in, exactly bounded protected image out.
 
-``Protector`` wraps a noise generator. For each image it letterboxes the pixels and the prompt
-into the square model input, runs the generator (batched), then takes the noise to pixels through
+``Protector`` wraps a noise generator. For each image it fits the pixels and the prompt into the
+square model input (letterboxed by default, or squashed: ``fit``), runs the generator (batched), then takes the noise to pixels through
 :mod:`unseg.protection.perturb` (the path training and evaluation share): mapped back to the
 image's native resolution, saturated (unless ``saturate=False``) and added under the per-pixel
 budget (ε on the protected region, ε_bg elsewhere), so the bound holds exactly on every output
@@ -31,7 +31,7 @@ import unseg
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import LoadedImage, as_loaded
 from unseg.data.prompts import DEFAULT_KEY, ImagePrompt
-from unseg.data.transforms import Letterbox, image_to_model_input
+from unseg.data.transforms import INPUT_FITS, InputFit, image_to_model_input
 from unseg.devices import resolve_device
 from unseg.models import (
     GENERATOR_PRESETS,
@@ -99,11 +99,14 @@ class Protector:
         batch_size: int = 4,
         saturate: bool = True,
         refiner: Refiner | None = None,
+        fit: str = "letterbox",
     ) -> None:
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a unseg.budget.Budget, got {budget!r}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if fit not in INPUT_FITS:
+            raise ValueError(f"fit must be one of {', '.join(INPUT_FITS)}, got {fit!r}")
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.name = name
@@ -113,6 +116,7 @@ class Protector:
         self.batch_size = batch_size
         self.saturate = saturate
         self.refiner = refiner
+        self.fit = fit
 
     @classmethod
     def load(
@@ -125,6 +129,7 @@ class Protector:
         batch_size: int = 4,
         saturate: bool = True,
         refiner: Refiner | None = None,
+        fit: str = "letterbox",
     ) -> "Protector":
         """A protector from the shipped weights ("default"), a preset name or a checkpoint path.
 
@@ -137,7 +142,10 @@ class Protector:
         :data:`~unseg.budget.DEFAULT_BUDGET`. ``saturate`` (default) applies
         :func:`~unseg.protection.perturb.saturate` to the generator's noise; False keeps the
         raw generator output. ``refiner``: moves part of each image's budget against a frozen
-        interactive segmenter after the generator (:mod:`unseg.protection.refine`).
+        interactive segmenter after the generator (:mod:`unseg.protection.refine`). ``fit``: how
+        each image enters the generator's square input (:data:`unseg.data.transforms.INPUT_FITS`):
+        ``letterbox`` (aspect kept, as the generator was trained) or ``square`` (stretched, so the
+        noise pattern sits in the same relative place on every image, as a squashing victim sees it).
         """
         source = resolve_generator_source(path_or_preset, sam_checkpoint)
         if source in GENERATOR_PRESETS:
@@ -162,13 +170,13 @@ class Protector:
         if budget is None:
             budget = stored_budget(metadata) or DEFAULT_BUDGET
         return cls(generator, name=source, trained=trained, metadata=metadata, device=device,
-                   budget=budget, batch_size=batch_size, saturate=saturate, refiner=refiner)
+                   budget=budget, batch_size=batch_size, saturate=saturate, refiner=refiner, fit=fit)
 
     def with_budget(self, budget: Budget) -> "Protector":
         """The same generator (shared, not copied) with another budget."""
         return Protector(self.generator, name=self.name, trained=self.trained, metadata=self.metadata,
                          device=self.device, budget=budget, batch_size=self.batch_size, saturate=self.saturate,
-                         refiner=self.refiner)
+                         refiner=self.refiner, fit=self.fit)
 
     @property
     def input_size(self) -> int:
@@ -177,7 +185,7 @@ class Protector:
 
     def describe(self) -> dict[str, Any]:
         """Generator and budget facts for a manifest."""
-        facts = {"generator": self.name, "trained": self.trained, "saturate": self.saturate}
+        facts = {"generator": self.name, "trained": self.trained, "saturate": self.saturate, "fit": self.fit}
         return facts if self.refiner is None else {**facts, "refine": self.refiner.describe()}
 
     def protect(
@@ -232,7 +240,7 @@ class Protector:
             raise ValueError(f"{len(images)} images but {len(prompts)} prompts")
         if not images:
             return []
-        boxes = [Letterbox(*loaded.size, size=self.input_size) for loaded in images]
+        boxes = [INPUT_FITS[self.fit](*loaded.size, size=self.input_size) for loaded in images]
         noise, logits, object_noise, background = self._forward(images, prompts, boxes)
         flat_objects = self.generator.config.flat_codes
         natives = []
@@ -248,7 +256,7 @@ class Protector:
 
     @torch.no_grad()
     def _forward(
-        self, images: list[LoadedImage], prompts: list[ImagePrompt], boxes: list[Letterbox]
+        self, images: list[LoadedImage], prompts: list[ImagePrompt], boxes: list[InputFit]
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor | None], torch.Tensor | None]:
         """Noise and mask logits over the model input for every image, per-object noise, and for a
         keyed generator the background noise (the same prompt, no code: the head's noise alone).
@@ -286,7 +294,7 @@ class Protector:
                 backgrounds)
 
     def _object_noise(self, features: ImageFeatures, prompts: list[ImagePrompt],
-                      boxes: list[Letterbox]) -> list[torch.Tensor | None]:
+                      boxes: list[InputFit]) -> list[torch.Tensor | None]:
         """Per image, ``K x 3 x N x N`` noise made with each object's own mask prompt (None: no objects).
 
         Object prompts are mask-only (no tokens), so they batch without padding.
@@ -361,7 +369,7 @@ def _seeded_generator(preset: str, seed: int) -> NoiseGenerator:
         return build_generator(preset)
 
 
-def _prompt_tokens(prompt: ImagePrompt, box: Letterbox) -> tuple[np.ndarray, np.ndarray]:
+def _prompt_tokens(prompt: ImagePrompt, box: InputFit) -> tuple[np.ndarray, np.ndarray]:
     """Boxes (as corner pairs, labels 2/3) and points (labels 1/0) in model-input coordinates."""
     coords, labels = [np.zeros((0, 2), np.float32)], [np.zeros(0, np.int64)]
     if prompt.boxes is not None:
@@ -374,7 +382,7 @@ def _prompt_tokens(prompt: ImagePrompt, box: Letterbox) -> tuple[np.ndarray, np.
     return np.concatenate(coords).astype(np.float32), np.concatenate(labels).astype(np.int64)
 
 
-def _mask_input(mask: np.ndarray | None, box: Letterbox) -> torch.Tensor | None:
+def _mask_input(mask: np.ndarray | None, box: InputFit) -> torch.Tensor | None:
     """A mask prompt resized (bilinear, antialiased) into the square model input, or None."""
     if mask is None:
         return None
@@ -405,7 +413,7 @@ def _point_disc_radius(height: int, width: int) -> int:
     return max(2, round(0.02 * max(height, width)))
 
 
-def _region(prompt: ImagePrompt, box: Letterbox, logits: torch.Tensor) -> np.ndarray:
+def _region(prompt: ImagePrompt, box: InputFit, logits: torch.Tensor) -> np.ndarray:
     """Where ε applies (``H x W`` bool): the mask; else the union of boxes; else the predicted mask
     (``logits``: ``1 x M x M`` over the model input) plus point discs."""
     height, width = box.height, box.width
