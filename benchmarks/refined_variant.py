@@ -3,8 +3,9 @@
 The evaluation's UnSeg variants are fixed (``unseg.evaluation.methods.VARIANTS``); this registers
 another for one run, so an experiment on the refinement's views, grid or share needs no code change.
 The JSON holds the schedule's fields, plus optionally ``"fit"``: how images enter the generator
-(``letterbox``, ``square``). The run folder records the method's identity (fit and the schedule's tag),
-so its cached images are never mixed with another variant's.
+(``letterbox``, the default here as in every refinement run so far, or ``square``). The run folder
+records the method's identity (fit and the schedule's tag), so its cached images are never mixed
+with another variant's.
 
 Usage (from the repository root):
 
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> None:
     name, fields = argv[0], json.loads(argv[1])
     if "views" in fields:
         fields["views"] = tuple(fields["views"])
-    fit = fields.pop("fit", methods.UnsegVariant.fit)
+    fit = fields.pop("fit", methods.UNMARKED_FIT)  # letterbox: the fit every refinement run before fits used
     methods.VARIANTS[name] = methods.UnsegVariant(fit=fit, refine=fields)
     methods.refine_schedule(name)  # bad fields fail here, before any work
     from unseg.cli.main import app

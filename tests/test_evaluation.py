@@ -215,10 +215,13 @@ def test_resume_after_the_generator_changed_is_refused(run, tmp_path, count_trai
     assert generator_identity(f"unseg:{changed}", config.generator) != recorded["unseg"]
     assert generator_identity("random", config.generator) is None
     refined = generator_identity("unseg_refined", config.generator)  # the generator's, plus its segmenter and schedule
-    assert refined.startswith(recorded["unseg"] + "+refined:sha1:") and refined.endswith("10x0.2@0.5:letterbox+square")
+    assert "+refined:sha1:" in refined and refined.endswith("10x0.2@0.5:letterbox+square")
     full = generator_identity("unseg_refined_full", config.generator)  # the same, on the whole budget
     assert full == refined.replace("@0.5:", "@1:")
-    assert generator_identity("unseg_square", config.generator) == recorded["unseg"] + "+fit:square"
+    assert recorded["unseg"].endswith("+saturated+fit:square")  # the default fit; older runs (letterbox) name none
+    letterbox = generator_identity("unseg_letterbox", config.generator)
+    assert letterbox + "+fit:square" == recorded["unseg"] == generator_identity("unseg_square", config.generator)
+    assert refined.startswith(letterbox + "+refined:")  # the refinement methods keep the fit they were measured with
     squashed = generator_identity("unseg_refined_square", config.generator)  # fit, then the refinement's square view
     assert squashed == refined.replace("+refined:", "+fit:square+refined:").replace("letterbox+square", "square")
     copy = tmp_path / "copy"
@@ -390,7 +393,7 @@ def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path
                                  progress=False)
     assert info["refine"]["trained_on"]["dataset"] == "camvid" and info["refine"]["share"] == 0.5
     with pytest.warns(UserWarning, match="UNTRAINED"):
-        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load())
+        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load(), fit="letterbox")
     stem = folder.stems("train")[0]
     pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
     masks, keys = class_regions(mask, folder.spec.object_region(mask))
@@ -436,7 +439,8 @@ def test_unseg_refined_full_method_is_the_refinement_on_the_whole_budget(tmp_pat
         region = folder.spec.object_region(folder.read_mask(stem))
         assert np.abs(full - clean)[region].max() <= 8 and np.abs(full - clean)[~region].max() <= 2  # the budget holds
     with pytest.warns(UserWarning, match="UNTRAINED"):
-        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load(schedule=RefineSchedule(share=1.0)))
+        protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load(schedule=RefineSchedule(share=1.0)),
+                                   fit="letterbox")
     pixels, mask = folder.read_image(stems[0]).rgb8(), folder.read_mask(stems[0])
     masks, keys = class_regions(mask, folder.spec.object_region(mask))
     expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]

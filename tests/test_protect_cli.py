@@ -66,7 +66,7 @@ def test_folder_protect_matches_api_and_resumes(tmp_path, tiny):
     assert records["a.png"]["linf_inside"] <= 8 and records["a.png"]["linf_outside"] <= 2
     assert records["a.png"]["epsilon"] == {"fraction": 8 / 255, "levels": 8}
     assert records["sub/b.png"]["generator"] == {"generator": tiny, "trained": False, "saturate": True,
-                                                 "fit": "letterbox"}
+                                                 "fit": "square"}  # the default fit
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -126,14 +126,14 @@ def build_source(
 
 def load_protector(generator: str, sam_checkpoint: Path | None, device: str, epsilon: float | None,
                    epsilon_bg: float | None, seed: int, batch_size: int, saturate: bool = True,
-                   refine: tuple[str, dict] | None = None, fit: str = "letterbox") -> Protector:
+                   refine: tuple[str, dict] | None = None, fit: str | None = None) -> Protector:
     """The protector for CLI options; bad options exit with code 2.
 
     ``epsilon`` / ``epsilon_bg`` (1/255 units) not given: the generator checkpoint's stored
     protection budget (a trained run's ``epsilon.protect``), else the default 8 / 2.
     ``refine``: (segmenter, :class:`~unseg.protection.refine.RefineSchedule` fields) of a protect-time refinement
     (:mod:`unseg.protection.refine`); bad fields exit with code 2 too. ``fit``: how images enter the
-    generator's input (:data:`unseg.data.transforms.INPUT_FITS`).
+    generator's input (:data:`unseg.data.transforms.INPUT_FITS`; None: the protector's default).
     """
     from unseg.models import CheckpointError
     from unseg.protection.protector import Protector
@@ -146,7 +146,8 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
             refiner = (None if refine is None
                        else Refiner.load(refine[0], RefineSchedule(**refine[1]), device))
             protector = Protector.load(generator, device=device, seed=seed, sam_checkpoint=sam_checkpoint,
-                                       batch_size=batch_size, saturate=saturate, refiner=refiner, fit=fit)
+                                       batch_size=batch_size, saturate=saturate, refiner=refiner,
+                                       **({} if fit is None else {"fit": fit}))
         except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:
             raise fail(str(error)) from error
     for warning in caught:

@@ -68,10 +68,12 @@ def protect_command(
     raw_noise: bool = typer.Option(False, "--raw-noise", help="Add the generator's noise as it is, instead of "
                                    "saturating it (colour cast removed, then ±ε on every pixel): weaker protection, "
                                    "higher PSNR."),
-    fit: str = typer.Option("letterbox", "--fit", help="How each image enters the generator's square input: "
-                            "letterbox (aspect kept, padded; how the generator was trained) or square (stretched: "
-                            "the noise pattern lands in the same relative place on every image, as a victim that "
-                            "resizes its training images to a fixed square sees them). Recorded in the manifest."),
+    fit: str | None = typer.Option(None, "--fit", show_default=False, help="How each image enters the "
+                                      "generator's square input: square (default; stretched, so the noise pattern "
+                                      "lands in the same relative place on every image, as a victim that resizes its "
+                                      "training images to one fixed size sees it) or letterbox (aspect kept and "
+                                      "padded, as the generator was trained; for victims that keep each image's "
+                                      "aspect). Recorded in the manifest."),
     refine: bool = typer.Option(False, "--refine", help="EXPERIMENTAL, not yet shown to protect (README). After the "
                                 "generator, move part of each image's budget (--refine-share) against a frozen interactive segmenter "
                                 "(shipped: SAM-layout, trained on CamVid only): misleading noise aimed at box-prompted "

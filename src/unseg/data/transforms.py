@@ -99,6 +99,11 @@ class SquareResize:
 
 InputFit = Letterbox | SquareResize
 INPUT_FITS: dict[str, type[Letterbox] | type[SquareResize]] = {"letterbox": Letterbox, "square": SquareResize}
+# The protector's default: every victim of ``unseg evaluate`` resizes its images to one fixed size,
+# and on Kvasir-SEG (aspects 1.05-1.26) the shipped generator's noise protects the box-prompted `sam`
+# victim only when fitted square (benchmarks/results/evaluate_protection_square_fit_cpu/). A victim that
+# keeps each image's aspect (resize the longest side and pad) would see the letterbox fit consistently.
+DEFAULT_FIT = "square"
 
 
 def image_to_model_input(box: InputFit, image: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:

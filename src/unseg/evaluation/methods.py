@@ -25,6 +25,7 @@ from unseg.baselines import BASELINES, NoiseSample, build_baseline
 from unseg.baselines.error_minimizing import MinMinSchedule
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import atomic_write, read_image, write_image
+from unseg.data.transforms import DEFAULT_FIT
 from unseg.data.segmentation import SegmentationFolder
 from unseg.protection.budget import apply_budget, measured_linf
 from unseg.protection.quality import psnr
@@ -39,25 +40,30 @@ UNSEG_REFINED_FULL = "unseg_refined_full"  # the refinement on the whole budget 
 PROTECTION_FILE = "protection.json"
 
 
+UNMARKED_FIT = "letterbox"  # the fit of every run before fits existed: identities name only the others
+
+
 @dataclass(frozen=True)
 class UnsegVariant:
-    """An UnSeg method beyond plain ``unseg``: the same generator (``MethodOptions.generator``), fitted
-    into its input another way and/or refined at protection time.
+    """How an UnSeg method makes its noise from the generator (``MethodOptions.generator``, or the
+    checkpoint of ``unseg:PATH``): the fit of images into its input and an optional refinement.
 
     Attributes:
-        fit: how each image enters the generator's input (:data:`unseg.data.transforms.INPUT_FITS`).
+        fit: how each image enters the generator's input (:data:`unseg.data.transforms.INPUT_FITS`);
+            plain ``unseg`` follows the protector's default (:data:`~unseg.data.transforms.DEFAULT_FIT`).
         refine: the fields of its :class:`unseg.protection.refine.RefineSchedule` (``{}``: the
             defaults), or None for no refinement.
     """
 
-    fit: str = "letterbox"
+    fit: str = DEFAULT_FIT
     refine: dict[str, Any] | None = field(default=None, hash=False)
 
 
 VARIANTS: dict[str, UnsegVariant] = {  # method -> how it differs from plain "unseg"
-    UNSEG_REFINED: UnsegVariant(refine={}),
-    UNSEG_REFINED_FULL: UnsegVariant(refine={"share": 1.0}),
-    "unseg_square": UnsegVariant(fit="square"),
+    UNSEG_REFINED: UnsegVariant(fit="letterbox", refine={}),  # the fit these were measured with
+    UNSEG_REFINED_FULL: UnsegVariant(fit="letterbox", refine={"share": 1.0}),
+    "unseg_letterbox": UnsegVariant(fit="letterbox"),  # the default fit before the square one
+    "unseg_square": UnsegVariant(fit="square"),  # pinned: stays square if the default changes
     "unseg_refined_square": UnsegVariant(fit="square", refine={"views": ("square",)}),
 }
 
@@ -98,22 +104,12 @@ def method_slug(name: str) -> str:
 def generator_identity(method: str, generator: str) -> str | None:
     """What an UnSeg method's noise comes from (``generator``: what plain ``unseg`` loads):
     ``sha1:<12 hex>`` of the checkpoint file's bytes, or ``preset:<name>`` for a randomly
-    initialised preset, plus ``+saturated`` (the protector's default noise saturation), and for a
-    :data:`VARIANTS` method its fit (``+fit:square``; nothing for the default letterbox) and refinement's
-    segmenter (``sha1``), schedule and views; None for other methods. A
-    run folder records it so that resuming after the weights or the noise post-processing changed
-    (e.g. new shipped weights) is refused."""
-    if method in VARIANTS:
-        variant = VARIANTS[method]
-        identity = generator_identity(UNSEG, generator)
-        identity += "" if variant.fit == UnsegVariant.fit else f"+fit:{variant.fit}"
-        if variant.refine is None:
-            return identity
-        from unseg.protection.refine import DEFAULT_SURROGATE
-
-        surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
-        return f"{identity}+refined:{surrogate}:{refine_schedule(method).tag}"
-    if method == UNSEG:
+    initialised preset, plus ``+saturated`` (the protector's default noise saturation), its fit
+    (``+fit:square``; nothing for :data:`UNMARKED_FIT`) and for a refined :data:`VARIANTS` method the
+    refinement's segmenter (``sha1``), schedule and views; None for other methods. A run folder
+    records it so that resuming after the weights or the noise post-processing changed (e.g. new
+    shipped weights, another default fit) is refused."""
+    if method == UNSEG or method in VARIANTS:
         source = generator
     elif method.startswith(UNSEG + ":"):
         source = method.split(":", 1)[1]
@@ -124,14 +120,28 @@ def generator_identity(method: str, generator: str) -> str | None:
     resolved = resolve_generator_source(source)
     weights = (f"preset:{resolved}" if not Path(resolved).is_file()
                else file_digest(Path(resolved)))
-    return weights + "+saturated"
+    variant = variant_of(method)
+    identity = weights + "+saturated" + ("" if variant.fit == UNMARKED_FIT else f"+fit:{variant.fit}")
+    schedule = refine_schedule(method)
+    if schedule is None:
+        return identity
+    from unseg.protection.refine import DEFAULT_SURROGATE
+
+    surrogate = file_digest(DEFAULT_SURROGATE) if DEFAULT_SURROGATE.is_file() else "missing"
+    return f"{identity}+refined:{surrogate}:{schedule.tag}"
+
+
+def variant_of(method: str) -> UnsegVariant:
+    """How an UnSeg method makes its noise: its :data:`VARIANTS` entry; plain ``unseg`` and
+    ``unseg:PATH``: the default fit, no refinement."""
+    return VARIANTS.get(method, UnsegVariant())
 
 
 def refine_schedule(method: str) -> RefineSchedule | None:
     """The :class:`unseg.protection.refine.RefineSchedule` of a :data:`VARIANTS` method (None: not refined)."""
     from unseg.protection.refine import RefineSchedule
 
-    variant = VARIANTS.get(method, UnsegVariant())
+    variant = variant_of(method)
     return None if variant.refine is None else RefineSchedule(**variant.refine)
 
 
@@ -147,7 +157,7 @@ def protected_folder(cache: Path, method: str, dataset: str, options: MethodOpti
 
 
 def unseg_noise_maker(source: str, options: MethodOptions, refine: RefineSchedule | None = None,
-                      fit: str = UnsegVariant.fit
+                      fit: str = DEFAULT_FIT
                       ) -> tuple[Callable[[list[NoiseSample], list[np.ndarray]], list[np.ndarray]], dict]:
     """(noise maker, info) for the UnSeg generator ``source``: the maker gives each sample's unit
     noise, with each labelled class region of the object region as its own mask prompt (as
@@ -208,7 +218,7 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
         return target, json.loads(info_path.read_text())
     source = (options.generator if method == UNSEG or method in VARIANTS
               else method.split(":", 1)[1] if method.startswith(UNSEG + ":") else None)
-    fit = VARIANTS.get(method, UnsegVariant()).fit
+    fit = variant_of(method).fit
     make, info = (unseg_noise_maker(source, options, refine=refine_schedule(method), fit=fit) if source is not None
                   else _baseline_maker(method, folder.spec.num_classes, options))
     chunk = len(missing) if method == "em" else options.batch_size

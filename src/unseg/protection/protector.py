@@ -1,7 +1,7 @@
 """The protection API: image + prompt in, exactly bounded protected image out.
 
 ``Protector`` wraps a noise generator. For each image it fits the pixels and the prompt into the
-square model input (letterboxed by default, or squashed: ``fit``), runs the generator (batched), then takes the noise to pixels through
+square model input (stretched onto the square by default, or letterboxed: ``fit``), runs the generator (batched), then takes the noise to pixels through
 :mod:`unseg.protection.perturb` (the path training and evaluation share): mapped back to the
 image's native resolution, saturated (unless ``saturate=False``) and added under the per-pixel
 budget (ε on the protected region, ε_bg elsewhere), so the bound holds exactly on every output
@@ -31,7 +31,7 @@ import unseg
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import LoadedImage, as_loaded
 from unseg.data.prompts import DEFAULT_KEY, ImagePrompt
-from unseg.data.transforms import INPUT_FITS, InputFit, image_to_model_input
+from unseg.data.transforms import DEFAULT_FIT, INPUT_FITS, InputFit, image_to_model_input
 from unseg.devices import resolve_device
 from unseg.models import (
     GENERATOR_PRESETS,
@@ -99,7 +99,7 @@ class Protector:
         batch_size: int = 4,
         saturate: bool = True,
         refiner: Refiner | None = None,
-        fit: str = "letterbox",
+        fit: str = DEFAULT_FIT,
     ) -> None:
         if not isinstance(budget, Budget):
             raise TypeError(f"budget must be a unseg.budget.Budget, got {budget!r}")
@@ -129,7 +129,7 @@ class Protector:
         batch_size: int = 4,
         saturate: bool = True,
         refiner: Refiner | None = None,
-        fit: str = "letterbox",
+        fit: str = DEFAULT_FIT,
     ) -> "Protector":
         """A protector from the shipped weights ("default"), a preset name or a checkpoint path.
 
@@ -144,8 +144,9 @@ class Protector:
         raw generator output. ``refiner``: moves part of each image's budget against a frozen
         interactive segmenter after the generator (:mod:`unseg.protection.refine`). ``fit``: how
         each image enters the generator's square input (:data:`unseg.data.transforms.INPUT_FITS`):
-        ``letterbox`` (aspect kept, as the generator was trained) or ``square`` (stretched, so the
-        noise pattern sits in the same relative place on every image, as a squashing victim sees it).
+        ``square`` (default, :data:`~unseg.data.transforms.DEFAULT_FIT`: stretched, so the noise pattern
+        sits in the same relative place on every image, as a victim that resizes to a fixed size sees
+        it) or ``letterbox`` (aspect kept and padded, as the generator was trained).
         """
         source = resolve_generator_source(path_or_preset, sam_checkpoint)
         if source in GENERATOR_PRESETS:
