@@ -32,6 +32,11 @@ the native image — as this class must — it stops the victim from learning th
 ``benchmarks/results/adversarial_poison_probe.md``, stop 28). With ``share=1`` (no generator noise)
 the refinement reached 62.1 through both views, 49.1 — below box-fill — through the victim's own
 (square) view alone, and 70.9 / 70.4 on a coarse grid (``grid`` 0.5 / 0.25) through both views.
+Since the generator's noise alone protects that victim once it trains 20 epochs (18.8 with the
+square fit, 19.8 letterboxed; ``benchmarks/results/evaluate_protection_square_fit_cpu/``), the
+refinement is not needed there, and taking half the budget from the generator makes it worse
+(38.1 with the square fit and the square view). Kept as an experiment for victims the generator
+does not reach (CamVid's ``sam``).
 
 The shipped segmenter (``weights/refiner_surrogate.safetensors``) is the evaluation's ``sam`` victim
 trained on CamVid's clean training split (``benchmarks/clean_surrogate.py``, command in
