@@ -25,7 +25,7 @@ def evaluate(
     victims: Optional[str] = typer.Option(None, help="Comma list: unet, unetplusplus, fpn, deeplabv3plus, linknet, pspnet (CNNs), "
                                           "segformer (transformer) — each optionally arch@encoder, e.g. unet@mobilenet_v2 or "
                                           "segformer@mit_b2 —, sam (box-prompted interactive)."),
-    methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg, unseg_refined (+ protect-time refinement on half the budget, slower; experimental), unseg_refined_full (the refinement on the whole budget), unseg_square / unseg_refined_square (images squashed into the generator's input; the latter refined through the square view only), unseg:PATH, pattern, random, sign, synper, ar, cuda, em."),
+    methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg (the shipped generator, images fitted square: the protector's default), unseg_letterbox / unseg_square (a pinned fit), unseg_refined (+ protect-time refinement on half the budget, letterbox fit, slower; experimental), unseg_refined_full (the refinement on the whole budget), unseg_refined_square (square fit, refined through the square view only), unseg:PATH, pattern, random, sign, synper, ar, cuda, em."),
     defences: Optional[str] = typer.Option(None, help="Comma list: none, jpeg<Q>, blur<S>, bits<B>, gray, augment, "
                                            "advtrain[<L>], mix<K> (K % clean; adds cleanpart<K> reference)."),
     preset: Optional[str] = typer.Option(None, help="Start from a preset: quick, benchmark, strong_cpu (issue 9 grid, full splits, hours on 2 CPU cores), "

@@ -61,10 +61,11 @@ class SquareResize:
     """How an ``height x width`` image maps into a square ``size`` model input by stretching each axis
     onto the whole square (no padding; a fixed-size resize, as victims that squash their inputs do).
 
-    Why the protector offers it: a pattern made on this input lands on the *same* relative place of
-    every image, whatever its aspect, so a victim that squashes images to a square sees one pattern
-    in one phase on every training image; made on the letterboxed input it lands at another scale and
-    phase per aspect (``benchmarks/results/adversarial_poison_probe.md``, stop 29).
+    Why the protector uses it by default (:data:`DEFAULT_FIT`): a pattern made on this input lands on
+    the *same* relative place of every image, whatever its aspect, so a victim that resizes images to
+    one fixed size sees one pattern in one phase on every training image; made on the letterboxed
+    input it lands at another scale and phase per aspect (``benchmarks/results/adversarial_poison_probe.md``,
+    stop 29; ``benchmarks/results/evaluate_protection_square_fit_cpu/``).
     """
 
     height: int
@@ -100,8 +101,9 @@ class SquareResize:
 InputFit = Letterbox | SquareResize
 INPUT_FITS: dict[str, type[Letterbox] | type[SquareResize]] = {"letterbox": Letterbox, "square": SquareResize}
 # The protector's default: every victim of ``unseg evaluate`` resizes its images to one fixed size,
-# and on Kvasir-SEG (aspects 1.05-1.26) the shipped generator's noise protects the box-prompted `sam`
-# victim only when fitted square (benchmarks/results/evaluate_protection_square_fit_cpu/). A victim that
+# and on Kvasir-SEG (aspects 1.05-1.26) the shipped generator's noise takes the box-prompted `sam`
+# victim below box-fill sooner and lower when fitted square (mean IoU of epochs 11-20: 16.1 / 15.6 on
+# two seeds, letterbox 28.3; benchmarks/results/evaluate_protection_square_fit_cpu/). A victim that
 # keeps each image's aspect (resize the longest side and pad) would see the letterbox fit consistently.
 DEFAULT_FIT = "square"
 

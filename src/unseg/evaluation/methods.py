@@ -25,8 +25,8 @@ from unseg.baselines import BASELINES, NoiseSample, build_baseline
 from unseg.baselines.error_minimizing import MinMinSchedule
 from unseg.budget import DEFAULT_BUDGET, Budget
 from unseg.data.images import atomic_write, read_image, write_image
-from unseg.data.transforms import DEFAULT_FIT
 from unseg.data.segmentation import SegmentationFolder
+from unseg.data.transforms import DEFAULT_FIT
 from unseg.protection.budget import apply_budget, measured_linf
 from unseg.protection.quality import psnr
 
