@@ -5,7 +5,8 @@ square model input (stretched onto the square by default, or letterboxed: ``fit`
 generator (batched), then takes the noise to pixels through :mod:`unseg.protection.perturb` (the
 path training and evaluation share): mapped back to the image's native resolution, saturated
 (unless ``saturate=False``) and added under the per-pixel budget (ε on the protected region, ε_bg
-elsewhere), so the bound holds exactly on every output pixel for any size or aspect ratio. These stages run in torch on the generator's device.
+elsewhere), so the bound holds exactly on every output pixel for any size or aspect ratio. These
+stages run in torch on the generator's device.
 
 The native-size stages run one strip of rows at a time (:mod:`unseg.protection.strips`): the
 noise is mapped up per strip (:class:`~unseg.protection.perturb.NativeNoise`), saturation takes
