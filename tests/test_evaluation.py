@@ -380,8 +380,20 @@ def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_o
         assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)
 
 
+def _assert_cached_as_protected_by(protector, target, folder) -> None:
+    """The method's cached first training image is what ``protector`` makes of it, bit for bit
+    (each class region its own object, keyed by class, as the evaluation prompts)."""
+    from unseg.evaluation.methods import class_regions
+
+    stem = folder.stems("train")[0]
+    pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
+    masks, keys = class_regions(mask, folder.spec.object_region(mask))
+    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
+    assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
+
+
 def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path, tiny_generator_path):
-    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.evaluation.methods import MethodOptions, protect_split
     from unseg.protection import Protector
     from unseg.protection.refine import DEFAULT_SURROGATE, Refiner
 
@@ -394,15 +406,11 @@ def test_unseg_refined_method_is_the_protector_with_the_shipped_refiner(tmp_path
     assert info["refine"]["trained_on"]["dataset"] == "camvid" and info["refine"]["share"] == 0.5
     with pytest.warns(UserWarning, match="UNTRAINED"):
         protector = Protector.load(str(tiny_generator_path), refiner=Refiner.load(), fit="letterbox")
-    stem = folder.stems("train")[0]
-    pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
-    masks, keys = class_regions(mask, folder.spec.object_region(mask))
-    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
-    assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
+    _assert_cached_as_protected_by(protector, target, folder)
 
 
 def test_unseg_square_method_is_the_protector_with_the_square_fit(tmp_path, tiny_generator_path):
-    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.evaluation.methods import MethodOptions, protect_split
     from unseg.protection import Protector
 
     folder = SegmentationFolder(write_toy_folder(tmp_path / "data", train=2, test=1))
@@ -412,11 +420,7 @@ def test_unseg_square_method_is_the_protector_with_the_square_fit(tmp_path, tiny
     assert info["fit"] == "square"
     with pytest.warns(UserWarning, match="UNTRAINED"):
         protector = Protector.load(str(tiny_generator_path), fit="square")
-    stem = folder.stems("train")[0]
-    pixels, mask = folder.read_image(stem).rgb8(), folder.read_mask(stem)
-    masks, keys = class_regions(mask, folder.spec.object_region(mask))
-    expected = protector.protect_batch([LoadedImage(pixels)], [ImagePrompt(objects=masks, keys=keys)])[0]
-    assert np.array_equal(read_image(target / f"{stem}.png").pixels, expected.pixels)
+    _assert_cached_as_protected_by(protector, target, folder)
 
 
 def test_unseg_refined_full_method_is_the_refinement_on_the_whole_budget(tmp_path, tiny_generator_path):
