@@ -27,7 +27,7 @@ import torch
 
 from unseg.data.images import LoadedImage
 from unseg.data.segmentation import SegmentationFolder, resize_mask, victim_size
-from unseg.data.transforms import Letterbox, to_float_tensor
+from unseg.data.transforms import Letterbox, SquareResize, to_float_tensor
 from unseg.evaluation.interactive import interactive_loss, object_samples
 from unseg.evaluation.methods import class_regions
 from unseg.evaluation.protocol import load_split
@@ -55,7 +55,7 @@ def direct_attack(refiner: Refiner, protector: Protector, pixels: np.ndarray, pr
     native = protector.noise_batch([LoadedImage(pixels)], [prompt])[0]
     base, _ = native.protect(pixels, RefineSchedule().base_budget(protector.budget))
     height, width = pixels.shape[:2]
-    square = View.square(height, width, refiner.input_size)
+    square = View.of(SquareResize(height, width, refiner.input_size))
     image = square.place(to_float_tensor(base))
     goal = refiner.targets(prompt, native.region, square)
     goal = replace(goal, view=View(*image.shape[2:], refiner.input_size, 1.0, 1.0))  # the image is the view already

@@ -9,7 +9,7 @@ import torch
 
 from unseg.budget import Budget
 from unseg.data.images import LoadedImage
-from unseg.data.transforms import Letterbox
+from unseg.data.transforms import Letterbox, SquareResize
 from unseg.models import CheckpointError, InteractiveSegmenter, SurrogateConfig, save_model
 from unseg.models.losses import bce_dice_loss
 from unseg.protection import ImagePrompt, Protector, measured_linf
@@ -115,7 +115,7 @@ def test_schedule_picks_the_views_and_the_grid(surrogate, protectors):
 
 
 def test_views_place_the_image_as_victims_resize_it():
-    letterbox, square = View.letterbox(50, 100, 32), View.square(50, 100, 32)
+    letterbox, square = View.of(Letterbox(50, 100, 32)), View.of(SquareResize(50, 100, 32))
     assert letterbox.content(32) == (16, 32) and square.content(32) == (32, 32)
     assert letterbox.content(16) == (8, 16)
     image = torch.rand(1, 3, 50, 100)
@@ -142,7 +142,7 @@ def test_box_prompt_attacks_the_segmenters_own_prediction(protectors, refiner):
     plain, refined = protectors
     image, _ = _scene()
     boxes = [[8, 5, 30, 25], [35, 20, 65, 40]]
-    goal = refiner.targets(ImagePrompt(boxes=boxes), np.ones(image.shape[:2], bool), View.square(45, 70, 64))
+    goal = refiner.targets(ImagePrompt(boxes=boxes), np.ones(image.shape[:2], bool), View.of(SquareResize(45, 70, 64)))
     assert goal.targets is None and goal.corners.shape == (2, 2, 2)
     assert torch.allclose(goal.corners[0], torch.tensor([[8 * 64 / 70, 5 * 64 / 45], [30 * 64 / 70, 25 * 64 / 45]]))
     result = refined.protect(image, box=boxes)

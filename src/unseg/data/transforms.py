@@ -32,6 +32,11 @@ class Letterbox:
         return self.size / max(self.height, self.width)
 
     @property
+    def scales(self) -> tuple[float, float]:
+        """(row, column) factors from image pixel coordinates to model-input coordinates: both ``scale``."""
+        return self.scale, self.scale
+
+    @property
     def resized(self) -> tuple[int, int]:
         """(height, width) of the image content inside the model input."""
         return max(1, round(self.height * self.scale)), max(1, round(self.width * self.scale))

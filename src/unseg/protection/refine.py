@@ -57,7 +57,7 @@ from PIL import Image
 import unseg
 from unseg.budget import Budget
 from unseg.data.prompts import ImagePrompt
-from unseg.data.transforms import Letterbox, image_to_model_input
+from unseg.data.transforms import INPUT_FITS, InputFit, Letterbox, image_to_model_input
 from unseg.devices import resolve_device
 from unseg.models import InteractiveSegmenter, PromptBatch, load_model
 from unseg.models.losses import bce_dice_loss
@@ -129,13 +129,9 @@ class View:
     sx: float
 
     @classmethod
-    def letterbox(cls, height: int, width: int, size: int) -> "View":
-        scale = size / max(height, width)
-        return cls(height, width, size, scale, scale)
-
-    @classmethod
-    def square(cls, height: int, width: int, size: int) -> "View":
-        return cls(height, width, size, size / height, size / width)
+    def of(cls, fit: InputFit) -> "View":
+        """The view of an image fitted as ``fit`` fits it (:data:`unseg.data.transforms.INPUT_FITS`)."""
+        return cls(fit.height, fit.width, fit.size, *fit.scales)
 
     def content(self, side: int) -> tuple[int, int]:
         """(rows, cols) the image covers in a ``side`` x ``side`` map of this view."""
@@ -160,7 +156,7 @@ class View:
         return grid
 
 
-VIEWS = {"letterbox": View.letterbox, "square": View.square}  # how victims commonly resize an image
+VIEWS = INPUT_FITS  # how victims commonly resize an image: the protector's fits (letterbox, square)
 
 
 @dataclass
@@ -229,7 +225,7 @@ class Refiner:
 
     def views(self, height: int, width: int) -> list[View]:
         """The views the perturbation must work through (``schedule.views``)."""
-        return [VIEWS[name](height, width, self.input_size) for name in self.schedule.views]
+        return [View.of(VIEWS[name](height, width, self.input_size)) for name in self.schedule.views]
 
     def refine(self, pixels: np.ndarray, prompt: ImagePrompt, native: NativeNoise, budget: Budget) -> NativeNoise:
         """``native`` (the generator's noise of ``pixels``, ``H x W x C`` integer) with a refinement
@@ -252,7 +248,7 @@ class Refiner:
             return native
         box = Letterbox(height, width, min(max(height, width), self.IMAGE_GRID * self.input_size))
         cells = Letterbox(height, width, min(box.size, max(1, round(self.schedule.grid * self.input_size))))
-        on_cells = View.letterbox(height, width, cells.size)
+        on_cells = View.of(cells)
         base, _ = native.protect(pixels, self.schedule.base_budget(budget))
         image = image_to_model_input(box, base, self.device)
         limit = self.schedule.share * epsilon_map(on_cells.shrink(native.region, cells.size).to(self.device), budget)
