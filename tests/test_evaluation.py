@@ -266,7 +266,7 @@ def test_cli_quick_preset_with_overrides_runs(run, tmp_path):
 def test_cli_help_lists_the_options():
     result = RUNNER.invoke(app, ["evaluate", "--help"])
     assert result.exit_code == 0
-    for option in ("--quick", "--preset", "--victims", "--methods", "--defences", "--data-root"):
+    for option in ("--quick", "--preset", "--victims", "--methods", "--defences", "--data-root", "--victim-fit"):
         assert option in result.output
 
 
@@ -277,6 +277,7 @@ def test_cli_help_lists_the_options():
     ("--defences", "sharpen", "unknown defence"),
     ("--preset", "benchmark", "conflicts with --preset benchmark"),
     ("--image-height", "33", "multiple of 32"),
+    ("--victim-fit", "crop", "victim_fit must be one of"),
     ("--datasets", "nowhere", "not a segmentation folder"),
 ])
 def test_cli_bad_input_fails_before_any_work(run, tmp_path, option, value, message):

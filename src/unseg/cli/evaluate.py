@@ -35,6 +35,9 @@ def evaluate(
     generator: Optional[str] = typer.Option(None, help="What 'unseg' loads: default, a preset name or a checkpoint path."),
     epochs: Optional[int] = typer.Option(None, min=1, help="Victim training epochs per cell (overrides the preset's)."),
     image_height: Optional[int] = typer.Option(None, help="Victim training height in px (multiple of 32)."),
+    victim_fit: Optional[str] = typer.Option(None, "--victim-fit", help="How victims bring images to that size: stretch "
+                                             "(each axis onto the size, the default) or letterbox (aspect kept, padded "
+                                             "bottom/right, as SAM-style fine-tuning does)."),
     train_images: Optional[int] = typer.Option(None, min=1, help="At most this many training images."),
     train_fraction: Optional[float] = typer.Option(None, help="Fraction of the training split to use."),
     test_images: Optional[int] = typer.Option(None, min=1, help="At most this many test images."),
@@ -61,7 +64,7 @@ def evaluate(
             raise typer.BadParameter(str(error), param_hint="--device") from None
     overrides = dict(
         data_root=str(data_root) if data_root else None, datasets=_names(datasets), victims=_names(victims),
-        methods=_names(methods), defences=_names(defences), generator=generator, epochs=epochs, image_height=image_height,
+        methods=_names(methods), defences=_names(defences), generator=generator, epochs=epochs, image_height=image_height, victim_fit=victim_fit,
         train_images=train_images, train_fraction=train_fraction, test_images=test_images, batch_size=batch_size,
         amp=amp, seed=seed, device=device, progress=progress,
     )

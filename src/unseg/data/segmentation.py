@@ -58,6 +58,12 @@ class DatasetSpec:
     def binary(self) -> bool:
         return self.num_classes == 2
 
+    @property
+    def pad_label(self) -> int:
+        """The label a letterboxing victim gives its padding (:data:`VICTIM_FITS`): the ignore label
+        (neither trained on nor scored), else background 0 (as SAM-style fine-tuning pads its masks)."""
+        return 0 if self.ignore_index is None else self.ignore_index
+
     def object_region(self, mask: np.ndarray) -> np.ndarray:
         """``H x W`` bool: pixels that get the object budget ε under this set's ``objects`` rule."""
         labelled = (mask >= 0) & (mask < self.num_classes)
@@ -143,14 +149,41 @@ def victim_size(spec: DatasetSpec, height: int) -> tuple[int, int]:
     return height, width
 
 
-def resize_pair(pixels: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 ``H x W x 3`` image and ``H x W`` mask -> ``3 x h x w`` uint8 (bilinear, antialiased) and ``h x w`` long (nearest)."""
+# How a victim brings each image to its fixed training size (``unseg evaluate --victim-fit``):
+# ``stretch`` resizes each axis onto the size (a fixed-size Resize((h, w)); every run before stop 31),
+# ``letterbox`` scales by the smaller factor so the image keeps its aspect and pads the bottom/right
+# (SAM's resize-longest-side + pad, a keep-ratio resize). They differ only where an image's aspect is
+# not the size's: on Kvasir-SEG (aspects 0.8–1.8 into a square), not on CamVid (one aspect).
+VICTIM_FITS = ("stretch", "letterbox")
+
+
+def fitted_size(height: int, width: int, size: tuple[int, int], fit: str = "stretch") -> tuple[int, int]:
+    """(rows, columns) the content of an ``height x width`` image covers in a victim input of ``size``
+    under ``fit`` (:data:`VICTIM_FITS`): the whole ``size`` when stretched, less along one axis when
+    letterboxed (the rest is padding at the bottom/right)."""
+    if fit not in VICTIM_FITS:
+        raise ValueError(f"unknown victim fit {fit!r}; choose one of {VICTIM_FITS}")
+    if fit == "stretch":
+        return size
+    scale = min(size[0] / height, size[1] / width)
+    return min(size[0], max(1, round(height * scale))), min(size[1], max(1, round(width * scale)))
+
+
+def resize_pair(pixels: np.ndarray, mask: np.ndarray, size: tuple[int, int], fit: str = "stretch",
+                pad_label: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 ``H x W x 3`` image and ``H x W`` mask -> ``3 x h x w`` uint8 (bilinear, antialiased) and
+    ``h x w`` long (nearest), fitted to ``size`` by ``fit`` (:data:`VICTIM_FITS`; padding: black pixels,
+    ``pad_label`` in the mask — the set's ignore label where it has one, so no loss or score counts it)."""
+    rows, columns = fitted_size(*mask.shape, size, fit)
     image = torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)[None].float()
-    image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-    return image[0].round().clamp(0, 255).to(torch.uint8), resize_mask(mask, size)
+    image = F.interpolate(image, size=(rows, columns), mode="bilinear", align_corners=False, antialias=True)
+    image = F.pad(image, (0, size[1] - columns, 0, size[0] - rows))
+    return image[0].round().clamp(0, 255).to(torch.uint8), resize_mask(mask, size, fit, pad_label)
 
 
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    """``H x W`` integer mask -> ``h x w`` long (nearest: labels are never blended)."""
-    label = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")
-    return label[0, 0].long()
+def resize_mask(mask: np.ndarray, size: tuple[int, int], fit: str = "stretch", pad_label: int = 0) -> torch.Tensor:
+    """``H x W`` integer mask -> ``h x w`` long (nearest: labels are never blended), fitted as
+    :func:`resize_pair` fits its image."""
+    rows, columns = fitted_size(*mask.shape, size, fit)
+    label = F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(rows, columns), mode="nearest")
+    return F.pad(label, (0, size[1] - columns, 0, size[0] - rows), value=pad_label)[0, 0].long()

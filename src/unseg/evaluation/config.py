@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from unseg.baselines.error_minimizing import MinMinSchedule
 from unseg.budget import DEFAULT_BUDGET, Budget
+from unseg.data.segmentation import VICTIM_FITS
 from unseg.evaluation.defences import parse_defence
 from unseg.evaluation.methods import MethodOptions, check_method
 from unseg.evaluation.training import TrainSchedule
@@ -36,6 +37,8 @@ class EvaluationConfig:
         datasets, victims, methods, defences: the grid (see ``unseg evaluate --help`` for names).
         epochs, batch_size, lr, amp, channels_last: victim schedule (same for every cell).
         image_height: victim training height in px (multiple of 32); width from the set's aspect.
+        victim_fit: how victims bring each image to that size, ``stretch`` or ``letterbox``
+            (:data:`unseg.data.segmentation.VICTIM_FITS`; stretch for every run before stop 31).
         train_images / test_images: use at most this many images of the split (seeded pick; None = all).
         train_fraction: use this fraction of the training split (applied before ``train_images``).
         budget: the protection budget (ε, ε_bg in levels per 255).
@@ -56,6 +59,7 @@ class EvaluationConfig:
     amp: bool = False
     channels_last: bool = False
     image_height: int = 128
+    victim_fit: str = "stretch"
     train_images: int | None = None
     train_fraction: float = 1.0
     test_images: int | None = None
@@ -75,6 +79,8 @@ class EvaluationConfig:
             check_method(method)
         for defence in self.defences:
             parse_defence(defence)
+        if self.victim_fit not in VICTIM_FITS:
+            raise ValueError(f"victim_fit must be one of {VICTIM_FITS}, got {self.victim_fit!r}")
         if self.image_height % 32:
             raise ValueError(f"image_height must be a multiple of 32, got {self.image_height}")
         if not 0 < self.train_fraction <= 1:

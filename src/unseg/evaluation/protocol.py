@@ -146,9 +146,11 @@ def pick_stems(stems: list[str], limit: int | None, seed: int) -> list[str]:
     return [stems[i] for i in keep]
 
 
-def load_split(images: list[np.ndarray], masks: list[np.ndarray], size: tuple[int, int]) -> SplitTensors:
-    """Resize full-resolution images/masks to the victim size and stack them."""
-    pairs = [resize_pair(image, mask, size) for image, mask in zip(images, masks)]
+def load_split(images: list[np.ndarray], masks: list[np.ndarray], size: tuple[int, int], fit: str = "stretch",
+               pad_label: int = 0) -> SplitTensors:
+    """Resize full-resolution images/masks to the victim size and stack them (``fit`` and
+    ``pad_label``: :func:`unseg.data.segmentation.resize_pair`)."""
+    pairs = [resize_pair(image, mask, size, fit, pad_label) for image, mask in zip(images, masks)]
     return SplitTensors(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
 
 
@@ -182,12 +184,13 @@ def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
         folder = SegmentationFolder(Path(config.data_root) / dataset)
         spec = folder.spec
         size = victim_size(spec, config.image_height)
+        fit = dict(fit=config.victim_fit, pad_label=spec.pad_label)
         train_stems = pick_stems(folder.stems(spec.train_split), config.train_limit(len(folder.stems(spec.train_split))), config.seed)
         test_stems = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)
         if dataset not in store.data["priors"]:
             store.add_prior(dataset, layout_prior_scores(
-                torch.stack([resize_mask(folder.read_mask(s), size) for s in train_stems]),
-                torch.stack([resize_mask(folder.read_mask(s), size) for s in test_stems]), spec))
+                torch.stack([resize_mask(folder.read_mask(s), size, **fit) for s in train_stems]),
+                torch.stack([resize_mask(folder.read_mask(s), size, **fit) for s in test_stems]), spec))
         test = None
         for method in config.methods:
             todo = [c for c in cells if c.dataset == dataset and c.method == method and not store.done(c)]
@@ -199,11 +202,11 @@ def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
                                                 config.method_options(spec.aspect), progress=config.progress)
                 store.add_protection(method, dataset, info)
             if test is None:
-                test = load_split([folder.read_image(s).rgb8() for s in test_stems], [folder.read_mask(s) for s in test_stems], size)
+                test = load_split([folder.read_image(s).rgb8() for s in test_stems], [folder.read_mask(s) for s in test_stems], size, **fit)
             for defence_name in dict.fromkeys(c.defence for c in todo):
                 defence = parse_defence(defence_name)
                 stems, images = training_images(folder, train_stems, protected, defence, config.seed)
-                train = load_split(images, [folder.read_mask(s) for s in stems], size)
+                train = load_split(images, [folder.read_mask(s) for s in stems], size, **fit)
                 for cell in [c for c in todo if c.defence == defence_name]:
                     record = _run_cell(cell, config, spec, train, test, defence, device)
                     record["train_images"] = len(stems)

@@ -151,7 +151,7 @@ def write_report(data: dict, out: str | Path) -> Path:
              f"Victims train on the protected training split and are tested on the clean test split; "
              f"lower is better protection. Budget ε = {budget.epsilon:g}/255 on objects, "
              f"ε_bg = {budget.epsilon_bg:g}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
-             f"victim height {config['image_height']} px, train images ≤ {config['train_images'] or 'all'}, "
+             f"victim height {config['image_height']} px ({config.get('victim_fit', 'stretch')} fit), train images ≤ {config['train_images'] or 'all'}, "
              f"test images ≤ {config['test_images'] or 'all'}, seed {config['seed']}, device {config['device']}.",
              "", "No-image baseline: what a predictor that never looks at the pixels scores on the same test "
              "split — interactive victims: box-fill / ellipse inscribed in the box prompt; semantic victims: "
@@ -239,7 +239,8 @@ def image_grid(data: dict, out: Path, dataset: str) -> Path:
     train_stem = pick_stems(folder.stems(spec.train_split), config.train_limit(len(folder.stems(spec.train_split))), config.seed)[0]
     test_stem = pick_stems(folder.stems(spec.test_split), config.test_images, config.seed)[0]
     size = victim_size(spec, config.image_height)
-    test_image, test_mask = resize_pair(folder.read_image(test_stem).rgb8(), folder.read_mask(test_stem), size)
+    test_image, test_mask = resize_pair(folder.read_image(test_stem).rgb8(), folder.read_mask(test_stem), size,
+                                        config.victim_fit, spec.pad_label)
     clean = folder.read_image(train_stem).rgb8()
     victim = config.victims[0]
     methods = [m for m in config.methods if m != CLEAN]
