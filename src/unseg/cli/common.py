@@ -135,6 +135,7 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
     (:mod:`unseg.protection.refine`); bad fields exit with code 2 too. ``fit``: how images enter the
     generator's input (:data:`unseg.data.transforms.INPUT_FITS`; None: the protector's default).
     """
+    from unseg.data.transforms import DEFAULT_FIT
     from unseg.models import CheckpointError
     from unseg.protection.protector import Protector
     from unseg.protection.refine import RefineSchedule, Refiner
@@ -147,7 +148,7 @@ def load_protector(generator: str, sam_checkpoint: Path | None, device: str, eps
                        else Refiner.load(refine[0], RefineSchedule(**refine[1]), device))
             protector = Protector.load(generator, device=device, seed=seed, sam_checkpoint=sam_checkpoint,
                                        batch_size=batch_size, saturate=saturate, refiner=refiner,
-                                       **({} if fit is None else {"fit": fit}))
+                                       fit=DEFAULT_FIT if fit is None else fit)
         except (CheckpointError, FileNotFoundError, ValueError, KeyError) as error:
             raise fail(str(error)) from error
     for warning in caught:
