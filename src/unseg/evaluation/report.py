@@ -146,12 +146,13 @@ def write_report(data: dict, out: str | Path) -> Path:
             figures.append(previous if previous.is_file() else None)
             print(f"image grid {'kept from before' if previous.is_file() else 'skipped'}: {error}")
     cells = _cells(data)
-    budget = EvaluationConfig.from_dict(config).budget
+    settings = EvaluationConfig.from_dict(config)  # older results.json: the fields' defaults filled in
+    budget = settings.budget
     lines = ["# UnSeg protection evaluation", "",
              f"Victims train on the protected training split and are tested on the clean test split; "
              f"lower is better protection. Budget ε = {budget.epsilon:g}/255 on objects, "
              f"ε_bg = {budget.epsilon_bg:g}/255 elsewhere. {len(cells)} cells, {config['epochs']} epochs, "
-             f"victim height {config['image_height']} px ({config.get('victim_fit', 'stretch')} fit), train images ≤ {config['train_images'] or 'all'}, "
+             f"victim height {config['image_height']} px ({settings.victim_fit} fit), train images ≤ {config['train_images'] or 'all'}, "
              f"test images ≤ {config['test_images'] or 'all'}, seed {config['seed']}, device {config['device']}.",
              "", "No-image baseline: what a predictor that never looks at the pixels scores on the same test "
              "split — interactive victims: box-fill / ellipse inscribed in the box prompt; semantic victims: "
