@@ -25,6 +25,7 @@ from unseg.training.bilevel import BilevelTrainer, perturb, rescale_through, res
 from unseg.models.prompts import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, PADDING
 from unseg.training.prompts import prompt_batch, surrogate_prompts
 from unseg.training.checkpointing import load_training_state, read_training_metadata
+from unseg.resume import restore_rng
 from unseg.data.interactive import Augmentation
 from unseg.training.config import (
     ConfigError,
@@ -623,8 +624,6 @@ def test_checkpoints_move_between_machines(tmp_path, monkeypatch):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from unseg.training import checkpointing
-
     straight = tiny_config(tmp_path, output={"dir": str(tmp_path / "straight")})
     runner.run_training(straight)
     save = runner._Run.save
@@ -656,8 +655,8 @@ def test_checkpoints_move_between_machines(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
     cpu_file = load_file(str(tmp_path / "straight" / "checkpoint_last.safetensors"))
     cpu_meta = read_training_metadata(tmp_path / "straight" / "checkpoint_last.safetensors")
-    checkpointing._restore_rng(cpu_file, cpu_meta["rng"])
+    restore_rng(cpu_file, cpu_meta["rng"])
     assert restored == [] and not any(key.startswith("rng.cuda.") for key in cpu_file)
-    checkpointing._restore_rng({**cpu_file, "rng.cuda.0": torch.ones(8, dtype=torch.uint8),
+    restore_rng({**cpu_file, "rng.cuda.0": torch.ones(8, dtype=torch.uint8),
                                 "rng.cuda.1": torch.ones(8, dtype=torch.uint8)}, metadata["rng"])
     assert len(restored) == 1 and len(restored[0]) == 1  # only as many GPUs as this machine has

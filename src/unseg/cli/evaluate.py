@@ -18,7 +18,9 @@ def _names(text: Optional[str]) -> Optional[tuple[str, ...]]:
 
 @app.command("evaluate")
 def evaluate(
-    out: Path = typer.Option(..., "--out", help="Run folder (results.json, report.md, figures, protected-image cache)."),
+    out: Path = typer.Option(..., "--out", help="Run folder (results.json, report.md, figures, protected-image cache, the "
+                               "training state of unfinished cells). Rerun into it to resume: finished cells are skipped, "
+                               "an unfinished one goes on from its last saved epoch."),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="Folder with one sub-folder per dataset "
                                              "[$UNSEG_DATA if set, else ../shared/data relative to the working directory]."),
     datasets: Optional[str] = typer.Option(None, help="Comma list, e.g. camvid,kvasir_seg."),

@@ -2,15 +2,15 @@
 
 For every cell the victim trains on the (protected, possibly defended) training split and is
 scored on the clean test split after each epoch. Each finished cell is written to
-``results.json`` at once; a rerun with the same config skips finished cells and reuses the
-cached protected images (``<out>/protected/``).
+``results.json`` at once; a rerun with the same config skips finished cells, reuses the
+cached protected images (``<out>/protected/``) and continues an unfinished cell from its last
+saved epoch (``<out>/checkpoints/``, :mod:`unseg.evaluation.resume`).
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +26,12 @@ from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import Defence, clean_subset, parse_defence
 from unseg.evaluation.methods import CLEAN, generator_identity, protect_split, read_protected
 from unseg.evaluation.priors import layout_prior_scores
+from unseg.evaluation.resume import EpochCheckpoint
 from unseg.evaluation.training import SplitTensors, train_victim
 from unseg.evaluation.victims import parse_victim
 
 RESULTS_FILE = "results.json"
+CHECKPOINTS = "checkpoints"  # the training state of unfinished cells (:mod:`unseg.evaluation.resume`)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class Cell:
     @property
     def key(self) -> str:
         return f"{self.dataset}|{self.victim}|{self.method}|{self.defence}"
+
+    @property
+    def file_stem(self) -> str:
+        """The key as a file name (predictions, training state)."""
+        return self.key.replace("|", "__").replace("/", "_").replace(":", "_")
 
 
 def plan_cells(config: EvaluationConfig) -> list[Cell]:
@@ -208,26 +215,30 @@ def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
                 stems, images = training_images(folder, train_stems, protected, defence, config.seed)
                 train = load_split(images, [folder.read_mask(s) for s in stems], size, **fit)
                 for cell in [c for c in todo if c.defence == defence_name]:
-                    record = _run_cell(cell, config, spec, train, test, defence, device)
+                    checkpoint = EpochCheckpoint(out / CHECKPOINTS / f"{cell.file_stem}.safetensors", identity={
+                        "cell": cell.key, "config": config.fingerprint(), "train_images": len(stems)})
+                    record = _run_cell(cell, config, spec, train, test, defence, device, checkpoint)
                     record["train_images"] = len(stems)
                     record["test_images"] = len(test_stems)
                     _save_predictions(out, cell, record.pop("predictions"))
                     store.add_cell(cell, record)
+                    checkpoint.remove()
                     bar.update(1)
     bar.close()
     return store.data
 
 
-def _run_cell(cell: Cell, config: EvaluationConfig, spec, train: SplitTensors, test: SplitTensors, defence: Defence, device) -> dict:
+def _run_cell(cell: Cell, config: EvaluationConfig, spec, train: SplitTensors, test: SplitTensors, defence: Defence, device,
+              checkpoint: EpochCheckpoint) -> dict:
     victim = parse_victim(cell.victim)
     schedule = config.schedule(augment=defence.augment, adversarial_epsilon=defence.adversarial_epsilon)
-    started = time.perf_counter()
-    result = train_victim(victim, spec, train, test, schedule, device, config.seed, progress=cell.key if config.progress else None)
+    result = train_victim(victim, spec, train, test, schedule, device, config.seed, progress=cell.key if config.progress else None,
+                          checkpoint=checkpoint)
     metric = "iou" if victim.interactive else spec.primary_metric
     return {
         "dataset": cell.dataset, "victim": cell.victim, "method": cell.method, "defence": cell.defence,
         "metric": metric, "value": result.final[metric], "final": result.final, "history": result.history,
-        "seconds": time.perf_counter() - started, "seconds_per_epoch": result.seconds / config.epochs,
+        "seconds": result.seconds, "seconds_per_epoch": result.seconds / config.epochs,
         "predictions": result.predictions,
     }
 
@@ -235,6 +246,6 @@ def _run_cell(cell: Cell, config: EvaluationConfig, spec, train: SplitTensors, t
 def _save_predictions(out: Path, cell: Cell, predictions: np.ndarray | None) -> None:
     if predictions is None:
         return
-    path = out / "predictions" / (cell.key.replace("|", "__").replace("/", "_").replace(":", "_") + ".npy")
+    path = out / "predictions" / f"{cell.file_stem}.npy"
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, predictions)

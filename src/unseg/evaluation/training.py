@@ -22,6 +22,7 @@ from unseg.data.segmentation import DatasetSpec
 from unseg.devices import mixed_precision
 from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, prompt_only_ious, score_interactive
 from unseg.evaluation.metrics import SegmentationScore
+from unseg.evaluation.resume import EpochCheckpoint
 from unseg.evaluation.victims import VictimSpec, build_victim
 
 
@@ -234,10 +235,12 @@ def interactive_loop(model: nn.Module, spec: DatasetSpec, train: SplitTensors, t
 
 
 def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, test: SplitTensors, schedule: TrainSchedule,
-                 device: torch.device, seed: int, progress: str | None = "") -> VictimResult:
+                 device: torch.device, seed: int, progress: str | None = "",
+                 checkpoint: EpochCheckpoint | None = None) -> VictimResult:
     """Train ``victim`` from scratch on ``train`` and score it on the clean ``test`` split after every
     epoch: one loop for every victim (same seed, data order and schedule), the victim's own parts
-    from :func:`semantic_loop` or :func:`interactive_loop`."""
+    from :func:`semantic_loop` or :func:`interactive_loop`. With ``checkpoint``, training goes on from
+    its saved state (if any) and saves its state between epochs (:mod:`unseg.evaluation.resume`)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = build_victim(victim, spec.num_classes).to(device)
@@ -250,8 +253,10 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
     if loop.cosine:
         steps = schedule.epochs * max(1, -(-len(train) // schedule.batch_size))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=schedule.lr * 0.01)
-    history, started = [], time.perf_counter()
-    for epoch in tqdm(range(schedule.epochs), desc=progress or victim.name, leave=False, disable=progress is None):
+    history, spent = checkpoint.restore(model, optimizer, scheduler, generator) if checkpoint is not None else ([], 0.0)
+    started = time.perf_counter()
+    for epoch in tqdm(range(len(history), schedule.epochs), desc=progress or victim.name, leave=False,
+                      disable=progress is None, initial=len(history), total=schedule.epochs):
         model.train()
         losses = []
         for batch in loop.epoch_batches(generator):
@@ -268,5 +273,7 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
         summary, _ = loop.evaluate()
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan"),
                         loop.metric: summary[loop.metric]})
+        if checkpoint is not None and epoch + 1 < schedule.epochs:
+            checkpoint.save(model, optimizer, scheduler, generator, history, spent + time.perf_counter() - started)
     final, predictions = loop.evaluate()
-    return VictimResult(history, final, time.perf_counter() - started, predictions, model.eval())
+    return VictimResult(history, final, spent + time.perf_counter() - started, predictions, model.eval())

@@ -10,62 +10,17 @@ optimiser param groups and RNG scalars (JSON), the config (TOML text).
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load_file
 
 from unseg.models.checkpoint import CheckpointError, read_metadata, save_tensors
+from unseg.resume import load_optimiser, optimiser_tensors, restore_rng, rng_state
 from unseg.training.bilevel import BilevelTrainer
 
 STATE_KIND = "training_state"
-
-
-def _optimiser_tensors(prefix: str, optimiser: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    state = optimiser.state_dict()
-    tensors = {}
-    for index, values in state["state"].items():
-        for key, value in values.items():
-            tensor = value if torch.is_tensor(value) else torch.tensor(value)
-            tensors[f"{prefix}.{index}.{key}"] = tensor.detach().cpu().contiguous()
-    return tensors, state["param_groups"]
-
-
-def _load_optimiser(prefix: str, optimiser: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                    groups: list) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, tensor in tensors.items():
-        if name.startswith(prefix + "."):
-            _, index, key = name.split(".", 2)
-            state.setdefault(int(index), {})[key] = tensor
-    optimiser.load_state_dict({"state": state, "param_groups": groups})
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        for index, state in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{index}"] = state
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
-    version, internal, gauss_next = random.getstate()
-    tensors["rng.python"] = torch.tensor(internal, dtype=torch.int64)
-    scalars = {"numpy": [name, int(position), int(has_gauss), float(cached)], "python": [version, gauss_next]}
-    return tensors, scalars
-
-
-def _restore_rng(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k] for k in cuda][: torch.cuda.device_count()])
-    name, position, has_gauss, cached = scalars["numpy"]
-    np.random.set_state((name, tensors["rng.numpy"].numpy().astype(np.uint32), position, has_gauss, cached))
-    version, gauss_next = scalars["python"]
-    random.setstate((version, tuple(int(v) for v in tensors["rng.python"].tolist()), gauss_next))
 
 
 def _networks(trainer: BilevelTrainer) -> list[tuple[str, torch.nn.Module, torch.optim.Optimizer]]:
@@ -84,11 +39,11 @@ def save_training_state(path: str | Path, trainer: BilevelTrainer, round_index: 
     groups: dict[str, list] = {}
     for prefix, model, optimiser in _networks(trainer):
         tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
-        moments, groups[prefix] = _optimiser_tensors(f"opt_{prefix}", optimiser)
+        moments, groups[prefix] = optimiser_tensors(f"opt_{prefix}", optimiser)
         tensors.update(moments)
     for key, value in trainer.scaler.state_dict().items():
         tensors[f"scaler.{key}"] = torch.tensor(float(value), dtype=torch.float64)
-    rng_tensors, rng_scalars = _rng_state()
+    rng_tensors, rng_scalars = rng_state()
     tensors.update(rng_tensors)
     meta = {"unseg_kind": STATE_KIND, "round": json.dumps(round_index),
             "param_groups": json.dumps(groups),
@@ -123,11 +78,11 @@ def load_training_state(path: str | Path, trainer: BilevelTrainer) -> dict[str, 
             model.load_state_dict(own)
         except RuntimeError as error:
             raise CheckpointError(f"{path}: {prefix} does not fit the configured preset: {error}") from error
-        _load_optimiser(f"opt_{prefix}", optimiser, tensors, groups[prefix])
+        load_optimiser(f"opt_{prefix}", optimiser, tensors, groups[prefix])
     scaler_state = {k.split(".", 1)[1]: v.item() for k, v in tensors.items() if k.startswith("scaler.")}
     if scaler_state and trainer.scaler.is_enabled():
         scaler_state["_growth_tracker"] = int(scaler_state.get("_growth_tracker", 0))
         scaler_state["growth_interval"] = int(scaler_state.get("growth_interval", 2000))
         trainer.scaler.load_state_dict(scaler_state)
-    _restore_rng(tensors, meta["rng"])
+    restore_rng(tensors, meta["rng"])
     return meta
