@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from clean_surrogate import CleanSurrogate, add_run_arguments, run_config
-from noise_structure_probe import generator_noises
+from noise_structure_probe import generator_noises, iter_generator_noises
 from provenance import commit as code_commit
 from provenance import machine
 from unseg.baselines.sample import class_index_map
@@ -378,11 +378,8 @@ def main(argv: list[str] | None = None) -> None:
                 sources, source_masks = pixel_arrays(resized.images), list(resized.masks.numpy())
             regions = [spec.object_region(m) for m in source_masks]
             share = Budget(config.budget.epsilon * args.base_share, config.budget.epsilon_bg * args.base_share)
-            protected_native = []
-            for start in range(0, len(sources), 64):  # by chunks: 880 unit noises at 512 px filled 14 GB
-                part = slice(start, start + 64)
-                units = generator_noises(args.base, sources[part], source_masks[part], regions[part], config.budget)
-                protected_native += [apply_budget(p, u, r, share) for p, u, r in zip(sources[part], units, regions[part])]
+            units = iter_generator_noises(args.base, sources, source_masks, regions, config.budget)
+            protected_native = [apply_budget(p, u, r, share) for p, u, r in zip(sources, units, regions)]
             seen = load_split(protected_native, source_masks, size).images.float() / 255
             limit = bound * args.base_share
             base = torch.maximum(torch.minimum(seen - noised.images.float() / 255, limit), -limit)
