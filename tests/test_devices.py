@@ -150,3 +150,46 @@ def test_bf16_autocast_falls_back_to_fp32_on_a_cpu_without_bf16_kernels(monkeypa
     with _no_warning():  # the fallback warned already
         with mixed_precision(torch.device("cpu"), True):
             layer(x)
+
+
+@pytest.fixture
+def denormals_kept():
+    """Subnormal floats kept (the CPU's default) for the test, and again after it."""
+    torch.set_flush_denormal(False)
+    yield
+    torch.set_flush_denormal(False)
+
+
+SUBNORMAL = 1e-39  # below float32's smallest normal number, 1.18e-38
+
+
+def _times_one() -> float:
+    return float(torch.tensor([SUBNORMAL]) * 1.0)
+
+
+def test_flush_denormals_zeroes_subnormals_here_and_in_threads_started_after(denormals_kept):
+    import threading
+
+    assert _times_one() > 0
+    assert devices.flush_denormals()
+    assert _times_one() == 0
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(_times_one()))
+    worker.start()
+    worker.join()
+    assert seen == [0.0]
+
+
+def test_victim_training_flushes_denormals(denormals_kept):
+    from unseg.data.segmentation import DatasetSpec
+    from unseg.evaluation.training import SplitTensors, TrainSchedule, train_victim
+    from unseg.evaluation.victims import parse_victim
+
+    spec = DatasetSpec(name="toy", num_classes=2, ignore_index=None, class_names=("bg", "a"),
+                       objects="foreground", primary_metric="iou")
+    masks = torch.zeros(2, 32, 32, dtype=torch.long)
+    masks[:, 8:20, 8:20] = 1
+    split = SplitTensors(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), masks)
+    train_victim(parse_victim("unet"), spec, split, split, TrainSchedule(epochs=1, batch_size=2), torch.device("cpu"), 0,
+                 progress=None)
+    assert _times_one() == 0

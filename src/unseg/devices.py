@@ -87,3 +87,19 @@ def mixed_precision(device: "torch.device", enabled: bool = True, dtype: "torch.
             _slow_bf16_warned = True
         enabled = False
     return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+def flush_denormals() -> bool:
+    """Treat subnormal floats (magnitude under 1.2e-38) as zero in CPU arithmetic (x86 FTZ/DAZ); returns
+    whether this CPU supports it.
+
+    Training on a CPU slows down as such values appear: the CamVid ``sam`` victim's epochs grew from
+    ~78 s to 110–200 s by epochs 20–29 without it, and stayed at 64–83 s with it (fp32, one thread,
+    2-core Xeon; benchmarks/results/evaluate_protection_square_fit_cpu/README.md). Values change only
+    below 1.2e-38. The flag belongs to the calling thread and to threads it starts later (intra-op
+    workers inherit it when created), so training entry points call it before their first torch op.
+    """
+    import torch
+
+    return bool(torch.set_flush_denormal(True))
+

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 import unseg
 from unseg.data.images import atomic_write
 from unseg.data.segmentation import SegmentationFolder, resize_mask, resize_pair, victim_size
-from unseg.devices import resolve_device
+from unseg.devices import flush_denormals, resolve_device
 from unseg.evaluation.config import EvaluationConfig
 from unseg.evaluation.defences import Defence, clean_subset, parse_defence
 from unseg.evaluation.methods import CLEAN, generator_identity, protect_split, read_protected
@@ -179,6 +179,7 @@ def training_images(folder: SegmentationFolder, stems: list[str], protected: Pat
 
 def run_evaluation(config: EvaluationConfig, out: str | Path) -> dict:
     """Run (or resume) every cell of ``config`` into ``out``; returns the results dict."""
+    flush_denormals()  # before the protection's first parallel op, so intra-op threads inherit it
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = ResultsStore(out, config)

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unseg.data.segmentation import DatasetSpec
-from unseg.devices import mixed_precision
+from unseg.devices import flush_denormals, mixed_precision
 from unseg.evaluation.interactive import ObjectSamples, interactive_loss, object_samples, prompt_only_ious, score_interactive
 from unseg.evaluation.metrics import SegmentationScore
 from unseg.evaluation.resume import EpochCheckpoint
@@ -240,7 +240,9 @@ def train_victim(victim: VictimSpec, spec: DatasetSpec, train: SplitTensors, tes
     """Train ``victim`` from scratch on ``train`` and score it on the clean ``test`` split after every
     epoch: one loop for every victim (same seed, data order and schedule), the victim's own parts
     from :func:`semantic_loop` or :func:`interactive_loop`. With ``checkpoint``, training goes on from
-    its saved state (if any) and saves its state between epochs (:mod:`unseg.evaluation.resume`)."""
+    its saved state (if any) and saves its state between epochs (:mod:`unseg.evaluation.resume`).
+    Subnormal floats count as zero (:func:`unseg.devices.flush_denormals`)."""
+    flush_denormals()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = build_victim(victim, spec.num_classes).to(device)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 import unseg
 from unseg.data.interactive import NO_AUGMENTATION, InteractiveDataset
 from unseg.data.scenes import SceneDataset
-from unseg.devices import DeviceError
+from unseg.devices import DeviceError, flush_denormals
 from unseg.models import (
     CheckpointError,
     GeneratorConfig,
@@ -249,6 +249,7 @@ class _Run:
 def run_training(config: TrainConfig, resume: str | Path | None = None) -> TrainResult:
     """Train (or continue training) the generator as ``config`` says; see the module docstring."""
     context = context_from_env()
+    flush_denormals()  # subnormal floats slow CPU training; before the first op, so intra-op threads inherit it
     if config.runtime.threads > 0:
         torch.set_num_threads(config.runtime.threads)
     try:
