@@ -476,8 +476,8 @@ def test_kept_gain_is_the_share_above_the_no_image_baseline():
 
 
 def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
-    """Two one-method runs of one grid merge into the report a single run would write; runs of
-    another schedule are refused."""
+    """Two one-method runs of one grid merge into the report a single run would write (also when one
+    showed progress bars and the other not); runs of another schedule are refused."""
     config, out, data = run
     merge_results = _benchmark_module("merge_results")
     parts = []
@@ -497,6 +497,9 @@ def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
     assert merged["priors"] == json.loads(json.dumps(data["priors"]))
     assert "| victim | defence | no-image baseline | clean-trained | unseg |" in (merged_dir / "report.md").read_text()
     other = json.loads((parts[1] / "results.json").read_text())
+    other["config"]["progress"] = not other["config"]["progress"]  # display only: still one grid
+    (parts[1] / "results.json").write_text(json.dumps(other))
+    merge_results.main([str(tmp_path / "shown_otherwise"), *map(str, parts)])
     other["config"]["epochs"] += 1
     (parts[1] / "results.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="runs differ in epochs"):
