@@ -94,7 +94,7 @@ def flush_denormals() -> bool:
     whether this CPU supports it.
 
     Training on a CPU slows down as such values appear: the CamVid ``sam`` victim's epochs grew from
-    ~78 s to 110–200 s by epochs 20–29 without it, and stayed at 64–83 s with it (fp32, one thread,
+    ~78 s to 156–160 s by epochs 20–29 without it, and stayed at 59–88 s with it (fp32, one thread,
     2-core Xeon; benchmarks/results/evaluate_protection_square_fit_cpu/README.md). Values change only
     below 1.2e-38. The flag belongs to the calling thread and to threads it starts later (intra-op
     workers inherit it when created), so training entry points call it before their first torch op.
