@@ -102,4 +102,3 @@ def flush_denormals() -> bool:
     import torch
 
     return bool(torch.set_flush_denormal(True))
-
