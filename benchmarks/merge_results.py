@@ -16,24 +16,23 @@ import shutil
 from pathlib import Path
 
 from unseg.evaluation import write_report
+from unseg.evaluation.config import AXIS_FIELDS, DISPLAY_FIELDS
 from unseg.evaluation.protocol import RESULTS_FILE
 
 MERGED_KEYS = ("cells", "protection", "priors", "generators")
-UNION_KEYS = ("datasets", "victims", "methods", "defences")
-DISPLAY_KEYS = ("progress",)  # how a run showed itself, not what it computed: may differ between runs
 
 
 def merge(runs: list[dict]) -> dict:
     """One results mapping from several; fails when their configs differ beyond the grid axes."""
     first = runs[0]
     merged = {**first, "config": dict(first["config"]), **{key: {} for key in MERGED_KEYS}}
-    schedule = {k: v for k, v in first["config"].items() if k not in UNION_KEYS + DISPLAY_KEYS}
+    schedule = {k: v for k, v in first["config"].items() if k not in AXIS_FIELDS + DISPLAY_FIELDS}
     for data in runs:
-        other = {k: v for k, v in data["config"].items() if k not in UNION_KEYS + DISPLAY_KEYS}
+        other = {k: v for k, v in data["config"].items() if k not in AXIS_FIELDS + DISPLAY_FIELDS}
         if other != schedule:
             changed = sorted(k for k in schedule.keys() | other.keys() if schedule.get(k) != other.get(k))
             raise ValueError(f"runs differ in {', '.join(changed)}: not one grid")
-        for key in UNION_KEYS:
+        for key in AXIS_FIELDS:
             merged["config"][key] = list(dict.fromkeys([*merged["config"][key], *data["config"][key]]))
         for key in MERGED_KEYS:
             merged[key].update(data.get(key, {}))

@@ -15,6 +15,16 @@ import numpy as np
 import torch
 
 
+def module_tensors(prefix: str, module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``<prefix>.<state key>`` CPU tensors of a module's state dict."""
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors :func:`module_tensors` wrote under ``prefix``, keyed as the module's state dict."""
+    return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
 def optimiser_tensors(prefix: str, optimiser: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
     """``<prefix>.<param index>.<key>`` tensors of the optimiser's state, and its param groups (JSON-able)."""
     state = optimiser.state_dict()

@@ -16,9 +16,13 @@ from unseg.evaluation.methods import MethodOptions, check_method
 from unseg.evaluation.training import TrainSchedule
 from unseg.evaluation.victims import parse_victim
 
-# Fields that may change between a run and its resumption (they add or remove cells); any other
-# change makes finished cells incomparable, so resuming then is refused.
-GRID_FIELDS = ("datasets", "victims", "methods", "defences", "device", "progress")
+# The grid's axes: runs that differ only in these hold different cells of one grid.
+AXIS_FIELDS = ("datasets", "victims", "methods", "defences")
+# How a run shows itself, not what it computes.
+DISPLAY_FIELDS = ("progress",)
+# Fields that may change between a run and its resumption (they add or remove cells, or move the
+# run to another device); any other change makes finished cells incomparable, so resuming then is refused.
+GRID_FIELDS = AXIS_FIELDS + ("device",) + DISPLAY_FIELDS
 DATA_ENV = "UNSEG_DATA"  # environment variable naming the default data root
 DEFAULT_DATA_ROOT = "../shared/data"  # relative to the working directory, when DATA_ENV is unset
 

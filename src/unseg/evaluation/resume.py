@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from unseg.models.checkpoint import CheckpointError, read_metadata, save_tensors
-from unseg.resume import load_optimiser, optimiser_tensors, restore_rng, rng_state
+from unseg.resume import load_optimiser, module_tensors, optimiser_tensors, prefixed, restore_rng, rng_state
 
 STATE_KIND = "victim_state"
 CHECKPOINT_EVERY_S = 60.0  # a minute of training lost at most; saving costs well under a second
@@ -58,7 +58,7 @@ class EpochCheckpoint:
             raise CheckpointError(f"{self.path} belongs to another cell or schedule ({meta['identity']}); "
                                   "delete it to start that cell again")
         tensors = load_file(str(self.path))
-        model.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict(prefixed("model", tensors))
         load_optimiser("optimizer", optimizer, tensors, meta["param_groups"])
         if scheduler is not None and meta["scheduler"] is not None:
             scheduler.load_state_dict(meta["scheduler"])
@@ -73,7 +73,7 @@ class EpochCheckpoint:
         True when written."""
         if time.perf_counter() - self._written < self.every_s:
             return False
-        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tensors = module_tensors("model", model)
         moments, groups = optimiser_tensors("optimizer", optimizer)
         rng_tensors, rng_scalars = rng_state()
         tensors.update(moments)

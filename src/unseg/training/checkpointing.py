@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from unseg.models.checkpoint import CheckpointError, read_metadata, save_tensors
-from unseg.resume import load_optimiser, optimiser_tensors, restore_rng, rng_state
+from unseg.resume import load_optimiser, module_tensors, optimiser_tensors, prefixed, restore_rng, rng_state
 from unseg.training.bilevel import BilevelTrainer
 
 STATE_KIND = "training_state"
@@ -38,7 +38,7 @@ def save_training_state(path: str | Path, trainer: BilevelTrainer, round_index: 
     tensors: dict[str, torch.Tensor] = {}
     groups: dict[str, list] = {}
     for prefix, model, optimiser in _networks(trainer):
-        tensors.update({f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+        tensors.update(module_tensors(prefix, model))
         moments, groups[prefix] = optimiser_tensors(f"opt_{prefix}", optimiser)
         tensors.update(moments)
     for key, value in trainer.scaler.state_dict().items():
@@ -73,9 +73,8 @@ def load_training_state(path: str | Path, trainer: BilevelTrainer) -> dict[str, 
         raise CheckpointError(f"{path} holds the networks {sorted(stored)} but the config trains {sorted(configured)}"
                               " (model.semantic_surrogate differs?)")
     for prefix, model, optimiser in _networks(trainer):
-        own = {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         try:
-            model.load_state_dict(own)
+            model.load_state_dict(prefixed(prefix, tensors))
         except RuntimeError as error:
             raise CheckpointError(f"{path}: {prefix} does not fit the configured preset: {error}") from error
         load_optimiser(f"opt_{prefix}", optimiser, tensors, groups[prefix])
