@@ -9,6 +9,10 @@
 #   bash benchmarks/gpu_check.sh env,train,protect,bench,tests    # ~4 minutes
 #   bash benchmarks/gpu_check.sh evaluate                         # the gpu preset: ~8 minutes
 #   bash benchmarks/gpu_check.sh gap                              # clean CamVid surrogate + adversarial generator (not timed)
+#   bash benchmarks/gpu_check.sh grid                             # issue 9's grid (2 sets x unet, deeplabv3plus, fpn, sam x
+#                                                                 # clean, unseg, pattern, synper, random) on the gpu preset's
+#                                                                 # schedule; stops itself after 9 min (GRID_SECONDS), rerun
+#                                                                 # to continue: runs/gpu_grid stays while the machine is warm
 #   (`all` runs every step in one go)
 # Here, on CPU, the same steps shrunk to seconds on generated data (checks the script itself):
 #   bash benchmarks/gpu_check.sh --cpu-dry-run [steps]            # or UNSEG_GPU_CHECK_DRY_RUN=1
@@ -42,7 +46,7 @@ export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TQDM_DISABLE=1
 if [[ "$DRY" == "1" ]]; then
   DEVICE=cpu TAG=cpu-dry-run
   PY="${PYTHON:-$(command -v python || command -v python3)}"
-  DATA="$WORK/data"
+  DATA="$OUT/dry_run_data"  # the same path (and files) on every call, so that a rerun of `grid` continues its run
   "$PY" - "$DATA" <<'PY' || { echo "could not write the dry run's data" >&2; exit 2; }
 import sys
 from pathlib import Path
@@ -208,6 +212,23 @@ if wants evaluate; then
   run_step evaluate "$PY" -m unseg evaluate --preset gpu --data-root "$DATA" --out "$WORK/evaluate" --no-progress \
     "${METHODS[@]}" "${EVAL_ARGS[@]}"
   [[ -f "$WORK/evaluate/report.md" ]] && cp "$WORK/evaluate/report.md" "$OUT/evaluate_report.md"
+fi
+
+if wants grid; then  # issue 9's grid on the gpu preset's schedule, in a folder kept between calls: rerun to continue
+  GRID_DIR="${UNSEG_GRID_DIR:-$REPO/runs/gpu_grid}"
+  # exit 124 = stopped at GRID_SECONDS, which is how a long grid is meant to end a call: not a failure
+  run_step grid bash -c 'timeout "$0" "$@"; status=$?; [[ $status -eq 124 ]] && echo "stopped after $0 s" && status=0; exit $status' \
+    "${GRID_SECONDS:-540}" "$PY" -m unseg evaluate --preset gpu --data-root "$DATA" --out "$GRID_DIR" \
+    --victims unet,deeplabv3plus,fpn,sam --methods clean,unseg,pattern,synper,random --no-progress "${EVAL_ARGS[@]}"
+  "$PY" - "$GRID_DIR/results.json" >> "$SUMMARY" <<'PY'
+import json, sys
+data = json.load(open(sys.argv[1]))
+config = data["config"]
+total = len(config["datasets"]) * len(config["victims"]) * len(config["methods"]) * len(config["defences"])
+print(f"  grid: {len(data.get('cells', {}))} of {total} cells done" + ("" if len(data.get("cells", {})) == total
+      else "; rerun `gpu_check.sh grid` on the same warm machine to continue (an unfinished cell resumes at its last epoch)"))
+PY
+  for name in report.md results.json; do cp "$GRID_DIR/$name" "$OUT/grid_$name" 2>/dev/null; done
 fi
 
 if wants gap; then  # loss.objective = adversarial (README "Train a generator"), as in adversarial_poison_probe.md

@@ -1,6 +1,7 @@
 """First use of the command line: instant ``--help``, ``info``, ``evaluate``'s data root and help,
 and what the README's first command leaves in the checkout."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -121,3 +122,23 @@ def test_gpu_check_script_dry_runs_on_cpu(tmp_path):
     for step in ("env", "protect", "verify", "protect_folder_speed"):
         assert f"{step} ok" in summary, summary
     assert "12 of 12 protected files pass" in summary and (tmp_path / "results.tar.gz").is_file()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_gpu_check_grid_step_stops_at_its_time_limit_and_reports_progress(tmp_path):
+    """The ``grid`` step (issue 9's grid on the gpu preset) is meant to outlast one 10-minute GPU command:
+    it stops itself after GRID_SECONDS without failing, says how many cells are done, and leaves its
+    run folder for the next call to continue."""
+    script = REPO / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "GRID_SECONDS": "10",
+           "UNSEG_GRID_DIR": str(tmp_path / "grid")}
+    result = subprocess.run(["bash", str(script), "--cpu-dry-run", "grid"], capture_output=True, text=True, env=env,
+                            timeout=300)
+    summary = (tmp_path / "out" / "summary.txt").read_text()
+    assert result.returncode == 0, summary + result.stderr
+    assert "grid ok" in summary, summary
+    done = int(summary.split("grid: ")[1].split(" of ")[0])
+    assert " of 40 cells done" in summary and done < 40 and "rerun" in summary, summary
+    results = json.loads((tmp_path / "out" / "grid_results.json").read_text())
+    assert results["config"]["victims"] == ["unet", "deeplabv3plus", "fpn", "sam"]
+    assert len(results["cells"]) == done
