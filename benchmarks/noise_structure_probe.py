@@ -49,6 +49,7 @@ from unseg.evaluation.methods import MethodOptions, unseg_noise_maker
 from unseg.evaluation.protocol import load_split, pick_stems
 from unseg.evaluation.training import train_victim
 from unseg.evaluation.victims import parse_victim
+from unseg.models.generator import flat_code
 from unseg.protection.budget import apply_budget
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,6 +113,35 @@ def fixed_noise(kind: str, region: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown noise kind {kind!r}")
 
 
+def class_noise(kind: str, mask: np.ndarray, spec) -> np.ndarray:
+    """Unit ``H x W x 3`` noise keyed by class (``classflat``, ``boxedge-1/D``): every labelled class c
+    gets the generator's flat colour of key c + 2 (no null code, no texture) on its pixels; ``boxedge``
+    also draws the outline of each class region's tight box (1/D of the longer side thick, inside the
+    box, larger boxes first) in that region's colour, so a box-prompted victim can read which region
+    a box means from the colour at the box's own edges."""
+    height, width = mask.shape
+    noise = np.zeros((height, width, 3), np.float32)
+    boxes = []
+    for c in range(spec.num_classes):
+        if c == spec.ignore_index or not (mask == c).any():
+            continue
+        colour = flat_code(c + 2, 1)[:, 0, 0].numpy()
+        noise[mask == c] = colour
+        ys, xs = np.nonzero(mask == c)
+        boxes.append(((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1), ys.min(), ys.max() + 1, xs.min(), xs.max() + 1, colour))
+    name, _, period = kind.partition("-")
+    if name == "boxedge":
+        thickness = texture_period(period, height, width)
+        for _, y1, y2, x1, x2, colour in sorted(boxes, key=lambda b: -b[0]):
+            t = min(thickness, (y2 - y1 + 1) // 2, (x2 - x1 + 1) // 2) or 1
+            for rows, cols in ((slice(y1, y1 + t), slice(x1, x2)), (slice(y2 - t, y2), slice(x1, x2)),
+                               (slice(y1, y2), slice(x1, x1 + t)), (slice(y1, y2), slice(x2 - t, x2))):
+                noise[rows, cols] = colour
+    elif name != "classflat":
+        raise ValueError(f"unknown noise kind {kind!r}")
+    return noise
+
+
 def iter_generator_noises(source: str, pixels: list[np.ndarray], masks: list[np.ndarray], regions: list[np.ndarray],
                           budget: Budget) -> Iterator[np.ndarray]:
     """Unit noise of an UnSeg generator per image, in order, made exactly as the benchmark's ``unseg``
@@ -170,8 +200,9 @@ def main(argv: list[str] | None = None) -> None:
         if kind == "clean":
             images = pixels
         else:
-            noises = (unseg_noises(args, pixels, masks, regions, config.budget)
-                      if kind == "unseg" else [fixed_noise(kind, r) for r in regions])
+            noises = (unseg_noises(args, pixels, masks, regions, config.budget) if kind == "unseg"
+                      else [class_noise(kind, m, spec) for m in masks] if kind.startswith(("classflat", "boxedge"))
+                      else [fixed_noise(kind, r) for r in regions])
             images = [apply_budget(p, n, r, config.budget) for p, n, r in zip(pixels, noises, regions)]
         began = time.perf_counter()
         result = train_victim(victim, spec, load_split(images, masks, size), test, config.schedule(),
