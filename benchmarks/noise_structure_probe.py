@@ -74,6 +74,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="benchmark", help="evaluation preset giving data sizes and schedule")
     parser.add_argument("--epochs", type=int, default=None, help="victim epochs [the preset's]")
     parser.add_argument("--image-height", type=int, default=None, help="victim height in px [the preset's]")
+    parser.add_argument("--epsilon", type=float, default=None,
+                        help="object budget in 1/255 [the preset's]; above 8 only to ask whether a noise works at all")
     parser.add_argument("--epsilon-bg", type=float, default=None, help="background budget in 1/255 [the preset's]")
     parser.add_argument("--no-amp", action="store_true", help="fp32 victims (CPUs without bf16 kernels)")
     parser.add_argument("--seed", type=int, default=None, help="victim initialisation and image picks [the preset's]")
@@ -179,8 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     config = preset_config(args.preset, data_root=str(args.data_root), epochs=args.epochs, image_height=args.image_height,
                            amp=False if args.no_amp else None, seed=args.seed)
-    if args.epsilon_bg is not None:
-        config = replace(config, budget=Budget(config.budget.epsilon, args.epsilon_bg))
+    if args.epsilon is not None or args.epsilon_bg is not None:
+        budget = config.budget
+        config = replace(config, budget=Budget(budget.epsilon if args.epsilon is None else args.epsilon,
+                                                budget.epsilon_bg if args.epsilon_bg is None else args.epsilon_bg))
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)

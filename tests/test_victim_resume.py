@@ -70,12 +70,14 @@ def test_a_killed_victim_resumes_to_the_same_history_and_weights(victim, tmp_pat
 
 
 def _fresh_state(victim: str):
-    """A new victim, optimiser, schedule and generator to load a state into."""
+    """A new victim, optimiser, schedule (none for the interactive victim, which trains at a constant
+    rate) and generator to load a state into."""
     from unseg.evaluation.victims import build_victim
 
     model = build_victim(parse_victim(victim), SPEC.num_classes)
     optimizer = torch.optim.Adam(model.parameters())
-    return model, optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4), torch.Generator()
+    schedule = None if parse_victim(victim).interactive else torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=4)
+    return model, optimizer, schedule, torch.Generator()
 
 
 def test_a_state_of_another_cell_is_refused_and_none_means_from_scratch(tmp_path, kill_after_first_save):
@@ -90,6 +92,14 @@ def test_a_state_of_another_cell_is_refused_and_none_means_from_scratch(tmp_path
         train_victim(*args, progress=None, checkpoint=EpochCheckpoint(path, {"cell": "b"}, every_s=0))
     EpochCheckpoint(path, {"cell": "a"}).remove()
     assert not path.parent.exists()  # the emptied folder goes too
+
+
+def test_a_state_with_a_learning_rate_schedule_is_refused_without_one(tmp_path):
+    model, optimizer, schedule, generator = _fresh_state("unet")
+    checkpoint = EpochCheckpoint(tmp_path / "state.safetensors", {}, every_s=0)
+    assert checkpoint.save(model, optimizer, schedule, generator, history=[], seconds=0.0)
+    with pytest.raises(CheckpointError, match="learning-rate schedule"):
+        checkpoint.restore(model, optimizer, None, generator)
 
 
 def test_no_state_is_written_more_often_than_every_s(tmp_path):

@@ -60,7 +60,10 @@ class EpochCheckpoint:
         tensors = load_file(str(self.path))
         model.load_state_dict(prefixed("model", tensors))
         load_optimiser("optimizer", optimizer, tensors, meta["param_groups"])
-        if scheduler is not None and meta["scheduler"] is not None:
+        if (scheduler is None) != (meta["scheduler"] is None):
+            raise CheckpointError(f"{self.path} was saved {'without' if meta['scheduler'] is None else 'with'} a "
+                                  "learning-rate schedule; this victim trains the other way")
+        if scheduler is not None:
             scheduler.load_state_dict(meta["scheduler"])
         generator.set_state(tensors["data_order"])
         restore_rng(tensors, meta["rng"])
