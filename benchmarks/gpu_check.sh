@@ -222,6 +222,9 @@ if wants grid; then  # issue 9's grid on the gpu preset's schedule, in a folder 
     --victims unet,deeplabv3plus,fpn,sam --methods clean,unseg,pattern,synper,random --no-progress "${EVAL_ARGS[@]}"
   "$PY" - "$GRID_DIR/results.json" >> "$SUMMARY" <<'PY'
 import json, sys
+from pathlib import Path
+if not Path(sys.argv[1]).is_file():
+    sys.exit(print("  grid: no cell done yet; rerun `gpu_check.sh grid` on the same warm machine to continue"))
 data = json.load(open(sys.argv[1]))
 config = data["config"]
 total = len(config["datasets"]) * len(config["victims"]) * len(config["methods"]) * len(config["defences"])
