@@ -11,6 +11,9 @@ object, ε_bg elsewhere, as every method in ``unseg.evaluation``), trains the sa
 - ``hybrid-1/D``: red and blue shifted flat (+), green a ``checker-1/D`` — a colour shift and a
   texture at once, each channel still at ±1; ``hybridr-1/D``: green (−) and blue (+) flat, red the
   checker (keeps the shift along Kvasir's colour direction of least variance, mostly green−blue);
+- ``classflat`` / ``boxedge-1/D``: keyed by class (multi-class sets): a flat colour per class, and with
+  ``boxedge`` each class region's box outline drawn in its colour (:func:`class_noise`;
+  ``benchmarks/results/noise_structure_probe_camvid_sam.md``);
 - ``unseg``: a trained generator (``--generator``, default: the shipped weights).
 
 This is what chose the generator's ``noise_highpass`` (no flat shifts) and the training's
