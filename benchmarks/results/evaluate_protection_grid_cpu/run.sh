@@ -15,4 +15,4 @@ for d in camvid kvasir_seg; do
 done
 wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_grid_cpu runs/grid_camvid runs/grid_kvasir_seg
-rm -rf benchmarks/results/evaluate_protection_grid_cpu/protected  # links into runs/, not committed
+rm -rf benchmarks/results/evaluate_protection_grid_cpu/{protected,predictions}  # links / sample predictions: not committed
