@@ -228,7 +228,8 @@ if not Path(sys.argv[1]).is_file():
 data = json.load(open(sys.argv[1]))
 config = data["config"]
 total = len(config["datasets"]) * len(config["victims"]) * len(config["methods"]) * len(config["defences"])
-print(f"  grid: {len(data.get('cells', {}))} of {total} cells done" + ("" if len(data.get("cells", {})) == total
+done = len(data.get("cells", {}))
+print(f"  grid: {done} of {total} cells done" + ("" if done == total
       else "; rerun `gpu_check.sh grid` on the same warm machine to continue (an unfinished cell resumes at its last epoch)"))
 PY
   for name in report.md results.json; do cp "$GRID_DIR/$name" "$OUT/grid_$name" 2>/dev/null; done

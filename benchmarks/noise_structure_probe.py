@@ -128,11 +128,11 @@ def class_noise(kind: str, mask: np.ndarray, spec) -> np.ndarray:
     noise = np.zeros((height, width, 3), np.float32)
     boxes = []
     for c in range(spec.num_classes):
-        if c == spec.ignore_index or not (mask == c).any():
+        ys, xs = np.nonzero(mask == c)
+        if c == spec.ignore_index or not len(ys):
             continue
         colour = flat_code(c + 2, 1)[:, 0, 0].numpy()
-        noise[mask == c] = colour
-        ys, xs = np.nonzero(mask == c)
+        noise[ys, xs] = colour
         boxes.append(((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1), ys.min(), ys.max() + 1, xs.min(), xs.max() + 1, colour))
     name, _, period = kind.partition("-")
     if name == "boxedge":

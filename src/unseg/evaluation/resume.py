@@ -57,12 +57,12 @@ class EpochCheckpoint:
         if meta["identity"] != json.loads(json.dumps(self.identity)):
             raise CheckpointError(f"{self.path} belongs to another cell or schedule ({meta['identity']}); "
                                   "delete it to start that cell again")
-        tensors = load_file(str(self.path))
-        model.load_state_dict(prefixed("model", tensors))
-        load_optimiser("optimizer", optimizer, tensors, meta["param_groups"])
         if (scheduler is None) != (meta["scheduler"] is None):
             raise CheckpointError(f"{self.path} was saved {'without' if meta['scheduler'] is None else 'with'} a "
                                   "learning-rate schedule; this victim trains the other way")
+        tensors = load_file(str(self.path))
+        model.load_state_dict(prefixed("model", tensors))
+        load_optimiser("optimizer", optimizer, tensors, meta["param_groups"])
         if scheduler is not None:
             scheduler.load_state_dict(meta["scheduler"])
         generator.set_state(tensors["data_order"])
