@@ -144,7 +144,7 @@ PRESETS: dict[str, dict] = {
         methods=("clean", "unseg", "random", "synper", "ar", "cuda", "em"), defences=("none",),
         epochs=8, image_height=96, train_images=96, test_images=64, amp=True, em_rounds=6, em_height=96,
     ),
-    # Issue 9's grid with victims as strong as 2 CPU cores allow (6-7 hours for all 40 cells): full training
+    # Issue 9's grid with victims as strong as 2 CPU cores allow (about 7 hours for all 40 cells): full training
     # and test splits, 128 px, 8 epochs (clean CamVid UNet 35 mIoU, Kvasir UNet 45 IoU at 5 epochs),
     # the hand-made pattern beside UnSeg (benchmarks/results/evaluate_protection_strong_cpu/: what
     # was run, per dataset, and how long it took), and UnSeg with its protect-time refinement
