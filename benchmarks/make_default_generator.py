@@ -28,7 +28,7 @@ from unseg.models.registry import build_generator
 V7_COMMIT = "7e2dc50"
 V7_PATH = "src/unseg/weights/default_generator.safetensors"
 V7_SHA1 = "5e9b16452d69085cae6637d139d451b213cca25a"
-VERSIONS = {"keyed": "v8", "keyed_flat": "v9"}  # generator preset -> the shipped version it builds
+VERSIONS = {"keyed": "v8", "keyed_flat": "v9", "keyed_checker": "v10"}  # generator preset -> the shipped version it builds
 
 
 def v7_bytes(path: str | None) -> bytes:
@@ -45,7 +45,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
     parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
     parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_flat",
-                        help="codes: keyed_flat = v9 (flat colours beyond key 1), keyed = v8 (textures) [keyed_flat]")
+                        help="codes: keyed_flat = v9 (flat colours beyond key 1), keyed_checker = v10 (v9 with a checker "
+                             "as key 1), keyed = v8 (textures) [keyed_flat]")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

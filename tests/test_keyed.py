@@ -76,6 +76,21 @@ def test_flat_codes_keep_the_binary_texture_and_give_neighbouring_keys_different
         GeneratorConfig(num_codes=4, code_family="plaid")
 
 
+@pytest.mark.parametrize("tile", [2, 4])
+def test_checker_codes_are_flat_codes_with_a_checkerboard_binary_key(tile):
+    """``"checker"`` (v10): the flat family, but code 1 is a checkerboard in colour 1 (magenta):
+    squares of half a tile, each the sign-flip of its four neighbours in all three channels."""
+    codes, flat = initial_codes(12, tile, "checker"), initial_codes(12, tile, "flat")
+    torch.testing.assert_close(codes[2:], flat[2:])
+    assert torch.count_nonzero(codes[0]) == 0
+    one, half = codes[1], tile // 2
+    assert set(one.abs().flatten().tolist()) == {1.0}
+    for axis in (1, 2):  # squares of half a tile
+        torch.testing.assert_close(torch.roll(one, half, dims=axis), -one)
+    assert one[0, 0, 0] == -one[1, 0, 0] == one[2, 0, 0]  # magenta / green
+    assert GeneratorConfig(num_codes=4, code_family="checker").flat_codes
+
+
 def test_flat_codes_survive_saturation_exactly(keyed):
     """With ``"flat"`` codes saturation keeps each object's colour (every pixel of a key moves by
     the same ±ε per channel), key 1 keeps a texture, the background stays within ε_bg; with the v8

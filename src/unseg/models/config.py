@@ -77,9 +77,10 @@ class GeneratorConfig:
 
     ``code_family`` chooses the designed codes the parameters start from
     (:func:`unseg.models.generator.initial_codes`): ``"texture"`` (v8: a texture in a sign-colour
-    per key) or ``"flat"`` (v9: the binary key's texture, then a flat colour per key, which
+    per key), ``"flat"`` (v9: the binary key's texture, then a flat colour per key, which
     multi-class victims, CNN and transformer, decode into classes;
-    ``benchmarks/results/keyed_codes_probe.md``).
+    ``benchmarks/results/keyed_codes_probe.md``) or ``"checker"`` (v10: ``"flat"`` with a checkerboard
+    as the binary key's texture; ``benchmarks/results/binary_view_probe_camvid.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -98,7 +99,7 @@ class GeneratorConfig:
         """Whether the codes carry flat (constant) channels that protection must keep: saturation
         then leaves the channel means on the protected region (the prompt's code and each object's)
         in place and removes them only off it."""
-        return self.keyed and self.code_family == "flat"
+        return self.keyed and self.code_family != "texture"
 
     @property
     def highpass_window(self) -> int:
@@ -132,7 +133,7 @@ class GeneratorConfig:
 
 
 NULL_KEY = 0
-CODE_FAMILIES = ("texture", "flat")
+CODE_FAMILIES = ("texture", "flat", "checker")
 
 
 def code_index(key: int, num_codes: int) -> int:

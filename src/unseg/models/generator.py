@@ -158,6 +158,12 @@ def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.T
     that shortcut); every other code is :func:`flat_code` ``k``, a flat colour (8 colours; keys 2
     and 10 share one). The probe's ``flat`` family: on CamVid both a CNN and a transformer victim
     decode flat colours into classes, which they do not do with textures.
+
+    ``"checker"`` (v10): ``"flat"`` with code 1 the magenta/green checkerboard (:func:`texture_code`
+    ``T``: texture 0 in colour 1) instead of white horizontal stripes. Stripes along a horizontal
+    object (a road) are nearly a flat shift on it, which CNN victims do not take as a shortcut; a
+    checker is a texture in both directions at every object shape
+    (``benchmarks/results/binary_view_probe_camvid.md``).
     """
     if family not in CODE_FAMILIES:
         raise ValueError(f"unknown code family {family!r}; choose one of {CODE_FAMILIES}")
@@ -165,5 +171,11 @@ def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.T
     if num_codes > count:
         raise ValueError(f"at most {count} codes for tile {tile}, asked for {num_codes}")
     codes = [torch.zeros(3, tile, tile)]
-    codes += [texture_code(k, tile) if family == "texture" or k == 1 else flat_code(k, tile) for k in range(1, num_codes)]
+    for k in range(1, num_codes):
+        if family == "texture":
+            codes.append(texture_code(k, tile))
+        elif k == 1:  # the binary key: white stripes ("flat") or the magenta checker ("checker")
+            codes.append(texture_code(1 if family == "flat" else len(code_textures(tile)), tile))
+        else:
+            codes.append(flat_code(k, tile))
     return torch.stack(codes)

@@ -37,6 +37,10 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
     "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                   code_family="flat"),
+    # v10 candidate: "keyed_flat" with key 1 a magenta/green checker instead of white stripes (a
+    # texture in both directions: CamVid road / car as one-class sets, benchmarks/results/binary_view_probe_camvid.md)
+    "keyed_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
+                                     code_family="checker"),
     # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective
     # (loss.objective = "adversarial"), whose sample-wise counterpart is free per pixel
     # (benchmarks/results/adversarial_poison_probe.md).
