@@ -1,17 +1,18 @@
-"""Rebuild the shipped default generator (v9) from the v7 weights and the designed noise codes.
+"""Rebuild the shipped default generator (v10) from the v7 weights and the designed noise codes.
 
-v9 = the ``keyed_flat`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1
+v10 = the ``keyed_checker`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1
 5e9b16452d69, reproducible with the command in ``src/unseg/weights/README.md``) plus 16 noise codes
 that are *designed, not trained*: ``CODE_SCALE`` x :func:`unseg.models.generator.initial_codes` of
-the ``"flat"`` family (key 1 — binary masks, boxes, points — a texture of period 1/24 of the side;
-keys >= 2 a flat colour each). Inside a keyed object the code sets the sign of every pixel; the v7
-head only moves pixels off the objects and of unkeyed prompts. ``--preset keyed`` builds v8 (the
-``"texture"`` family: a texture per key).
+the ``"checker"`` family (key 1 — binary masks, boxes, points — a magenta/green checker of period
+1/24 of the side; keys >= 2 a flat colour each). Inside a keyed object the code sets the sign of
+every pixel; the v7 head only moves pixels off the objects and of unkeyed prompts.
+``--preset keyed_flat`` builds v9 (key 1: white horizontal stripes), ``--preset keyed`` v8 (a
+texture per key).
 
 Usage (from the repository root; the v7 file is read from git unless ``--v7`` names it)::
 
     python benchmarks/make_default_generator.py --out src/unseg/weights/default_generator.safetensors
-    python benchmarks/make_default_generator.py --preset keyed --out runs/v8.safetensors
+    python benchmarks/make_default_generator.py --preset keyed_flat --out runs/v9.safetensors
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
     parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
-    parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_flat",
-                        help="codes: keyed_flat = v9 (flat colours beyond key 1), keyed_checker = v10 (v9 with a checker "
-                             "as key 1), keyed = v8 (textures) [keyed_flat]")
+    parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_checker",
+                        help="codes: keyed_checker = v10 (a checker as key 1, flat colours beyond), keyed_flat = v9 "
+                             "(stripes as key 1), keyed = v8 (a texture per key) [keyed_checker]")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

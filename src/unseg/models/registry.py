@@ -32,13 +32,14 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
     # 1/16 and 1/32 on a 128-px CamVid victim).
     "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4),
-    # CPU default since v9: "keyed" with flat codes — key 1 (binary masks, boxes, points) keeps its
+    # v9 (shipped 2026-12-04 to 12-06): "keyed" with flat codes — key 1 (binary masks, boxes, points) keeps its
     # texture, keys >= 2 get a flat colour each, which multi-class victims, CNN and transformer,
     # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
     "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                   code_family="flat"),
-    # v10 candidate: "keyed_flat" with key 1 a magenta/green checker instead of white stripes (a
-    # texture in both directions: CamVid road / car as one-class sets, benchmarks/results/binary_view_probe_camvid.md)
+    # CPU default since v10 (2026-12-06): "keyed_flat" with key 1 a magenta/green checker instead of
+    # white stripes, a texture in both directions (benchmarks/results/binary_view_probe_camvid.md:
+    # CamVid road / car as one-class sets; benchmarks/results/evaluate_protection_grid_cpu_v10/)
     "keyed_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                      code_family="checker"),
     # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective
