@@ -91,6 +91,18 @@ def test_checker_codes_are_flat_codes_with_a_checkerboard_binary_key(tile):
     assert GeneratorConfig(num_codes=4, code_family="checker").flat_codes
 
 
+def test_checker_family_protects_a_binary_mask_with_a_magenta_green_checker(keyed):
+    """A binary mask (key 1) under ``"checker"`` codes: every object pixel moves by exactly
+    ±(ε, −ε, ε) — magenta or green — and both occur; off the object at most ε_bg."""
+    left, _ = _halves()
+    image = _image()
+    protected = _protector(replace(keyed, code_family="checker")).protect_batch([LoadedImage(image)], [ImagePrompt(mask=left)])[0]
+    change = protected.pixels.astype(int) - image.astype(int)
+    inside = {tuple(v) for v in change[left].tolist()}
+    assert inside == {(8, -8, 8), (-8, 8, -8)}
+    assert np.abs(change[~left]).max() <= 2
+
+
 def test_flat_codes_survive_saturation_exactly(keyed):
     """With ``"flat"`` codes saturation keeps each object's colour (every pixel of a key moves by
     the same ±ε per channel), key 1 keeps a texture, the background stays within ε_bg; with the v8
