@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 9's grid with v10: the unseg cells of the shipped v10 generator (stop 35, 2026-12-06 11:44–13:xx UTC,
+# Issue 9's grid with v10: the unseg cells of the shipped v10 generator (stop 35, 2026-12-06 11:44–13:05 UTC,
 # code bd88503), merged with the v9 grid's other cells (../evaluate_protection_grid_cpu/run.sh: same preset,
 # schedule and seed; the clean / pattern / synper / random cells do not depend on the generator).
 # Stop 35 ran the v10 cells as `unseg:runs/v9chkfine.safetensors`, a file with v10's tensors built before
