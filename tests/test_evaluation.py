@@ -381,6 +381,33 @@ def test_unseg_method_writes_what_the_protector_writes_with_the_budget_applied_o
         assert np.array_equal(natives[0].region, region) and np.array_equal(natives[0].full(), expected.noise)
 
 
+def test_a_gray_set_is_protected_as_gray_images_as_unseg_protect_does(tmp_path, tiny_generator_path):
+    """Gray images get the noise in their own layout (one channel, saturated noise kept at the
+    whole budget: ``perturb.to_gray``), bit for bit as ``Protector.protect`` writes them, not the
+    colour noise of their RGB view; the unsaturated ``random`` noise gets its channel mean."""
+    from unseg.evaluation.methods import MethodOptions, class_regions, protect_split
+    from unseg.protection import Protector
+
+    folder_path = write_toy_folder(tmp_path / "data", train=2, test=1)
+    for path in (folder_path / "images").iterdir():
+        Image.open(path).convert("L").save(path)
+    folder = SegmentationFolder(folder_path)
+    options = MethodOptions(budget=Budget(6, 1), generator=str(tiny_generator_path), batch_size=2)
+    target, info = protect_split("unseg", folder, folder.stems("train"), tmp_path / "cache", options, progress=False)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        protector = Protector.load(str(tiny_generator_path), budget=Budget(6, 1))
+    for stem in folder.stems("train"):
+        gray, mask = folder.read_image(stem).pixels, folder.read_mask(stem)
+        masks, keys = class_regions(mask, folder.spec.object_region(mask))
+        expected = protector.protect_batch([LoadedImage(gray)], [ImagePrompt(objects=masks, keys=keys)])[0]
+        written = read_image(target / f"{stem}.png").pixels
+        assert written.shape[-1] == 1 and np.array_equal(written, expected.pixels), stem
+    random_target, _ = protect_split("random", folder, folder.stems("train"), tmp_path / "cache", options, progress=False)
+    stem = folder.stems("train")[0]
+    change = read_image(random_target / f"{stem}.png").pixels.astype(int) - folder.read_image(stem).pixels
+    assert np.abs(change).max() <= 6 and len(np.unique(change)) > 3  # the mean of uniform noise: not only ±ε
+
+
 def _assert_cached_as_protected_by(protector, target, folder) -> None:
     """The method's cached first training image is what ``protector`` makes of it, bit for bit
     (each class region its own object, keyed by class, as the evaluation prompts)."""

@@ -103,6 +103,26 @@ def test_checker_family_protects_a_binary_mask_with_a_magenta_green_checker(keye
     assert np.abs(change[~left]).max() <= 2
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_gray_image_keeps_the_whole_budget_in_the_checker_pattern(keyed, bits):
+    """A one-channel image under ``"checker"`` codes: the magenta/green checker's channel mean
+    (±1/3) is taken to its sign (``perturb.to_gray``), so every object pixel moves by exactly ±ε
+    in the checker's pattern (not ±ε/3) and the output stays one-channel at its bit depth."""
+    left, _ = _halves()
+    scale = 257 if bits == 16 else 1
+    gray = (_image()[..., 0].astype(np.uint16) * scale).astype(np.uint8 if bits == 8 else np.uint16)
+    protector = _protector(replace(keyed, code_family="checker"))
+    protected = protector.protect(gray, mask=left)
+    assert protected.pixels.shape == gray.shape and protected.pixels.dtype == gray.dtype
+    change = protected.pixels.astype(int) - gray.astype(int)
+    levels = protector.budget.levels(scale * 255)
+    assert set(np.unique(change[left]).tolist()) == {-levels[0], levels[0]}
+    assert np.abs(change[~left]).max() <= levels[1]
+    colour = protector.protect(np.repeat(gray[..., None], 3, axis=2), mask=left).pixels.astype(int)
+    signs = np.sign(colour - gray.astype(int)[..., None])[left]  # (+, -, +) -> +, (-, +, -) -> -
+    assert np.array_equal(np.sign(change[left]), signs[:, 0])
+
+
 def test_flat_codes_survive_saturation_exactly(keyed):
     """With ``"flat"`` codes saturation keeps each object's colour (every pixel of a key moves by
     the same ±ε per channel), key 1 keeps a texture, the background stays within ε_bg; with the v8

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from unseg.baselines import BASELINES, NoiseSample, build_baseline
@@ -28,6 +29,7 @@ from unseg.data.images import atomic_write, read_image, write_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.data.transforms import DEFAULT_FIT
 from unseg.protection.budget import apply_budget, measured_linf
+from unseg.protection.perturb import to_gray
 from unseg.protection.quality import psnr
 
 if TYPE_CHECKING:
@@ -225,15 +227,16 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     seconds, worst, psnr_sum = 0.0, [0, 0], 0.0
     for start in tqdm(range(0, len(missing), chunk), desc=f"protect {method} {folder.spec.name}", leave=False, disable=not progress):
         part = missing[start : start + chunk]
-        samples = [_sample(folder, stem, options.seed) for stem in part]
+        samples, natives = zip(*(_sample(folder, stem, options.seed) for stem in part))
         begun = time.perf_counter()
-        noises = make(samples, [])
-        protected = [apply_budget(s.pixels, n, s.region, options.budget) for s, n in zip(samples, noises)]
+        noises = make(list(samples), [])
+        protected = [apply_budget(native, _noise_for(native, n), s.region, options.budget)
+                     for s, native, n in zip(samples, natives, noises)]
         seconds += time.perf_counter() - begun
-        for stem, sample, pixels in zip(part, samples, protected):
-            inside, outside = measured_linf(sample.pixels, pixels, sample.region)
+        for stem, sample, native, pixels in zip(part, samples, natives, protected):
+            inside, outside = measured_linf(native, pixels, sample.region)
             worst = [max(worst[0], inside), max(worst[1], outside)]
-            psnr_sum += psnr(sample.pixels, pixels) or 99.0  # identical images: count as 99 dB
+            psnr_sum += psnr(native, pixels) or 99.0  # identical images: count as 99 dB
             write_image(target / f"{stem}.png", pixels)
     previous = json.loads(info_path.read_text()) if info_path.is_file() else {}
     generated = previous.get("generated", 0) + len(missing)
@@ -250,11 +253,23 @@ def protect_split(method: str, folder: SegmentationFolder, stems: list[str], cac
     return target, info
 
 
-def _sample(folder: SegmentationFolder, stem: str, seed: int) -> NoiseSample:
+def _sample(folder: SegmentationFolder, stem: str, seed: int) -> tuple[NoiseSample, np.ndarray]:
+    """The noise makers' sample of ``stem`` (its 8-bit RGB view) and the image's own pixels
+    (``H x W x C``, its bit depth), which get the noise, as ``unseg protect`` writes them."""
     image, mask = folder.read_pair(stem)
-    pixels = image.rgb8()
     per_image_seed = int.from_bytes(hashlib.sha1(f"{seed}:{stem}".encode()).digest()[:4], "little")
-    return NoiseSample(pixels=pixels, mask=mask, region=folder.spec.object_region(mask), seed=per_image_seed)
+    sample = NoiseSample(pixels=image.rgb8(), mask=mask, region=folder.spec.object_region(mask), seed=per_image_seed)
+    return sample, image.pixels
+
+
+def _noise_for(native: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """``H x W x 3`` unit noise for an image of ``native``'s channels: unchanged for RGB; for a gray
+    image :func:`unseg.protection.perturb.to_gray`, saturated (the whole budget kept) when the noise
+    already is — every value in {-1, 0, 1}, as ``unseg protect`` keeps it for gray images."""
+    if native.shape[-1] == noise.shape[-1]:
+        return noise
+    saturated = bool(np.isin(noise, (-1.0, 0.0, 1.0)).all())
+    return to_gray(torch.from_numpy(np.ascontiguousarray(noise)), saturated).numpy()
 
 
 def read_protected(target: Path, stem: str) -> np.ndarray:

@@ -170,6 +170,21 @@ def saturate(noise: torch.Tensor, region: torch.Tensor, means: torch.Tensor | No
     return hard
 
 
+def to_gray(noise: torch.Tensor, saturated: bool) -> torch.Tensor:
+    """``(..., 3)`` unit noise -> ``(..., 1)`` for a one-channel (grayscale) image.
+
+    The channel mean; for ``saturated`` noise (every channel in {-1, 0, 1}: the whole budget) its
+    sign, so the gray image gets the whole budget too, in the same pattern. Why: a colour code's
+    channels partly cancel in the mean — the magenta/green checker (+, −, +) / (−, +, −) of every
+    binary mask keeps only 1/3 of it, ±3 of 8 levels on a gray X-ray — and victims learn these
+    codes as a shortcut only at full amplitude (``benchmarks/results/gray_probe.md``).
+    """
+    gray = noise.mean(dim=-1, keepdim=True)
+    if not saturated:
+        return gray
+    return torch.where(gray.abs() < SATURATE_DEAD_ZONE, 0.0, torch.sign(gray)).to(noise.dtype)
+
+
 def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor, budget: Budget,
                  max_value: int) -> torch.Tensor:
     """Add unit ``noise`` to an integer ``image`` under the per-pixel budget, exactly.
@@ -178,7 +193,8 @@ def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor,
         image: ``(..., H, W, C)`` integer image (uint8, uint16 or a wider integer type holding
             such values), C = 1 or 3 (alpha is not passed here).
         noise: ``(..., H, W, 3)`` (or ``C``) float noise, clipped to [-1, 1]; a 1-channel image
-            gets the channel mean.
+            gets the channel mean (callers holding saturated noise reduce it with :func:`to_gray`
+            first, which keeps the whole budget).
         region: ``(..., H, W)`` bool, True on the protected object(s).
         budget: ε and ε_bg.
         max_value: the image type's largest value (255 for 8-bit, 65535 for 16-bit).
@@ -240,13 +256,16 @@ class Refinement:
     untouched: np.ndarray | None = None
 
     def mix(self, noise: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-        """``(1 - share) * noise + share * this``, for rows ``start:stop`` (``rows x W x 3``): in
+        """``(1 - share) * noise + share * this``, for rows ``start:stop`` (``rows x W x 3``, or
+        ``x 1`` for a gray image: this one taken to gray as saturated noise, :func:`to_gray`): in
         [-1, 1] wherever ``noise`` is, so the budget stays exact. This grid is mapped to native size
         and signed again (bilinear mapping blurs its ±1 steps)."""
         own = torch.sign(map_to_native(self.grid, self.box, start, stop)).permute(1, 2, 0).to(noise.device)
         if self.untouched is not None and self.untouched[start:stop].any():
             off = torch.from_numpy(np.ascontiguousarray(self.untouched[start:stop])).to(own.device)
             own = torch.where(off[..., None], 0.0, own)
+        if noise.shape[-1] == 1:
+            own = to_gray(own, saturated=True)
         return (1 - self.share) * noise + self.share * own
 
 
@@ -330,12 +349,15 @@ class NativeNoise:
             segments[mask[start:stop]] = 2 + k
         return self._on_device(segments)
 
-    def rows(self, start: int, stop: int) -> torch.Tensor:
-        """The noise the budget gets for those rows: saturated with the whole image's means, or raw;
-        with the refinement mixed in when there is one."""
+    def rows(self, start: int, stop: int, channels: int = 3) -> torch.Tensor:
+        """The noise the budget gets for those rows (``rows x W x 3``, or ``x 1`` for a one-channel
+        image: :func:`to_gray`): saturated with the whole image's means, or raw; with the refinement
+        mixed in when there is one."""
         noise = self.raw_rows(start, stop)
         if self.means is not None:
             noise = saturate(noise, self.segment_rows(start, stop), self.means)
+        if channels == 1:
+            noise = to_gray(noise, saturated=self.means is not None)
         return noise if self.refinement is None else self.refinement.mix(noise, start, stop)
 
     def saturated(self) -> "NativeNoise":
@@ -362,7 +384,7 @@ class NativeNoise:
         inside = outside = 0
         for start, stop in row_strips(self.box.height, self.box.width):
             image, region = self._on_device(pixels[start:stop]), self.region_rows(start, stop)
-            protected = apply_budget(image, self.rows(start, stop), region, budget, max_value)
+            protected = apply_budget(image, self.rows(start, stop, pixels.shape[-1]), region, budget, max_value)
             strip_in, strip_out = linf_change(image, protected, region)
             inside, outside = max(inside, strip_in), max(outside, strip_out)
             out[start:stop] = protected.cpu().numpy()
