@@ -118,9 +118,23 @@ def test_a_gray_image_keeps_the_whole_budget_in_the_checker_pattern(keyed, bits)
     levels = protector.budget.levels(scale * 255)
     assert set(np.unique(change[left]).tolist()) == {-levels[0], levels[0]}
     assert np.abs(change[~left]).max() <= levels[1]
-    colour = protector.protect(np.repeat(gray[..., None], 3, axis=2), mask=left).pixels.astype(int)
-    signs = np.sign(colour - gray.astype(int)[..., None])[left]  # (+, -, +) -> +, (-, +, -) -> -
-    assert np.array_equal(np.sign(change[left]), signs[:, 0])
+    noise = protector.noise_batch([LoadedImage(gray[..., None])], [ImagePrompt(mask=left)])[0].full()
+    assert np.array_equal(np.sign(change[left]), noise[left][:, 0])  # (+, -, +) -> +, (-, +, -) -> -
+
+
+def test_a_gray_image_saved_as_rgb_stays_gray_with_the_whole_budget(keyed):
+    """Three equal channels (a gray scan saved as RGB) get the gray image's noise on every channel:
+    the output is still gray, each object pixel moves by ±ε, as the one-channel copy does; an image
+    with colour keeps its colour noise."""
+    left, _ = _halves()
+    gray = _image()[..., 0]
+    protector = _protector(replace(keyed, code_family="checker"))
+    as_rgb = protector.protect(np.repeat(gray[..., None], 3, axis=2), mask=left).pixels
+    assert (as_rgb == as_rgb[..., :1]).all()
+    assert np.array_equal(as_rgb[..., 0], protector.protect(gray, mask=left).pixels)
+    colour = _image()
+    colour_change = protector.protect(colour, mask=left).pixels.astype(int) - colour
+    assert {tuple(v) for v in colour_change[left].tolist()} == {(8, -8, 8), (-8, 8, -8)}
 
 
 def test_flat_codes_survive_saturation_exactly(keyed):

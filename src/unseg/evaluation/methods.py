@@ -29,7 +29,7 @@ from unseg.data.images import atomic_write, read_image, write_image
 from unseg.data.segmentation import SegmentationFolder
 from unseg.data.transforms import DEFAULT_FIT
 from unseg.protection.budget import apply_budget, measured_linf
-from unseg.protection.perturb import to_gray
+from unseg.protection.perturb import is_gray, to_gray
 from unseg.protection.quality import psnr
 
 if TYPE_CHECKING:
@@ -263,10 +263,11 @@ def _sample(folder: SegmentationFolder, stem: str, seed: int) -> tuple[NoiseSamp
 
 
 def _noise_for(native: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """``H x W x 3`` unit noise for an image of ``native``'s channels: unchanged for RGB; for a gray
-    image :func:`unseg.protection.perturb.to_gray`, saturated (the whole budget kept) when the noise
-    already is — every value in {-1, 0, 1}, as ``unseg protect`` keeps it for gray images."""
-    if native.shape[-1] == noise.shape[-1]:
+    """``H x W x 3`` unit noise for the image ``native``: unchanged for colour; for a gray image
+    (:func:`unseg.protection.perturb.is_gray`: one channel or three equal ones)
+    :func:`~unseg.protection.perturb.to_gray`, saturated (the whole budget kept) when the noise
+    already is — every value in {-1, 0, 1} —, as ``unseg protect`` does."""
+    if not is_gray(native):
         return noise
     saturated = bool(np.isin(noise, (-1.0, 0.0, 1.0)).all())
     return to_gray(torch.from_numpy(np.ascontiguousarray(noise)), saturated).numpy()

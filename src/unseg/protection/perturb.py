@@ -185,6 +185,16 @@ def to_gray(noise: torch.Tensor, saturated: bool) -> torch.Tensor:
     return torch.where(gray.abs() < SATURATE_DEAD_ZONE, 0.0, torch.sign(gray)).to(noise.dtype)
 
 
+def is_gray(pixels: np.ndarray) -> bool:
+    """Whether ``H x W x C`` pixels are gray: one channel, or three equal ones (a gray X-ray or scan
+    saved as RGB). Such an image gets gray noise (:func:`to_gray`, the same change on every channel)
+    and stays gray: a victim that reads it as gray (one channel, or ITU-R 601 luma) then sees the whole
+    budget, where colour noise would keep ±1.4 of 8 levels of the magenta/green checker's luma."""
+    if pixels.shape[-1] == 1:
+        return True
+    return pixels.shape[-1] == 3 and bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
+
+
 def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor, budget: Budget,
                  max_value: int) -> torch.Tensor:
     """Add unit ``noise`` to an integer ``image`` under the per-pixel budget, exactly.
@@ -194,7 +204,7 @@ def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor,
             such values), C = 1 or 3 (alpha is not passed here).
         noise: ``(..., H, W, 3)`` (or ``C``) float noise, clipped to [-1, 1]; a 1-channel image
             gets the channel mean (callers holding saturated noise reduce it with :func:`to_gray`
-            first, which keeps the whole budget).
+            first, which keeps the whole budget); 1-channel noise changes every channel alike.
         region: ``(..., H, W)`` bool, True on the protected object(s).
         budget: ε and ε_bg.
         max_value: the image type's largest value (255 for 8-bit, 65535 for 16-bit).
@@ -207,7 +217,7 @@ def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor,
         raise ValueError(f"noise {tuple(noise.shape)} / region {tuple(region.shape)} do not match image "
                          f"{tuple(image.shape)}")
     if image.shape[-1] != noise.shape[-1]:
-        noise = noise.mean(dim=-1, keepdim=True)
+        noise = noise.mean(dim=-1, keepdim=True)  # one channel: the same change on every channel
     inside, outside = budget.levels(max_value)
     levels = torch.where(region, float(inside), float(outside))[..., None].to(torch.float64)
     delta = noise.clamp(-1.0, 1.0).double() * levels  # float64: the product is exact
@@ -378,13 +388,15 @@ class NativeNoise:
 
     def protect(self, pixels: np.ndarray, budget: Budget) -> tuple[np.ndarray, tuple[int, int]]:
         """``pixels`` (``H x W x C`` uint8 / uint16) with this noise added under ``budget``, strip
-        by strip; returns (protected pixels, measured L∞ in levels on / off the region)."""
+        by strip (a gray image, :func:`is_gray`, gets gray noise on every channel and stays gray);
+        returns (protected pixels, measured L∞ in levels on / off the region)."""
         out = np.empty_like(pixels)
         max_value = int(np.iinfo(pixels.dtype).max)
+        channels = 1 if is_gray(pixels) else 3
         inside = outside = 0
         for start, stop in row_strips(self.box.height, self.box.width):
             image, region = self._on_device(pixels[start:stop]), self.region_rows(start, stop)
-            protected = apply_budget(image, self.rows(start, stop, pixels.shape[-1]), region, budget, max_value)
+            protected = apply_budget(image, self.rows(start, stop, channels), region, budget, max_value)
             strip_in, strip_out = linf_change(image, protected, region)
             inside, outside = max(inside, strip_in), max(outside, strip_out)
             out[start:stop] = protected.cpu().numpy()
