@@ -29,7 +29,8 @@ from unseg.models.registry import build_generator
 V7_COMMIT = "7e2dc50"
 V7_PATH = "src/unseg/weights/default_generator.safetensors"
 V7_SHA1 = "5e9b16452d69085cae6637d139d451b213cca25a"
-VERSIONS = {"keyed": "v8", "keyed_flat": "v9", "keyed_checker": "v10"}  # generator preset -> the shipped version it builds
+# generator preset -> the shipped version it builds (v11: the candidate of benchmarks/results/gray_probe.md)
+VERSIONS = {"keyed": "v8", "keyed_flat": "v9", "keyed_checker": "v10", "keyed_luma_checker": "v11"}
 
 
 def v7_bytes(path: str | None) -> bytes:
@@ -46,7 +47,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
     parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
     parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_checker",
-                        help="codes: keyed_checker = v10 (a checker as key 1, flat colours beyond), keyed_flat = v9 "
+                        help="codes: keyed_checker = v10 (a magenta/green checker as key 1, flat colours beyond), "
+                             "keyed_luma_checker = v11 candidate (the checker in yellow/blue), keyed_flat = v9 "
                              "(stripes as key 1), keyed = v8 (a texture per key) [keyed_checker]")
     args = parser.parse_args()
 

@@ -91,6 +91,17 @@ def test_checker_codes_are_flat_codes_with_a_checkerboard_binary_key(tile):
     assert GeneratorConfig(num_codes=4, code_family="checker").flat_codes
 
 
+def test_luma_checker_codes_differ_from_checker_codes_only_in_the_binary_key_colour():
+    """``"luma_checker"``: the v10 checkerboard in yellow/blue (+, +, −), whose ITU-R 601 luma keeps
+    0.772 of the amplitude where magenta/green keeps 0.174 (a gray-converting victim's view)."""
+    luma_weights = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    luma, checker = initial_codes(12, 4, "luma_checker"), initial_codes(12, 4, "checker")
+    torch.testing.assert_close(luma[2:], checker[2:])
+    torch.testing.assert_close(luma[1], checker[1][0:1] * torch.tensor([1.0, 1, -1]).view(3, 1, 1))
+    assert (luma[1] * luma_weights).sum(0).abs().unique().tolist() == pytest.approx([0.772])
+    assert (checker[1] * luma_weights).sum(0).abs().unique().tolist() == pytest.approx([0.174])
+
+
 def test_checker_family_protects_a_binary_mask_with_a_magenta_green_checker(keyed):
     """A binary mask (key 1) under ``"checker"`` codes: every object pixel moves by exactly
     ±(ε, −ε, ε) — magenta or green — and both occur; off the object at most ε_bg."""

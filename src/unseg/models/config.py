@@ -79,8 +79,10 @@ class GeneratorConfig:
     (:func:`unseg.models.generator.initial_codes`): ``"texture"`` (v8: a texture in a sign-colour
     per key), ``"flat"`` (v9: the binary key's texture, then a flat colour per key, which
     multi-class victims, CNN and transformer, decode into classes;
-    ``benchmarks/results/keyed_codes_probe.md``) or ``"checker"`` (v10: ``"flat"`` with a checkerboard
-    as the binary key's texture; ``benchmarks/results/binary_view_probe_camvid.md``).
+    ``benchmarks/results/keyed_codes_probe.md``), ``"checker"`` (v10: ``"flat"`` with a checkerboard
+    as the binary key's texture; ``benchmarks/results/binary_view_probe_camvid.md``) or
+    ``"luma_checker"`` (that checkerboard in yellow/blue, which keeps 0.77 of its amplitude in luma:
+    ``benchmarks/results/gray_probe.md``).
     """
 
     sam: SamConfig = field(default_factory=SamConfig)
@@ -133,7 +135,7 @@ class GeneratorConfig:
 
 
 NULL_KEY = 0
-CODE_FAMILIES = ("texture", "flat", "checker")
+CODE_FAMILIES = ("texture", "flat", "checker", "luma_checker")
 
 
 def code_index(key: int, num_codes: int) -> int:

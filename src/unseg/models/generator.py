@@ -142,6 +142,9 @@ def flat_code(k: int, tile: int) -> torch.Tensor:
     return sign * torch.tensor(CODE_COLOURS[(k // 2) % len(CODE_COLOURS)]).view(3, 1, 1).expand(3, tile, tile)
 
 
+CHECKER_COLOURS = {"checker": 1, "luma_checker": 2}  # code family -> CODE_COLOURS index of key 1's checkerboard
+
+
 def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.Tensor:
     """``num_codes x 3 x tile x tile`` ±1 codes (code 0, the null code, is zeros).
 
@@ -164,6 +167,12 @@ def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.T
     object (a road) are nearly a flat shift on it, which CNN victims do not take as a shortcut; a
     checker is a texture in both directions at every object shape
     (``benchmarks/results/binary_view_probe_camvid.md``).
+
+    ``"luma_checker"``: ``"checker"`` with the checkerboard in colour 2, yellow/blue (+, +, −)
+    (:func:`texture_code` ``2 T``). Magenta/green has a luma of −0.174 (ITU-R 601), so a victim that
+    turns the images gray sees ±1.4 of 8 levels and learns the polyps (Kvasir-SEG UNet 40.4 IoU, clean
+    gray 42.1); yellow/blue keeps ±6.2 (0.2 IoU) and protects colour images as well (0.0)
+    (``benchmarks/results/gray_probe.md``).
     """
     if family not in CODE_FAMILIES:
         raise ValueError(f"unknown code family {family!r}; choose one of {CODE_FAMILIES}")
@@ -174,8 +183,9 @@ def initial_codes(num_codes: int, tile: int, family: str = "texture") -> torch.T
     for k in range(1, num_codes):
         if family == "texture":
             codes.append(texture_code(k, tile))
-        elif k == 1:  # the binary key: white stripes ("flat") or the magenta checker ("checker")
-            codes.append(texture_code(1 if family == "flat" else len(code_textures(tile)), tile))
+        elif k == 1:  # the binary key: white stripes ("flat", texture 1) or a checkerboard (texture 0) in colour c
+            checker = family in CHECKER_COLOURS
+            codes.append(texture_code(CHECKER_COLOURS[family] * len(code_textures(tile)) if checker else 1, tile))
         else:
             codes.append(flat_code(k, tile))
     return torch.stack(codes)

@@ -42,6 +42,11 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # CamVid road / car as one-class sets; benchmarks/results/evaluate_protection_grid_cpu_v10/)
     "keyed_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                      code_family="checker"),
+    # v11 candidate (stop 36): "keyed_checker" with the checker in yellow/blue, which a victim that turns
+    # the images gray still sees (luma 0.77 of the budget against magenta/green's 0.17;
+    # benchmarks/results/gray_probe.md)
+    "keyed_luma_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96,
+                                          code_tile=4, code_family="luma_checker"),
     # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective
     # (loss.objective = "adversarial"), whose sample-wise counterpart is free per pixel
     # (benchmarks/results/adversarial_poison_probe.md).
