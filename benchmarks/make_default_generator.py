@@ -1,13 +1,13 @@
-"""Rebuild the shipped default generator (v10) from the v7 weights and the designed noise codes.
+"""Rebuild the shipped default generator (v11) from the v7 weights and the designed noise codes.
 
-v10 = the ``keyed_checker`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1
+v11 = the ``keyed_luma_checker`` preset: v7's trained trunk and noise head (commit 7e2dc50, sha1
 5e9b16452d69, reproducible with the command in ``src/unseg/weights/README.md``) plus 16 noise codes
 that are *designed, not trained*: ``CODE_SCALE`` x :func:`unseg.models.generator.initial_codes` of
-the ``"checker"`` family (key 1 — binary masks, boxes, points — a magenta/green checker of period
+the ``"luma_checker"`` family (key 1 — binary masks, boxes, points — a yellow/blue checker of period
 1/24 of the side; keys >= 2 a flat colour each). Inside a keyed object the code sets the sign of
 every pixel; the v7 head only moves pixels off the objects and of unkeyed prompts.
-``--preset keyed_flat`` builds v9 (key 1: white horizontal stripes), ``--preset keyed`` v8 (a
-texture per key).
+``--preset keyed_checker`` builds v10 (the checker in magenta/green), ``--preset keyed_flat`` v9
+(key 1: white horizontal stripes), ``--preset keyed`` v8 (a texture per key).
 
 Usage (from the repository root; the v7 file is read from git unless ``--v7`` names it)::
 
@@ -29,7 +29,7 @@ from unseg.models.registry import build_generator
 V7_COMMIT = "7e2dc50"
 V7_PATH = "src/unseg/weights/default_generator.safetensors"
 V7_SHA1 = "5e9b16452d69085cae6637d139d451b213cca25a"
-# generator preset -> the shipped version it builds (v11: the candidate of benchmarks/results/gray_probe.md)
+# generator preset -> the shipped version it builds
 VERSIONS = {"keyed": "v8", "keyed_flat": "v9", "keyed_checker": "v10", "keyed_luma_checker": "v11"}
 
 
@@ -46,10 +46,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, help="where to write the fp16 safetensors file")
     parser.add_argument("--v7", default=None, help="path of the v7 checkpoint (default: read from git)")
-    parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_checker",
-                        help="codes: keyed_checker = v10 (a magenta/green checker as key 1, flat colours beyond), "
-                             "keyed_luma_checker = v11 candidate (the checker in yellow/blue), keyed_flat = v9 "
-                             "(stripes as key 1), keyed = v8 (a texture per key) [keyed_checker]")
+    parser.add_argument("--preset", choices=sorted(VERSIONS), default="keyed_luma_checker",
+                        help="codes: keyed_luma_checker = v11 (a yellow/blue checker as key 1, flat colours beyond), "
+                             "keyed_checker = v10 (the checker in magenta/green), keyed_flat = v9 (stripes as key 1), "
+                             "keyed = v8 (a texture per key) [keyed_luma_checker]")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:

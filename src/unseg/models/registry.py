@@ -37,14 +37,14 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
     "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                   code_family="flat"),
-    # CPU default since v10 (2026-12-06): "keyed_flat" with key 1 a magenta/green checker instead of
+    # v10 (shipped 2026-12-06, stops 35-36): "keyed_flat" with key 1 a magenta/green checker instead of
     # white stripes, a texture in both directions (benchmarks/results/binary_view_probe_camvid.md:
     # CamVid road / car as one-class sets; benchmarks/results/evaluate_protection_grid_cpu_v10/)
     "keyed_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
                                      code_family="checker"),
-    # v11 candidate (stop 36): "keyed_checker" with the checker in yellow/blue, which a victim that turns
-    # the images gray still sees (luma 0.77 of the budget against magenta/green's 0.17;
-    # benchmarks/results/gray_probe.md)
+    # CPU default since v11 (2026-12-06): "keyed_checker" with the checker in yellow/blue, which a victim
+    # that turns the images gray still sees (luma 0.77 of the budget against magenta/green's 0.17;
+    # benchmarks/results/gray_probe.md, benchmarks/results/evaluate_protection_grid_cpu_v11/)
     "keyed_luma_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96,
                                           code_tile=4, code_family="luma_checker"),
     # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective

@@ -175,8 +175,8 @@ def to_gray(noise: torch.Tensor, saturated: bool) -> torch.Tensor:
 
     The channel mean; for ``saturated`` noise (every channel in {-1, 0, 1}: the whole budget) its
     sign, so the gray image gets the whole budget too, in the same pattern. Why: a colour code's
-    channels partly cancel in the mean — the magenta/green checker (+, −, +) / (−, +, −) of every
-    binary mask keeps only 1/3 of it, ±3 of 8 levels on a gray X-ray — and victims learn these
+    channels partly cancel in the mean — the checker of every binary mask, (+, +, −) / (−, −, +)
+    (v11; v10: (+, −, +) / (−, +, −)), keeps only 1/3 of it, ±3 of 8 levels on a gray X-ray — and victims learn these
     codes as a shortcut only at full amplitude (``benchmarks/results/gray_probe.md``).
     """
     gray = noise.mean(dim=-1, keepdim=True)
@@ -189,7 +189,7 @@ def is_gray(pixels: np.ndarray) -> bool:
     """Whether ``H x W x C`` pixels are gray: one channel, or three equal ones (a gray X-ray or scan
     saved as RGB). Such an image gets gray noise (:func:`to_gray`, the same change on every channel)
     and stays gray: a victim that reads it as gray (one channel, or ITU-R 601 luma) then sees the whole
-    budget, where colour noise would keep ±1.4 of 8 levels of the magenta/green checker's luma."""
+    budget, where colour noise keeps less: the checker's luma is ±6.2 of 8 levels (v11; v10: ±1.4)."""
     if pixels.shape[-1] == 1:
         return True
     return pixels.shape[-1] == 3 and bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
