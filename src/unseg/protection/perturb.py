@@ -189,10 +189,16 @@ def is_gray(pixels: np.ndarray) -> bool:
     """Whether ``H x W x C`` pixels are gray: one channel, or three equal ones (a gray X-ray or scan
     saved as RGB). Such an image gets gray noise (:func:`to_gray`, the same change on every channel)
     and stays gray: a victim that reads it as gray (one channel, or ITU-R 601 luma) then sees the whole
-    budget, where colour noise keeps less: the checker's luma is ±6.2 of 8 levels (v11; v10: ±1.4)."""
-    if pixels.shape[-1] == 1:
-        return True
-    return pixels.shape[-1] == 3 and bool((pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all())
+    budget, where colour noise keeps less: the checker's luma is ±6.2 of 8 levels (v11; v10: ±1.4).
+    Compared a strip of rows at a time, stopping at the first colour strip (bounded memory on large
+    images, quick for colour ones)."""
+    if pixels.shape[-1] != 3:
+        return pixels.shape[-1] == 1
+    for start, stop in row_strips(pixels.shape[0], pixels.shape[1]):
+        strip = pixels[start:stop]
+        if not ((strip[..., 0] == strip[..., 1]).all() and (strip[..., 1] == strip[..., 2]).all()):
+            return False
+    return True
 
 
 def apply_budget(image: torch.Tensor, noise: torch.Tensor, region: torch.Tensor, budget: Budget,
