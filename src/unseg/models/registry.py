@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from unseg.models.config import GeneratorConfig, SamConfig, SurrogateConfig
 from unseg.models.generator import NoiseGenerator
 from unseg.models.surrogate import InteractiveSegmenter
@@ -22,31 +24,31 @@ SAM_VIT_B = SamConfig(
     mask_in_chans=16,
 )
 
+# CPU default: ~4M-parameter ViT (dim 192, depth 6), 256 px input. Noise map at 32 px (half
+# the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
+# high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
+SMALL = GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8)
+# v8 (shipped 2026-12-02 to 12-04): "small" plus 16 noise codes selected by each object's key (class id /
+# instance index; key 0 = the null code, no noise): 4 x 4-cell tiles of cells 1/96 of the side,
+# i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
+# 1/16 and 1/32 on a 128-px CamVid victim). Later keyed presets change only its code family.
+KEYED = replace(SMALL, num_codes=16, code_cells=96, code_tile=4)
+
 GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
-    # CPU default: ~4M-parameter ViT (dim 192, depth 6), 256 px input. Noise map at 32 px (half
-    # the decoder's 64), upsampled smoothly: no fine texture that a downscaling victim never sees;
-    # high-pass at 1/8 of the side: no flat colour shifts (benchmarks/results/noise_structure_probe_*.md).
-    "small": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8),
-    # v8 (shipped 2026-12-02 to 12-04): "small" plus 16 noise codes selected by each object's key (class id /
-    # instance index; key 0 = the null code, no noise): 4 x 4-cell tiles of cells 1/96 of the side,
-    # i.e. textures of period 1/24 of the side (benchmarks/results/keyed_codes_probe.md: 1/24 beat
-    # 1/16 and 1/32 on a 128-px CamVid victim).
-    "keyed": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4),
+    "small": SMALL,
+    "keyed": KEYED,
     # v9 (shipped 2026-12-04 to 12-06): "keyed" with flat codes — key 1 (binary masks, boxes, points) keeps its
     # texture, keys >= 2 get a flat colour each, which multi-class victims, CNN and transformer,
     # decode into classes (benchmarks/results/keyed_codes_probe.md, 2026-12-04)
-    "keyed_flat": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
-                                  code_family="flat"),
+    "keyed_flat": replace(KEYED, code_family="flat"),
     # v10 (shipped 2026-12-06, stops 35-36): "keyed_flat" with key 1 a magenta/green checker instead of
     # white stripes, a texture in both directions (benchmarks/results/binary_view_probe_camvid.md:
     # CamVid road / car as one-class sets; benchmarks/results/evaluate_protection_grid_cpu_v10/)
-    "keyed_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96, code_tile=4,
-                                     code_family="checker"),
+    "keyed_checker": replace(KEYED, code_family="checker"),
     # CPU default since v11 (2026-12-06): "keyed_checker" with the checker in yellow/blue, which a victim
     # that turns the images gray still sees (luma 0.77 of the budget against magenta/green's 0.17;
     # benchmarks/results/gray_probe.md, benchmarks/results/evaluate_protection_grid_cpu_v11/)
-    "keyed_luma_checker": GeneratorConfig(noise_upscale=-1, noise_highpass=1 / 8, num_codes=16, code_cells=96,
-                                          code_tile=4, code_family="luma_checker"),
+    "keyed_luma_checker": replace(KEYED, code_family="luma_checker"),
     # "small" with a 64 px noise map and no high-pass: per-pixel detail for the adversarial objective
     # (loss.objective = "adversarial"), whose sample-wise counterpart is free per pixel
     # (benchmarks/results/adversarial_poison_probe.md).
