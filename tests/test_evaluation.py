@@ -502,6 +502,15 @@ def test_kept_gain_is_the_share_above_the_no_image_baseline():
     assert kept_gain(50.0, 10.0, 20.0) == "–" and kept_gain(None, 35.2, 17.0) == "–"  # clean below baseline / missing
 
 
+def test_kept_gain_table_is_left_out_without_an_undefended_clean_cell(run):
+    from unseg.evaluation.report import kept_gain_table
+
+    _, _, data = run
+    assert kept_gain_table(data, "toy")[2].startswith("| unet | ")
+    cells = {key: cell for key, cell in data["cells"].items() if key != "toy|unet|clean|none"}
+    assert kept_gain_table({**data, "cells": cells}, "toy") == []  # e.g. a run of defence cells only
+
+
 def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):
     """Two one-method runs of one grid merge into the report a single run would write (also when one
     showed progress bars and the other not); runs of another schedule are refused."""

@@ -77,13 +77,14 @@ def kept_gain(value: float | None, clean: float | None, baseline: float) -> str:
 
 def kept_gain_table(data: dict, dataset: str) -> list[str]:
     """Markdown rows (no defence): :func:`kept_gain` per victim and method, against the first no-image
-    baseline (layout prior; box-fill for interactive victims, the bar issue 9 sets). [] without baselines."""
+    baseline (layout prior; box-fill for interactive victims, the bar issue 9 sets). [] without baselines
+    or without an undefended clean-trained cell."""
     methods = [m for m in data["config"]["methods"] if m != CLEAN]
     rows = []
     for victim in data["config"]["victims"]:
         baselines = no_image_baselines(data, dataset, victim)
-        if baselines:
-            clean = _value(data, dataset, victim, CLEAN, "none")
+        clean = _value(data, dataset, victim, CLEAN, "none")
+        if baselines and clean is not None:  # a run of defence cells only has no undefended share to show
             rows.append(f"| {victim} | {_fmt(baselines[0])} | "
                         + " | ".join(kept_gain(_value(data, dataset, victim, m, "none"), clean, baselines[0]) for m in methods) + " |")
     if not rows:
@@ -184,16 +185,23 @@ def write_report(data: dict, out: str | Path) -> Path:
 
 
 def plot_curves(data: dict, out: Path, dataset: str) -> Path:
-    """Test metric over epochs, one panel per victim, one line per method (no defence)."""
-    victims = data["config"]["victims"]
+    """Test metric over epochs, one panel per victim, one line per method (no defence; in a run of
+    defence cells only, one line per method and defence, each with its clean reference)."""
+    config = data["config"]
+    victims = config["victims"]
+    undefended = any(key.startswith(f"{dataset}|") and key.endswith("|none") for key in data["cells"])
+    defences = ["none"] if undefended else list(dict.fromkeys(
+        d for defence in config["defences"] for d in (clean_reference(defence), defence)))
     figure, axes = plt.subplots(1, len(victims), figsize=(4 * len(victims), 3.2), squeeze=False)
     for axis, victim in zip(axes[0], victims):
-        for method in data["config"]["methods"]:
-            cell = data["cells"].get(f"{dataset}|{victim}|{method}|none")
-            if cell:
-                history = cell["history"]
-                axis.plot([h["epoch"] for h in history], [h[cell["metric"]] for h in history], marker="o",
-                          label=method, linewidth=2.5 if method == CLEAN else 1.2)
+        for defence in defences:
+            for method in config["methods"]:
+                cell = data["cells"].get(f"{dataset}|{victim}|{method}|{defence}")
+                if cell:
+                    history = cell["history"]
+                    axis.plot([h["epoch"] for h in history], [h[cell["metric"]] for h in history], marker="o",
+                              label=method if defence == "none" else f"{method} / {defence}",
+                              linewidth=2.5 if method == CLEAN else 1.2)
         axis.set_title(f"{dataset} / {victim}")
         axis.set_xlabel("epoch")
         axis.set_ylabel("test metric")
