@@ -172,11 +172,26 @@ def test_report_without_the_protected_cache_keeps_the_grid_it_had(run, tmp_path,
     write_report(data, kept)
     assert (kept / "grid_toy.png").read_bytes() == (out / "grid_toy.png").read_bytes()
     assert "](grid_toy.png)" in (kept / "report.md").read_text()
-    assert "image grid kept from before: no protected unseg image" in capsys.readouterr().out
+    assert "image grid kept from before: no protected image" in capsys.readouterr().out
     bare = tmp_path / "bare"
     bare.mkdir()
     write_report(data, bare)
     assert not (bare / "grid_toy.png").exists() and "grid_toy.png" not in (bare / "report.md").read_text()
+
+
+def test_image_grid_leaves_out_a_method_without_protected_images(run, tmp_path):
+    """Merged runs: a method that did not run on a dataset gets no row, the others still do."""
+    from unseg.evaluation.report import image_grid
+
+    _, out, data = run
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    shutil.rmtree(next((copy / "protected").glob("random_toy_*")))
+    with Image.open(out / "grid_toy.png") as both, Image.open(image_grid(data, copy, "toy")) as one:
+        assert one.size[0] == both.size[0] and one.size[1] < both.size[1] * 0.75  # two rows -> one
+    shutil.rmtree(next((copy / "protected").glob("unseg_toy_*")))
+    with pytest.raises(FileNotFoundError, match="no protected image"):
+        image_grid(data, copy, "toy")
 
 
 def test_rerun_skips_finished_cells_and_reuses_protection(run, count_training, tmp_path):

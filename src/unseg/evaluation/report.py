@@ -239,7 +239,8 @@ def _prediction(out: Path, dataset: str, victim: str, method: str) -> np.ndarray
 
 def image_grid(data: dict, out: Path, dataset: str) -> Path:
     """Rows = protected methods: train image clean / noise (amplified) / protected, test image / GT /
-    prediction of the clean-trained and of the protected-trained first victim."""
+    prediction of the clean-trained and of the protected-trained first victim. Methods without a
+    protected-image cache for ``dataset`` (merged runs) get no row; FileNotFoundError when none has one."""
     from unseg.evaluation.protocol import pick_stems  # local: protocol imports this module's siblings
 
     config = EvaluationConfig.from_dict(data["config"])
@@ -252,17 +253,19 @@ def image_grid(data: dict, out: Path, dataset: str) -> Path:
                                         config.victim_fit, spec.pad_label)
     clean = folder.read_image(train_stem).rgb8()
     victim = config.victims[0]
-    methods = [m for m in config.methods if m != CLEAN]
+    caches = {m: protected_folder(out / "protected", m, dataset, config.method_options(spec.aspect))
+              for m in config.methods if m != CLEAN}
+    # merged runs: a method may not have run on every dataset
+    methods = [m for m, cache in caches.items() if (cache / f"{train_stem}.png").is_file()]
+    if caches and not methods:
+        raise FileNotFoundError(f"no protected image of {train_stem} in {', '.join(map(str, caches.values()))}")
     clean_pred = _prediction(out, dataset, victim, CLEAN)
     titles = ["clean train", "noise (amplified)", "protected", "test image", "ground truth",
               f"{victim}: clean-trained", f"{victim}: protected-trained"]
     figure, axes = plt.subplots(max(len(methods), 1), len(titles), figsize=(2.2 * len(titles), 1.9 * max(len(methods), 1)), squeeze=False)
     colour = dict(cmap="tab20", vmin=0, vmax=max(spec.num_classes, 20) - 1, interpolation="nearest")
     for row, method in enumerate(methods):
-        cache = protected_folder(out / "protected", method, dataset, config.method_options(spec.aspect))
-        if not (cache / f"{train_stem}.png").is_file():
-            raise FileNotFoundError(f"no protected {method} image of {train_stem} in {cache}")
-        protected = read_protected(cache, train_stem)
+        protected = read_protected(caches[method], train_stem)
         noise = protected.astype(np.int16) - clean.astype(np.int16)
         peak = max(int(np.abs(noise).max()), 1)
         panels = [clean, (127.5 + noise * 127.5 / peak).clip(0, 255).astype(np.uint8), protected,
