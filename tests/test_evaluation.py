@@ -517,13 +517,22 @@ def test_kept_gain_is_the_share_above_the_no_image_baseline():
     assert kept_gain(50.0, 10.0, 20.0) == "–" and kept_gain(None, 35.2, 17.0) == "–"  # clean below baseline / missing
 
 
-def test_kept_gain_table_is_left_out_without_an_undefended_clean_cell(run):
+def test_report_of_defence_cells_only_leaves_out_the_undefended_summaries(run, tmp_path):
     from unseg.evaluation.report import kept_gain_table
 
-    _, _, data = run
+    _, out, data = run
     assert kept_gain_table(data, "toy")[2].startswith("| unet | ")
     cells = {key: cell for key, cell in data["cells"].items() if key != "toy|unet|clean|none"}
-    assert kept_gain_table({**data, "cells": cells}, "toy") == []  # e.g. a run of defence cells only
+    assert kept_gain_table({**data, "cells": cells}, "toy") == []
+    # a run of defence cells only (here: relabelled as jpeg75 cells): no share table, no empty bar chart
+    defended = {key.replace("|none", "|jpeg75"): {**cell, "defence": "jpeg75"} for key, cell in data["cells"].items()}
+    folder = tmp_path / "defended"
+    folder.mkdir()
+    (folder / "bars.png").write_bytes((out / "bars.png").read_bytes())  # left from an earlier run
+    config = {**data["config"], "defences": ["jpeg75"]}
+    report = write_report({**data, "config": config, "cells": defended}, folder).read_text()
+    assert "| unet | jpeg75 |" in report and "Share of the clean" not in report and "Mean over victims" not in report
+    assert "bars.png" not in report and not (folder / "bars.png").exists() and "](curves_toy.png)" in report
 
 
 def test_merged_runs_give_one_report_with_every_cell(run, tmp_path):

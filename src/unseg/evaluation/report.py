@@ -213,19 +213,23 @@ def plot_curves(data: dict, out: Path, dataset: str) -> Path:
     return path
 
 
-def plot_bars(data: dict, out: Path) -> Path:
-    """Mean test metric over victims per method, one group per dataset (no defence)."""
+def plot_bars(data: dict, out: Path) -> Path | None:
+    """Mean test metric over victims per method, one group per dataset (no defence); None (and no
+    bars.png) for a run of defence cells only."""
     datasets, methods = data["config"]["datasets"], data["config"]["methods"]
+    path = out / "bars.png"
+    all_means = [mean_over_victims(data, dataset) for dataset in datasets]
+    if not any(all_means):
+        path.unlink(missing_ok=True)  # an empty chart, or one left from another run, says nothing true
+        return None
     figure, axis = plt.subplots(figsize=(1.2 + 1.1 * len(methods) * len(datasets), 3.2))
     width = 0.8 / max(len(datasets), 1)
-    for i, dataset in enumerate(datasets):
-        means = mean_over_victims(data, dataset)
+    for i, (dataset, means) in enumerate(zip(datasets, all_means)):
         axis.bar(np.arange(len(methods)) + i * width, [means.get(m, 0.0) for m in methods], width, label=dataset)
     axis.set_xticks(np.arange(len(methods)) + width * (len(datasets) - 1) / 2, methods, rotation=30)
     axis.set_ylabel("test metric (mean over victims)")
     axis.legend()
     figure.tight_layout()
-    path = out / "bars.png"
     figure.savefig(path, dpi=90)
     plt.close(figure)
     return path
