@@ -16,7 +16,7 @@ $E --out runs/mix11/e16 --methods unseg --defences advtrain --epsilon 16 --epsil
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_mixtures_cpu_v11 runs/mix11/{a,b}
 rm -rf benchmarks/results/evaluate_protection_mixtures_cpu_v11/{protected,predictions}  # not committed
 
-# stop 39 (2026-12-06 22:09–00:20 UTC, code cecb63b; report code bf068c4): CamVid under the same defences and the
+# stop 39 (2026-12-06 22:09–00:13 UTC, code cecb63b; report code bf068c4): CamVid under the same defences and the
 # hand-made `pattern` under adversarial training on Kvasir-SEG, same schedule, merged into the same folder (the
 # stop-38 cells are taken from the committed results.json, copied to runs/mix11/stop38/ first)
 $E --out runs/at12/cam_clean --methods clean --defences advtrain --datasets camvid &
@@ -26,7 +26,7 @@ $E --out runs/at12/kv_pattern --methods pattern --defences advtrain &
 ( $E --out runs/at12/cam_mix --methods unseg,clean --defences mix20 --datasets camvid
   $E --out runs/at12/cam_e16 --methods unseg --defences advtrain --epsilon 16 --epsilon-bg 4 --datasets camvid ) &
 wait
-# then (23:36–00:20) ε 16 on CamVid without a defence, and adversarial training at 8/255 (`advtrain8`)
+# then (23:36–00:13) ε 16 on CamVid without a defence, and adversarial training at 8/255 (`advtrain8`)
 ( $E --out runs/at12/cam_e16none --methods unseg --defences none --epsilon 16 --epsilon-bg 4 --datasets camvid
   $E --out runs/at12/cam_clean8 --methods clean --defences advtrain8 --datasets camvid ) &
 $E --out runs/at12/cam_e16at8 --methods unseg --defences advtrain8 --epsilon 16 --epsilon-bg 4 --datasets camvid &
