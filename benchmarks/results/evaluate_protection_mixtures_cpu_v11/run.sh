@@ -16,7 +16,7 @@ $E --out runs/mix11/e16 --methods unseg --defences advtrain --epsilon 16 --epsil
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_mixtures_cpu_v11 runs/mix11/{a,b}
 rm -rf benchmarks/results/evaluate_protection_mixtures_cpu_v11/{protected,predictions}  # not committed
 
-# stop 39 (2026-12-06 22:09–00:13 UTC, code cecb63b; report code bf068c4): CamVid under the same defences and the
+# stop 39 (2026-12-06 22:09–00:44 UTC, code cecb63b; report code bf068c4): CamVid under the same defences and the
 # hand-made `pattern` under adversarial training on Kvasir-SEG, same schedule, merged into the same folder (the
 # stop-38 cells are taken from the committed results.json, copied to runs/mix11/stop38/ first)
 $E --out runs/at12/cam_clean --methods clean --defences advtrain --datasets camvid &
@@ -31,8 +31,13 @@ wait
   $E --out runs/at12/cam_clean8 --methods clean --defences advtrain8 --datasets camvid ) &
 $E --out runs/at12/cam_e16at8 --methods unseg --defences advtrain8 --epsilon 16 --epsilon-bg 4 --datasets camvid &
 wait
+# then (00:22–00:44) the DeepLabV3+ victim under adversarial training
+D="--victims deeplabv3plus --datasets camvid --defences advtrain"
+$E --out runs/at12/cam_dl_clean --methods clean $D &
+$E --out runs/at12/cam_dl_unseg --methods unseg $D &
+wait
 F=benchmarks/results/evaluate_protection_mixtures_cpu_v11
 mkdir -p runs/mix11/stop38 runs/mix11/stop38e16 && cp $F/results.json runs/mix11/stop38/ && cp $F/eps16/results.json runs/mix11/stop38e16/
-python benchmarks/merge_results.py $F runs/mix11/stop38 runs/at12/{cam_clean,cam_unseg,kv_pattern,cam_mix,cam_clean8}
+python benchmarks/merge_results.py $F runs/mix11/stop38 runs/at12/{cam_clean,cam_unseg,kv_pattern,cam_mix,cam_clean8,cam_dl_clean,cam_dl_unseg}
 python benchmarks/merge_results.py $F/eps16 runs/mix11/stop38e16 runs/at12/{cam_e16,cam_e16none,cam_e16at8}
 rm -rf $F/{protected,predictions} $F/eps16/{protected,predictions}  # not committed
