@@ -189,8 +189,7 @@ def plot_curves(data: dict, out: Path, dataset: str) -> Path:
     defence cells only, one line per method and defence, each with its clean reference)."""
     config = data["config"]
     victims = config["victims"]
-    undefended = any(key.startswith(f"{dataset}|") and key.endswith("|none") for key in data["cells"])
-    defences = ["none"] if undefended else list(dict.fromkeys(
+    defences = ["none"] if mean_over_victims(data, dataset) else list(dict.fromkeys(
         d for defence in config["defences"] for d in (clean_reference(defence), defence)))
     figure, axes = plt.subplots(1, len(victims), figsize=(4 * len(victims), 3.2), squeeze=False)
     for axis, victim in zip(axes[0], victims):
