@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Kvasir-SEG at 256 px, UNet, clean and the shipped v11 generator (stop 40, 2026-12-07 01:43–02:45 UTC, code
+# 4e92310; two processes on 1 torch thread each, the protected one started 10 minutes first).
+export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
+C="--preset strong_cpu --datasets kvasir_seg --victims unet --image-height 256 --no-amp --no-progress --data-root ../shared/data"
+unseg evaluate --out runs/k256_unseg --methods unseg $C &
+unseg evaluate --out runs/k256_clean --methods clean $C &
+wait
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg
+rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
