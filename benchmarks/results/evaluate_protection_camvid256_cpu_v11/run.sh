@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# CamVid at 256 px, UNet, the shipped v11 generator (stop 40, 2026-12-07 00:57–01:40 UTC, code 4e92310), merged
+# CamVid at 256 px, UNet and FPN, the shipped v11 generator (stop 40, 2026-12-07, code 4e92310), merged
 # with the clean and `pattern` cells of ../evaluate_protection_camvid256_cpu_v9/ (same flags, 2026-12-03/04).
 # Those cells predate --victim-fit (ba39344); every run then stretched, as `stretch` does now, so the copy below
 # only writes that into their config (and drops the v9 `unseg` cell, which stays in its own folder).
 export OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1
 C="--datasets camvid --victims unet --image-height 256 --batch-size 8 --epochs 8 --no-amp --no-progress --data-root ../shared/data"
 unseg evaluate --out runs/c256v11_unseg --methods unseg $C
+# FPN (stop 40, 02:38–03:17 UTC, the two at a time)
+unseg evaluate --out runs/c256fpn_clean --methods clean ${C/--victims unet/--victims fpn} &
+unseg evaluate --out runs/c256fpn_unseg --methods unseg ${C/--victims unet/--victims fpn} &
+wait
 mkdir -p runs/c256v9ref && python - <<'PY'
 import json
 a = json.load(open("benchmarks/results/evaluate_protection_camvid256_cpu_v9/results.json"))
@@ -15,5 +19,5 @@ a["protection"] = {k: v for k, v in a["protection"].items() if not k.endswith("|
 a["generators"] = {}
 json.dump(a, open("runs/c256v9ref/results.json", "w"), indent=1)
 PY
-python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg runs/c256fpn_clean runs/c256fpn_unseg
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed
