@@ -19,5 +19,13 @@ a["protection"] = {k: v for k, v in a["protection"].items() if not k.endswith("|
 a["generators"] = {}
 json.dump(a, open("runs/c256v9ref/results.json", "w"), indent=1)
 PY
-python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg runs/c256fpn_clean runs/c256fpn_unseg
+# DeepLabV3+ (clean, unseg, pattern) and FPN pattern (stop 41, 2026-12-07 03:27–05:50 UTC, code f5b1d89; two or three
+# processes at a time, beside keyed_codes_probe.py runs)
+unseg evaluate --out runs/c256dl_clean --methods clean ${C/--victims unet/--victims deeplabv3plus}
+unseg evaluate --out runs/c256dl_unseg --methods unseg ${C/--victims unet/--victims deeplabv3plus}
+unseg evaluate --out runs/c256dl_pattern --methods pattern ${C/--victims unet/--victims deeplabv3plus} &
+unseg evaluate --out runs/c256fpn_pattern --methods pattern ${C/--victims unet/--victims fpn} &
+wait
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg \
+  runs/c256fpn_clean runs/c256fpn_unseg runs/c256dl_clean runs/c256dl_unseg runs/c256dl_pattern runs/c256fpn_pattern
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed
