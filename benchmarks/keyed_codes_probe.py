@@ -27,7 +27,7 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
 - ``luma``: the shipped v11 generator's codes made by hand (key 1's yellow/blue checker, flat colours from
   key 2, class 0 without noise); ``lumasky``: the same with class 0 (CamVid's sky) a white/black checker;
   ``skydark``: sky and car swap codes (sky the flat (−, −, −), car none): on clean test images a v11 victim
-  calls most non-sky pixels car, the class of that code;
+  calls most non-sky pixels car, the class of that code (with the swap it still says car: the results file);
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id);
 - ``codes:PATH``: learned class codes (``sam_error_min_probe.py --class-wise --save-codes PATH``: one
