@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CamVid at 256 px, UNet and FPN, the shipped v11 generator (stop 40, 2026-12-07, code 4e92310), merged
+# CamVid at 256 px, UNet, FPN (stop 40, 2026-12-07, code 4e92310) and DeepLabV3+ (stop 41), the shipped v11 generator, merged
 # with the clean and `pattern` cells of ../evaluate_protection_camvid256_cpu_v9/ (same flags, 2026-12-03/04).
 # Those cells predate --victim-fit (ba39344); every run then stretched, as `stretch` does now, so the copy below
 # only writes that into their config (and drops the v9 `unseg` cell, which stays in its own folder).
