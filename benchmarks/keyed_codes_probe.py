@@ -28,6 +28,7 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
   key 2, class 0 without noise); ``lumasky``: the same with class 0 (CamVid's sky) a white/black checker;
   ``skydark``: sky and car swap codes (sky the flat (−, −, −), car none): on clean test images a v11 victim
   calls most non-sky pixels car, the class of that code (with the swap it still says car: the results file);
+  ``skyneg``: sky the flat (−, −, −) and car the white/black checker, so that no class is left without noise;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id);
 - ``codes:PATH``: learned class codes (``sam_error_min_probe.py --class-wise --save-codes PATH``: one
@@ -152,12 +153,14 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
         bank = [np.zeros((height, width, 3), np.float32) if k in nulls
                 else texture(table[k][0], height, width, period)[..., None] * COLOURS[table[k][1]] if k in table
                 else keyed_code(k, height, width, period) for k in range(count)]
-    elif family in ("luma", "lumasky", "skydark"):  # the v11 generator's codes by hand, and two variants for sky
+    elif family in ("luma", "lumasky", "skydark", "skyneg"):  # the v11 generator's codes by hand, and variants for sky
         codes = initial_codes(count, period, "luma_checker")
         if family == "lumasky":  # class 0 (sky) a white/black checker, unlike key 1's yellow/blue one and every flat colour
             codes[0] = texture_code(0, period)
         elif family == "skydark":  # sky and car (class 8) swap codes: sky the flat (-, -, -), car none
             codes[[0, 8]] = codes[[8, 0]]
+        elif family == "skyneg":  # sky the flat (-, -, -) and car (class 8) the white/black checker: no class without noise
+            codes[0], codes[8] = codes[8].clone(), texture_code(0, period)
         bank = [tiled(code, height, width) for code in codes]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
