@@ -26,7 +26,7 @@ unseg evaluate --out runs/c256dl_unseg --methods unseg ${C/--victims unet/--vict
 unseg evaluate --out runs/c256dl_pattern --methods pattern ${C/--victims unet/--victims deeplabv3plus} &
 unseg evaluate --out runs/c256fpn_pattern --methods pattern ${C/--victims unet/--victims fpn} &
 wait
-# synper for the three victims and DeepLabV3+ random (stop 42, 2026-12-07 06:32–08:10 UTC, code cf4e50b / 418a0d6 (a probe
+# synper for the three victims and DeepLabV3+ random (stop 42, 2026-12-07 06:32–08:08 UTC, code cf4e50b / 418a0d6 (a probe
 # script and results text only); two processes at a time, beside keyed_codes_probe.py runs for the first 15 minutes)
 unseg evaluate --out runs/c256_synper --methods synper $C &
 unseg evaluate --out runs/c256dl_synper --methods synper ${C/--victims unet/--victims deeplabv3plus}
