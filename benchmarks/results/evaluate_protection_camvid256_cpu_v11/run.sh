@@ -26,14 +26,15 @@ unseg evaluate --out runs/c256dl_unseg --methods unseg ${C/--victims unet/--vict
 unseg evaluate --out runs/c256dl_pattern --methods pattern ${C/--victims unet/--victims deeplabv3plus} &
 unseg evaluate --out runs/c256fpn_pattern --methods pattern ${C/--victims unet/--victims fpn} &
 wait
-# synper for the three victims and DeepLabV3+ random (stop 42, 2026-12-07 06:32–08:08 UTC, code cf4e50b / 418a0d6 (a probe
+# synper for the three victims, DeepLabV3+ and FPN random (stop 42, 2026-12-07 06:32–08:37 UTC, code cf4e50b / 418a0d6 (a probe
 # script and results text only); two processes at a time, beside keyed_codes_probe.py runs for the first 15 minutes)
 unseg evaluate --out runs/c256_synper --methods synper $C &
 unseg evaluate --out runs/c256dl_synper --methods synper ${C/--victims unet/--victims deeplabv3plus}
 unseg evaluate --out runs/c256fpn_synper --methods synper ${C/--victims unet/--victims fpn} &
 wait
 unseg evaluate --out runs/c256dl_random --methods random ${C/--victims unet/--victims deeplabv3plus}
+unseg evaluate --out runs/c256fpn_random --methods random ${C/--victims unet/--victims fpn}  # alone, 08:09–08:37
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg \
   runs/c256fpn_clean runs/c256fpn_unseg runs/c256dl_clean runs/c256dl_unseg runs/c256dl_pattern runs/c256fpn_pattern \
-  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random
+  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed
