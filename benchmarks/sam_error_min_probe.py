@@ -16,7 +16,10 @@ the surrogate is that victim's architecture from scratch with its cross-entropy 
 every labelled pixel gets ε and void ε_bg. ``--class-wise`` learns one code per class instead of one
 δ per image (the same min-min; a learned counterpart of the keyed generator's designed codes);
 ``--native`` puts the noise on the native images and lets the surrogate see them resized to the
-victim size, as a protector's noise is applied and a victim reads it. On CamVid it tells whether
+victim size, as a protector's noise is applied and a victim reads it; ``--tile-divisor D`` makes each
+class code a square tile (1/D of the longer side) repeated over the image, translation-invariant like
+the generator's code bank, so a victim's crops and a new image size leave it the same code; ``--height``
+sets the victim size. On CamVid it tells whether
 any 8/255 noise can do what the hand-made codes of ``keyed_codes_probe.py`` cannot: stop sky,
 building and car being learned from content.
 
@@ -135,10 +138,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--native", action="store_true",
                         help="semantic victims: the noise lives on the native images (all one size) and the surrogate "
                              "sees them resized to the victim size, as the victim does")
+    parser.add_argument("--tile-divisor", type=float, default=None, metavar="D",
+                        help="with --class-wise: each code a square tile of side (the noised images' longer side / D), "
+                             "repeated over the image (translation-invariant, as the generator's code bank) instead "
+                             "of one full-size map")
+    parser.add_argument("--height", type=int, default=None, help="victim height in px [the preset's]")
     parser.add_argument("--init-flat", action="store_true",
                         help="with --class-wise: start every class from its flat colour code instead of zero")
     parser.add_argument("--save-codes", type=Path, default=None,
-                        help="with --class-wise: write the learned codes (safetensors, 'codes': K x 3 x H x W in [-1, 1])")
+                        help="with --class-wise: write the learned codes (safetensors, 'codes': K x 3 x H x W in [-1, 1]; "
+                             "with --tile-divisor the K x 3 x side x side tiles)")
     parser.add_argument("--epochs", type=int, default=10, help="victim epochs on the protected images")
     parser.add_argument("--seed", type=int, default=None, help="surrogate and victim initialisation [the preset's]")
     add_run_arguments(parser)
@@ -156,6 +165,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --surrogate-dataset or --surrogate-weights, not both")
     if args.coarse < 1 or (args.coarse > 1 and (args.class_wise or args.passes != 1 or args.objective != "adversarial")):
         parser.error("--coarse is a factor >= 1 for a sample-wise adversarial poison made in one pass")
+    if args.tile_divisor is not None and (not args.class_wise or args.tile_divisor < 1):
+        parser.error("--tile-divisor is a divisor >= 1 for --class-wise codes")
     if (args.base_native or args.base_at) and not args.base:
         parser.error("--base-native and --base-at need --base")
     if args.base_native and args.base_at:
@@ -259,10 +270,18 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
         slots = class_slots(split, spec)
         code_limit = torch.full((spec.num_classes + 1, 1, 1, 1), config.budget.fraction)
         code_limit[-1] = config.budget.fraction_bg
-        codes = torch.zeros(spec.num_classes + 1, *pixels.shape[1:])
+        height, width = pixels.shape[2:]
+        side = int(round(max(height, width) / args.tile_divisor)) if args.tile_divisor else None
+        codes = torch.zeros(spec.num_classes + 1, 3, *((side, side) if side else (height, width)))
         if args.init_flat:  # start from the keyed generator's flat colours (class k: flat_code k; void: none)
             codes[:-1] = torch.stack([flat_code(k, 1) for k in range(spec.num_classes)]) * code_limit[:-1]
-        place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], values)  # noqa: E731
+
+        def full(values: torch.Tensor) -> torch.Tensor:  # K x 3 x h x w codes -> K x 3 x H x W maps
+            if not side:
+                return values
+            return values.repeat(1, 1, -(-height // side), -(-width // side))[..., :height, :width]
+
+        place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], full(values))  # noqa: E731
     for epoch in range(args.surrogate_epochs if adversarial and trained is None else 0):
         surrogate.train()
         order, epoch_losses = torch.randperm(len(split), generator=generator), []
@@ -357,6 +376,8 @@ def protected_split(split: SplitTensors, delta: torch.Tensor, bound: torch.Tenso
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = run_config(args)
+    if args.height:
+        config = replace(config, image_height=args.height)
     folder = SegmentationFolder(args.data_root / args.dataset)
     spec = folder.spec
     size = victim_size(spec, config.image_height)
@@ -427,7 +448,8 @@ def main(argv: list[str] | None = None) -> None:
     kind += " (made on the native images)" if args.base_native else ""
     kind += f" (made at height {args.base_at}, the victim's aspect)" if args.base_at else ""
     kind += f", on a {args.coarse}x coarser grid" if args.coarse > 1 else ""
-    kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")) if args.class_wise else ""
+    kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")
+             + (f", tiles of 1/{args.tile_divisor:g} of the side" if args.tile_divisor else "")) if args.class_wise else ""
     if adversarial:
         trained_on = f" on {other.dataset}" if other is not None else ""
         epochs = other.epochs if other is not None else args.surrogate_epochs
