@@ -142,6 +142,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="with --class-wise: each code a square tile of side (the noised images' longer side / D), "
                              "repeated over the image (translation-invariant, as the generator's code bank) instead "
                              "of one full-size map")
+    parser.add_argument("--reliance", type=float, default=0.0, metavar="LAMBDA",
+                        help="with --class-wise error-min: also raise the surrogate's loss when each class carries the "
+                             "next class's code (x LAMBDA), so the codes decide its prediction rather than the content")
     parser.add_argument("--height", type=int, default=None, help="victim height in px [the preset's]")
     parser.add_argument("--init-flat", action="store_true",
                         help="with --class-wise: start every class from its flat colour code instead of zero")
@@ -165,6 +168,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("give --surrogate-dataset or --surrogate-weights, not both")
     if args.coarse < 1 or (args.coarse > 1 and (args.class_wise or args.passes != 1 or args.objective != "adversarial")):
         parser.error("--coarse is a factor >= 1 for a sample-wise adversarial poison made in one pass")
+    if args.reliance and (not args.class_wise or args.objective != "error-min" or args.reliance < 0):
+        parser.error("--reliance is a weight >= 0 for --class-wise error-min codes")
     if args.tile_divisor is not None and (not args.class_wise or args.tile_divisor < 1):
         parser.error("--tile-divisor is a divisor >= 1 for --class-wise codes")
     if (args.base_native or args.base_at) and not args.base:
@@ -320,7 +325,12 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
             if args.class_wise:
                 for _ in range(args.pgd_steps):
                     codes.requires_grad_(True)
-                    (gradient,) = torch.autograd.grad(objective((x + place(index, codes)).clamp(0, 1), index), codes)
+                    target = objective((x + place(index, codes)).clamp(0, 1), index)
+                    if args.reliance:  # each class with the next class's code (void keeps its own): loss up
+                        swapped = codes[torch.arange(len(codes)).roll(-1).index_put((torch.tensor([-1, -2]),),
+                                                                                    torch.tensor([len(codes) - 1, 0]))]
+                        target = target - args.reliance * loss_of((x + place(index, swapped)).clamp(0, 1), index)
+                    (gradient,) = torch.autograd.grad(target, codes)
                     codes = codes.detach() - args.unit_step * code_limit * gradient.sign()
                     codes = torch.maximum(torch.minimum(codes, code_limit), -code_limit)
                 if adversarial:
@@ -449,7 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     kind += f" (made at height {args.base_at}, the victim's aspect)" if args.base_at else ""
     kind += f", on a {args.coarse}x coarser grid" if args.coarse > 1 else ""
     kind += (", class-wise codes" + (" from flat colours" if args.init_flat else "")
-             + (f", tiles of 1/{args.tile_divisor:g} of the side" if args.tile_divisor else "")) if args.class_wise else ""
+             + (f", tiles of 1/{args.tile_divisor:g} of the side" if args.tile_divisor else "")
+             + (f", reliance {args.reliance:g}" if args.reliance else "")) if args.class_wise else ""
     if adversarial:
         trained_on = f" on {other.dataset}" if other is not None else ""
         epochs = other.epochs if other is not None else args.surrogate_epochs
