@@ -19,7 +19,8 @@ every labelled pixel gets ε and void ε_bg. ``--class-wise`` learns one code pe
 victim size, as a protector's noise is applied and a victim reads it; ``--tile-divisor D`` makes each
 class code a square tile (1/D of the longer side) repeated over the image, translation-invariant like
 the generator's code bank, so a victim's crops and a new image size leave it the same code; ``--height``
-sets the victim size. On CamVid it tells whether
+sets the victim size; ``--reliance`` also raises the surrogate's loss when each class carries the next
+class's code, so the codes decide its prediction. On CamVid it tells whether
 any 8/255 noise can do what the hand-made codes of ``keyed_codes_probe.py`` cannot: stop sky,
 building and car being learned from content.
 
