@@ -288,6 +288,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
             return values.repeat(1, 1, -(-height // side), -(-width // side))[..., :height, :width]
 
         place = lambda index, values: torch.einsum("nkhw,kchw->nchw", slots[index], full(values))  # noqa: E731
+        next_code = torch.tensor([*range(1, spec.num_classes), 0, spec.num_classes])  # --reliance: class k gets k + 1's code
     for epoch in range(args.surrogate_epochs if adversarial and trained is None else 0):
         surrogate.train()
         order, epoch_losses = torch.randperm(len(split), generator=generator), []
@@ -328,8 +329,7 @@ def learned_noise(split: SplitTensors, spec, bound: torch.Tensor, args, config, 
                     codes.requires_grad_(True)
                     target = objective((x + place(index, codes)).clamp(0, 1), index)
                     if args.reliance:  # each class with the next class's code (void keeps its own): loss up
-                        swapped = codes[torch.arange(len(codes)).roll(-1).index_put((torch.tensor([-1, -2]),),
-                                                                                    torch.tensor([len(codes) - 1, 0]))]
+                        swapped = codes[next_code]
                         target = target - args.reliance * loss_of((x + place(index, swapped)).clamp(0, 1), index)
                     (gradient,) = torch.autograd.grad(target, codes)
                     codes = codes.detach() - args.unit_step * code_limit * gradient.sign()
