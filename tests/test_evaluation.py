@@ -591,3 +591,21 @@ def test_probe_texture_period_native_or_relative():
     assert probe.texture_period("1/1000", 24, 32) == 2
     with pytest.raises(ValueError):
         probe.fixed_noise("stripes-4", np.ones((4, 4), bool))
+
+
+def test_convergence_reads_the_last_two_epochs_of_the_clean_victim(run):
+    from unseg.evaluation.report import convergence, convergence_table
+
+    history = [{"epoch": e, "miou": v} for e, v in enumerate([20.0, 30.0, 34.0, 36.0, 35.5], start=1)]
+    state = convergence(history, "miou")
+    assert state["final"] == 35.5 and (state["best"], state["best_epoch"]) == (36.0, 4)
+    assert state["recent_gain"] == 1.5 and state["rising"]  # 35.5 against epoch 3's 34.0
+    assert not convergence(history[:4] + [{"epoch": 5, "miou": 35.0}], "miou")["rising"]  # +1.0: not above the bar
+    assert convergence(history[:2], "miou")["recent_gain"] == 10.0  # two epochs: against the first
+    assert convergence(history[:1], "miou") is None and convergence(history, "iou") is None
+    _, out, data = run  # the tiny run: one epoch, so nothing to say and no table in the report
+    assert convergence_table(data, "toy") == [] and "Did the clean-trained victims converge?" not in (out / "report.md").read_text()
+    cell = data["cells"]["toy|unet|clean|none"]
+    longer = {**data, "cells": {**data["cells"], "toy|unet|clean|none": {**cell, "history": [
+        {"epoch": 1, cell["metric"]: 10.0}, {"epoch": 2, cell["metric"]: 10.5}]}}}
+    assert convergence_table(longer, "toy")[2] == "| unet | 10.5 | 10.5 (epoch 2) | +0.5 | flat |"

@@ -110,6 +110,42 @@ def results_table(data: dict, dataset: str) -> list[str]:
     return lines
 
 
+RISING_POINTS = 1.0
+"""A clean victim whose test metric rose by more than this over its last two epochs is reported as still
+rising: a longer schedule would raise it, so its cells' shares of clean are shares of an unconverged model
+(issue 9 asks for victims "where clean victims converge")."""
+
+
+def convergence(history: list[dict], metric: str) -> dict | None:
+    """From a cell's per-epoch ``history`` (``[{"epoch": e, metric: v, ...}, ...]``): ``final``, ``best``,
+    ``best_epoch``, ``recent_gain`` (the last value minus the value two epochs earlier, or minus the first
+    with fewer epochs) and ``rising`` (``recent_gain``, to the 0.1 the report shows, above ``RISING_POINTS``).
+    None with fewer than two epochs."""
+    values = [row[metric] for row in history if metric in row]
+    if len(values) < 2:
+        return None
+    best = int(np.argmax(values))
+    gain = values[-1] - values[max(len(values) - 3, 0)]
+    return {"final": values[-1], "best": values[best], "best_epoch": history[best]["epoch"],
+            "recent_gain": gain, "rising": round(gain, 1) > RISING_POINTS}
+
+
+def convergence_table(data: dict, dataset: str) -> list[str]:
+    """Markdown rows: per victim, whether its clean-trained (undefended) cell converged — its final and best
+    test metric, and what the last two epochs added (:func:`convergence`). [] without such cells."""
+    rows = []
+    for victim in data["config"]["victims"]:
+        cell = data["cells"].get(f"{dataset}|{victim}|{CLEAN}|none")
+        state = None if cell is None else convergence(cell.get("history", []), cell["metric"])
+        if state is not None:
+            reading = "still rising" if state["rising"] else "flat"
+            rows.append(f"| {victim} | {_fmt(state['final'])} | {_fmt(state['best'])} (epoch {state['best_epoch']}) | "
+                        f"{state['recent_gain']:+.1f} | {reading} |")
+    if not rows:
+        return []
+    return ["| victim | clean final | best (epoch) | last two epochs | reading |", "|---|---|---|---|---|"] + rows
+
+
 def protection_table(data: dict) -> list[str]:
     lines = ["| dataset | method | images | s / image | mean PSNR (dB) | max L∞ inside / outside (levels) | "
              "budget (levels) | note |",
@@ -168,6 +204,11 @@ def write_report(data: dict, out: str | Path) -> Path:
             lines += ["Share of the clean victim's gain over the no-image baseline that survives protection, "
                       "(protected − baseline) / (clean − baseline): 0 = nothing learned from the image beyond the "
                       "baseline, below 0 = misled.", ""] + gains + [""]
+        converged = convergence_table(data, dataset)
+        if converged:
+            lines += [f"Did the clean-trained victims converge? \"Still rising\": the test metric gained more than "
+                      f"{RISING_POINTS:g} point over the last two epochs, so a longer schedule would raise the clean "
+                      "reference and every share of it above.", ""] + converged + [""]
         means = mean_over_victims(data, dataset)
         if means:
             lines += ["Mean over victims (no defence): " + ", ".join(f"{m} {_fmt(v)}" for m, v in means.items()), ""]
