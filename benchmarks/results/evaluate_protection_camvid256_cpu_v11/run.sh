@@ -34,7 +34,8 @@ unseg evaluate --out runs/c256fpn_synper --methods synper ${C/--victims unet/--v
 wait
 unseg evaluate --out runs/c256dl_random --methods random ${C/--victims unet/--victims deeplabv3plus}
 unseg evaluate --out runs/c256fpn_random --methods random ${C/--victims unet/--victims fpn}  # alone, 08:09–08:37
+unseg evaluate --out runs/c256_random --methods random $C  # stop 44, 2026-12-07 11:22–12:08 UTC, code bc8e058
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg \
   runs/c256fpn_clean runs/c256fpn_unseg runs/c256dl_clean runs/c256dl_unseg runs/c256dl_pattern runs/c256fpn_pattern \
-  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random
+  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random runs/c256_random
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed

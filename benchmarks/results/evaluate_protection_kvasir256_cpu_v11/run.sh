@@ -6,5 +6,6 @@ C="--preset strong_cpu --datasets kvasir_seg --victims unet --image-height 256 -
 unseg evaluate --out runs/k256_unseg --methods unseg $C &
 unseg evaluate --out runs/k256_clean --methods clean $C &
 wait
-python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg
+unseg evaluate --out runs/k256_pattern --methods pattern $C  # stop 44, 2026-12-07 11:18–12:08 UTC, code bc8e058
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
