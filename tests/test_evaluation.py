@@ -294,6 +294,7 @@ def test_cli_help_lists_the_options():
     ("--image-height", "33", "multiple of 32"),
     ("--victim-fit", "crop", "victim_fit must be one of"),
     ("--datasets", "nowhere", "not a segmentation folder"),
+    ("--methods", "clean,unseg:/nowhere/gen.safetensors", "generator checkpoint not found"),
 ])
 def test_cli_bad_input_fails_before_any_work(run, tmp_path, option, value, message):
     config, _, _ = run
@@ -609,3 +610,18 @@ def test_convergence_reads_the_last_two_epochs_of_the_clean_victim(run):
     longer = {**data, "cells": {**data["cells"], "toy|unet|clean|none": {**cell, "history": [
         {"epoch": 1, cell["metric"]: 10.0}, {"epoch": 2, cell["metric"]: 10.5}]}}}
     assert convergence_table(longer, "toy")[2] == "| unet | 10.5 | 10.5 (epoch 2) | +0.5 | flat |"
+
+
+def test_a_finished_run_reports_after_its_generator_file_is_gone(run, tmp_path):
+    """A results.json read back (merged, committed, copied to another machine) needs no generator file."""
+    _, out, data = run
+    gone = str(tmp_path / "deleted" / "gen.safetensors")
+    config = {**data["config"], "methods": [*data["config"]["methods"], f"unseg:{gone}"]}
+    cell = {**data["cells"]["toy|unet|unseg|none"], "method": f"unseg:{gone}"}
+    recorded = {**data, "config": config, "cells": {**data["cells"], f"toy|unet|unseg:{gone}|none": cell}}
+    folder = tmp_path / "report"
+    folder.mkdir()
+    report = write_report(recorded, folder).read_text()
+    assert f"| unseg:{gone} |" in report
+    with pytest.raises(ValueError, match="generator checkpoint not found"):
+        EvaluationConfig.from_dict(config).check_files()

@@ -80,7 +80,7 @@ class EvaluationConfig:
         for victim in self.victims:
             parse_victim(victim)
         for method in self.methods:
-            check_method(method)
+            check_method(method, need_file=False)  # the files: check_files, so that a finished run still reports
         for defence in self.defences:
             parse_defence(defence)
         if self.victim_fit not in VICTIM_FITS:
@@ -91,6 +91,13 @@ class EvaluationConfig:
             raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.epochs < 1:
             raise ValueError("epochs must be at least 1")
+
+    def check_files(self) -> None:
+        """Raise ValueError for an ``unseg:PATH`` method whose checkpoint is missing. Run before any work
+        (:class:`unseg.evaluation.protocol.ResultsStore` does), not on construction: a finished run's results.json
+        is read back to report or merge it on machines where its generator files are gone."""
+        for method in self.methods:
+            check_method(method)
 
     def schedule(self, augment: bool = False, adversarial_epsilon: float = 0.0) -> TrainSchedule:
         """The victim schedule, with a defence's training-time switches."""

@@ -82,12 +82,14 @@ class MethodOptions:
     em_schedule: MinMinSchedule = MinMinSchedule()
 
 
-def check_method(name: str) -> None:
-    """Raise ValueError for a method name that is not clean, unseg, a :data:`VARIANTS` name, unseg:PATH or a baseline."""
+def check_method(name: str, need_file: bool = True) -> None:
+    """Raise ValueError for a method name that is not clean, unseg, a :data:`VARIANTS` name, unseg:PATH or a
+    baseline; with ``need_file``, also for an unseg:PATH whose checkpoint is missing (what protecting needs, and
+    reading a finished run's recorded methods does not)."""
     if name in (CLEAN, UNSEG) or name in VARIANTS or name in BASELINES:
         return
     if name.startswith(UNSEG + ":"):
-        if not Path(name.split(":", 1)[1]).is_file():
+        if need_file and not Path(name.split(":", 1)[1]).is_file():
             raise ValueError(f"generator checkpoint not found: {name.split(':', 1)[1]}")
         return
     raise ValueError(f"unknown method {name!r}; use clean, unseg, {', '.join(VARIANTS)}, unseg:PATH or one of "

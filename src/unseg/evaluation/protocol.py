@@ -87,6 +87,7 @@ class ResultsStore:
     """results.json of a run folder: config, versions, protection info and finished cells."""
 
     def __init__(self, out: Path, config: EvaluationConfig) -> None:
+        config.check_files()
         self.path = Path(out) / RESULTS_FILE
         self.data: dict = {"config": config.to_dict(), "versions": library_versions(), "generators": {},
                            "protection": {}, "priors": {}, "cells": {}}
