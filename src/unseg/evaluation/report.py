@@ -121,12 +121,13 @@ def convergence(history: list[dict], metric: str) -> dict | None:
     ``best_epoch``, ``recent_gain`` (the last value minus the value two epochs earlier, or minus the first
     with fewer epochs) and ``rising`` (``recent_gain``, to the 0.1 the report shows, above ``RISING_POINTS``).
     None with fewer than two epochs."""
-    values = [row[metric] for row in history if metric in row]
-    if len(values) < 2:
+    rows = [row for row in history if metric in row]
+    if len(rows) < 2:
         return None
+    values = [row[metric] for row in rows]
     best = int(np.argmax(values))
     gain = values[-1] - values[max(len(values) - 3, 0)]
-    return {"final": values[-1], "best": values[best], "best_epoch": history[best]["epoch"],
+    return {"final": values[-1], "best": values[best], "best_epoch": rows[best]["epoch"],
             "recent_gain": gain, "rising": round(gain, 1) > RISING_POINTS}
 
 
