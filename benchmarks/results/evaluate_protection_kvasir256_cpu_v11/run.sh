@@ -7,5 +7,10 @@ unseg evaluate --out runs/k256_unseg --methods unseg $C &
 unseg evaluate --out runs/k256_clean --methods clean $C &
 wait
 unseg evaluate --out runs/k256_pattern --methods pattern $C  # stop 44, 2026-12-07 11:18–12:08 UTC, code bc8e058
-python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern
+# DeepLabV3+ (stop 44, 2026-12-07 12:08–13:03 UTC, code 69e6174, the two at a time)
+unseg evaluate --out runs/k256dl_unseg --methods unseg ${C/--victims unet/--victims deeplabv3plus} &
+unseg evaluate --out runs/k256dl_clean --methods clean ${C/--victims unet/--victims deeplabv3plus} &
+wait
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
+  runs/k256dl_clean runs/k256dl_unseg
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
