@@ -11,6 +11,10 @@ unseg evaluate --out runs/k256_pattern --methods pattern $C  # stop 44, 2026-12-
 unseg evaluate --out runs/k256dl_unseg --methods unseg ${C/--victims unet/--victims deeplabv3plus} &
 unseg evaluate --out runs/k256dl_clean --methods clean ${C/--victims unet/--victims deeplabv3plus} &
 wait
+# FPN (stop 44, 2026-12-07 13:06–13:51 UTC, code 9fc2eaa, the two at a time)
+unseg evaluate --out runs/k256fpn_unseg --methods unseg ${C/--victims unet/--victims fpn} &
+unseg evaluate --out runs/k256fpn_clean --methods clean ${C/--victims unet/--victims fpn} &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
-  runs/k256dl_clean runs/k256dl_unseg
+  runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
