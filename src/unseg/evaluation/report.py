@@ -28,8 +28,13 @@ def _cells(data: dict) -> list[dict]:
     return list(data["cells"].values())
 
 
+def _cell(data: dict, dataset: str, victim: str, method: str, defence: str) -> dict | None:
+    """The finished cell of that grid point (its key as :attr:`unseg.evaluation.protocol.Cell.key` writes it), or None."""
+    return data["cells"].get(f"{dataset}|{victim}|{method}|{defence}")
+
+
 def _value(data: dict, dataset: str, victim: str, method: str, defence: str) -> float | None:
-    cell = data["cells"].get(f"{dataset}|{victim}|{method}|{defence}")
+    cell = _cell(data, dataset, victim, method, defence)
     return None if cell is None else cell["value"]
 
 
@@ -136,7 +141,7 @@ def convergence_table(data: dict, dataset: str) -> list[str]:
     test metric, and what the last two epochs added (:func:`convergence`). [] without such cells."""
     rows = []
     for victim in data["config"]["victims"]:
-        cell = data["cells"].get(f"{dataset}|{victim}|{CLEAN}|none")
+        cell = _cell(data, dataset, victim, CLEAN, "none")
         state = None if cell is None else convergence(cell.get("history", []), cell["metric"])
         if state is not None:
             reading = "still rising" if state["rising"] else "flat"
@@ -237,7 +242,7 @@ def plot_curves(data: dict, out: Path, dataset: str) -> Path:
     for axis, victim in zip(axes[0], victims):
         for defence in defences:
             for method in config["methods"]:
-                cell = data["cells"].get(f"{dataset}|{victim}|{method}|{defence}")
+                cell = _cell(data, dataset, victim, method, defence)
                 if cell:
                     history = cell["history"]
                     axis.plot([h["epoch"] for h in history], [h[cell["metric"]] for h in history], marker="o",
