@@ -15,6 +15,11 @@ wait
 unseg evaluate --out runs/k256fpn_unseg --methods unseg ${C/--victims unet/--victims fpn} &
 unseg evaluate --out runs/k256fpn_clean --methods clean ${C/--victims unet/--victims fpn} &
 wait
+# `pattern` for DeepLabV3+ and FPN (stop 45, 2026-12-07 14:08–14:52 UTC, code ba8c522, the two at a time)
+unseg evaluate --out runs/k256dl_pattern --methods pattern ${C/--victims unet/--victims deeplabv3plus} &
+unseg evaluate --out runs/k256fpn_pattern --methods pattern ${C/--victims unet/--victims fpn} &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
-  runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg
+  runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg \
+  runs/k256dl_pattern runs/k256fpn_pattern
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
