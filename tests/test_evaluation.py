@@ -603,6 +603,9 @@ def test_convergence_reads_the_last_two_epochs_of_the_clean_victim(run):
     assert state["recent_gain"] == 1.5 and state["rising"]  # 35.5 against epoch 3's 34.0
     assert not convergence(history[:4] + [{"epoch": 5, "miou": 35.0}], "miou")["rising"]  # +1.0: not above the bar
     assert convergence(history[:2], "miou")["recent_gain"] == 10.0  # two epochs: against the first
+    dropped = convergence(history + [{"epoch": 6, "miou": 30.0}, {"epoch": 7, "miou": 29.0}], "miou")
+    assert dropped["falling"] and not dropped["rising"] and dropped["best"] == 36.0  # 29.0 against epoch 5's 35.5
+    assert not state["falling"] and not convergence(history[:4] + [{"epoch": 5, "miou": 33.0}], "miou")["falling"]  # -1.0
     assert convergence(history[:1], "miou") is None and convergence(history, "iou") is None
     _, out, data = run  # the tiny run: one epoch, so nothing to say and no table in the report
     assert convergence_table(data, "toy") == [] and "Did the clean-trained victims converge?" not in (out / "report.md").read_text()
@@ -610,6 +613,8 @@ def test_convergence_reads_the_last_two_epochs_of_the_clean_victim(run):
     longer = {**data, "cells": {**data["cells"], "toy|unet|clean|none": {**cell, "history": [
         {"epoch": 1, cell["metric"]: 10.0}, {"epoch": 2, cell["metric"]: 10.5}]}}}
     assert convergence_table(longer, "toy")[2] == "| unet | 10.5 | 10.5 (epoch 2) | +0.5 | flat |"
+    longer["cells"]["toy|unet|clean|none"]["history"][1][cell["metric"]] = 8.0
+    assert convergence_table(longer, "toy")[2] == "| unet | 8.0 | 10.0 (epoch 1) | -2.0 | falling |"
 
 
 def test_a_finished_run_reports_after_its_generator_file_is_gone(run, tmp_path):

@@ -118,13 +118,15 @@ def results_table(data: dict, dataset: str) -> list[str]:
 RISING_POINTS = 1.0
 """A clean victim whose test metric rose by more than this over its last two epochs is reported as still
 rising: a longer schedule would raise it, so its cells' shares of clean are shares of an unconverged model
-(issue 9 asks for victims "where clean victims converge")."""
+(issue 9 asks for victims "where clean victims converge"). One that fell by more than this is reported as
+falling: its final value understates what it reached (the table shows its best)."""
 
 
 def convergence(history: list[dict], metric: str) -> dict | None:
     """From a cell's per-epoch ``history`` (``[{"epoch": e, metric: v, ...}, ...]``): ``final``, ``best``,
     ``best_epoch``, ``recent_gain`` (the last value minus the value two epochs earlier, or minus the first
-    with fewer epochs) and ``rising`` (``recent_gain``, to the 0.1 the report shows, above ``RISING_POINTS``).
+    with fewer epochs), ``rising`` (``recent_gain``, to the 0.1 the report shows, above ``RISING_POINTS``) and
+    ``falling`` (below ``-RISING_POINTS``).
     None with fewer than two epochs."""
     rows = [row for row in history if metric in row]
     if len(rows) < 2:
@@ -133,7 +135,7 @@ def convergence(history: list[dict], metric: str) -> dict | None:
     best = int(np.argmax(values))
     gain = values[-1] - values[max(len(values) - 3, 0)]
     return {"final": values[-1], "best": values[best], "best_epoch": rows[best]["epoch"],
-            "recent_gain": gain, "rising": round(gain, 1) > RISING_POINTS}
+            "recent_gain": gain, "rising": round(gain, 1) > RISING_POINTS, "falling": round(gain, 1) < -RISING_POINTS}
 
 
 def convergence_table(data: dict, dataset: str) -> list[str]:
@@ -144,7 +146,7 @@ def convergence_table(data: dict, dataset: str) -> list[str]:
         cell = _cell(data, dataset, victim, CLEAN, "none")
         state = None if cell is None else convergence(cell.get("history", []), cell["metric"])
         if state is not None:
-            reading = "still rising" if state["rising"] else "flat"
+            reading = "still rising" if state["rising"] else "falling" if state["falling"] else "flat"
             rows.append(f"| {victim} | {_fmt(state['final'])} | {_fmt(state['best'])} (epoch {state['best_epoch']}) | "
                         f"{state['recent_gain']:+.1f} | {reading} |")
     if not rows:
@@ -214,7 +216,8 @@ def write_report(data: dict, out: str | Path) -> Path:
         if converged:
             lines += [f"Did the clean-trained victims converge? \"Still rising\": the test metric gained more than "
                       f"{RISING_POINTS:g} point over the last two epochs, so a longer schedule would raise the clean "
-                      "reference and every share of it above.", ""] + converged + [""]
+                      "reference and every share of it above; \"falling\": it lost more than that, so the final "
+                      "clean value understates what the victim reached (see its best).", ""] + converged + [""]
         means = mean_over_victims(data, dataset)
         if means:
             lines += ["Mean over victims (no defence): " + ", ".join(f"{m} {_fmt(v)}" for m, v in means.items()), ""]
