@@ -66,3 +66,23 @@ def test_a_trained_interactive_victim_reports_its_test_objects_prompt_only_basel
     assert {k: result.final[k] for k in expected} == expected
     assert 0 <= result.final["iou"] <= 100 and result.final["objects"] == 2
     assert np.isfinite(result.history[0]["loss"])
+
+
+def test_sam_victim_presets_set_the_input_side_and_unknown_ones_are_refused():
+    import pytest
+
+    from unseg.evaluation.training import TrainSchedule, train_victim
+    from unseg.evaluation.victims import build_victim, parse_victim
+
+    assert parse_victim("sam").encoder is None and build_victim(parse_victim("sam"), 2).config.sam.img_size == 128
+    victim = parse_victim("sam@small_256")
+    assert victim.interactive and victim.encoder == "small_256"
+    model = build_victim(victim, 2)
+    assert model.config.sam.img_size == 256 and model.config.sam.embedding_size == 16  # the small grid, 2x the pixels
+    split = _split()
+    result = train_victim(victim, SPEC, split, split, TrainSchedule(epochs=1, batch_size=2), torch.device("cpu"),
+                          seed=0, progress=None)
+    expected = prompt_only_ious(object_samples(split, SPEC, 256, max_objects=3, generator=torch.Generator().manual_seed(1)))
+    assert {k: result.final[k] for k in expected} == expected  # its test objects were cut at 256 px
+    with pytest.raises(ValueError, match="unknown sam victim preset 'huge'"):
+        parse_victim("sam@huge")

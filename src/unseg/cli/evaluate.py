@@ -26,7 +26,7 @@ def evaluate(
     datasets: Optional[str] = typer.Option(None, help="Comma list, e.g. camvid,kvasir_seg."),
     victims: Optional[str] = typer.Option(None, help="Comma list: unet, unetplusplus, fpn, deeplabv3plus, linknet, pspnet (CNNs), "
                                           "segformer (transformer) — each optionally arch@encoder, e.g. unet@mobilenet_v2 or "
-                                          "segformer@mit_b2 —, sam (box-prompted interactive)."),
+                                          "segformer@mit_b2 —, sam (box-prompted interactive, 128-px input) or sam@small_256 (256-px input)."),
     methods: Optional[str] = typer.Option(None, help="Comma list: clean, unseg (the shipped generator, images fitted square: the protector's default), unseg_letterbox / unseg_square (a pinned fit), unseg_refined (+ protect-time refinement on half the budget, letterbox fit, slower; experimental), unseg_refined_full (the refinement on the whole budget), unseg_refined_square (square fit, refined through the square view only), unseg:PATH, pattern, random, sign, synper, ar, cuda, em."),
     defences: Optional[str] = typer.Option(None, help="Comma list: none, jpeg<Q>, blur<S>, bits<B>, gray, augment, "
                                            "advtrain[<L>], mix<K> (K % clean; adds cleanpart<K> reference)."),

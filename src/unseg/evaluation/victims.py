@@ -2,8 +2,9 @@
 
 smp victims (``unseg.models.semantic``, trained from scratch) are named ``arch`` or
 ``arch@encoder``; ``sam`` is the
-box-prompted :func:`unseg.models.build_surrogate` ("small") trained on (image, object box) ->
-object mask, the interactive-segmentation task, scored by pooled foreground IoU.
+box-prompted :func:`unseg.models.build_surrogate` ("small", 128-px input) trained on (image, object box) ->
+object mask, the interactive-segmentation task, scored by pooled foreground IoU; ``sam@preset`` picks
+another surrogate preset (``sam@small_256``: 256-px input).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from unseg.models.registry import SURROGATE_PRESETS, build_surrogate
 from unseg.models.semantic import ARCHITECTURES, build_semantic, parse_semantic
 
 INTERACTIVE_VICTIM = "sam"
@@ -19,7 +21,8 @@ INTERACTIVE_VICTIM = "sam"
 
 @dataclass(frozen=True)
 class VictimSpec:
-    """A parsed victim name: ``arch`` (default encoder), ``arch@encoder``, or ``sam``."""
+    """A parsed victim name: ``arch`` (default encoder), ``arch@encoder``, ``sam`` or ``sam@preset``
+    (``encoder`` then holds the surrogate preset)."""
 
     name: str
     architecture: str
@@ -31,12 +34,12 @@ class VictimSpec:
 
 
 def parse_victim(name: str) -> VictimSpec:
-    """``"unet"`` -> UNet with its default encoder; ``"fpn@mobilenet_v2"``; ``"sam"``."""
+    """``"unet"`` -> UNet with its default encoder; ``"fpn@mobilenet_v2"``; ``"sam"``; ``"sam@small_256"``."""
     architecture, _, encoder = name.partition("@")
     if architecture == INTERACTIVE_VICTIM:
-        if encoder:
-            raise ValueError("the sam victim takes no encoder")
-        return VictimSpec(name, architecture, None)
+        if encoder and encoder not in SURROGATE_PRESETS:
+            raise ValueError(f"unknown sam victim preset {encoder!r}; choose one of {sorted(SURROGATE_PRESETS)}")
+        return VictimSpec(name, architecture, encoder or None)
     try:
         architecture, encoder = parse_semantic(name)
     except ValueError:
@@ -47,7 +50,5 @@ def parse_victim(name: str) -> VictimSpec:
 def build_victim(spec: VictimSpec, num_classes: int) -> nn.Module:
     """A randomly initialised victim taking ``[0, 1]`` images (smp: ``B x classes x H x W`` logits)."""
     if spec.interactive:
-        from unseg.models import build_surrogate
-
-        return build_surrogate("small")  # normalises its [0, 1] input itself
+        return build_surrogate(spec.encoder or "small")  # normalises its [0, 1] input itself
     return build_semantic(spec.architecture, spec.encoder, num_classes)

@@ -60,6 +60,9 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
 
 SURROGATE_PRESETS: dict[str, SurrogateConfig] = {
     "small": SurrogateConfig(),
+    # "small" at 256 px with 16-px patches: the same 16 x 16 token grid, so about the same cost, but it sees
+    # 256-px inputs (the `sam@small_256` victim beside 256-px semantic victims; "small" letterboxes them to 128).
+    "small_256": SurrogateConfig(sam=replace(SurrogateConfig().sam, img_size=256, patch_size=16)),
     # Paper: same layout at 512 px input.
     "vit_b": SurrogateConfig(
         sam=SamConfig(**{**SAM_VIT_B.__dict__, "img_size": 512, "window_size": 14}),
