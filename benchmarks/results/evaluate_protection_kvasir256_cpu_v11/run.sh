@@ -19,7 +19,11 @@ wait
 unseg evaluate --out runs/k256dl_pattern --methods pattern ${C/--victims unet/--victims deeplabv3plus} &
 unseg evaluate --out runs/k256fpn_pattern --methods pattern ${C/--victims unet/--victims fpn} &
 wait
+# the interactive sam victim, clean and v11 (stop 45, 2026-12-07 14:53–15:04 UTC, code 432e9d7, the two at a time)
+unseg evaluate --out runs/k256sam_unseg --methods unseg ${C/--victims unet/--victims sam} &
+unseg evaluate --out runs/k256sam_clean --methods clean ${C/--victims unet/--victims sam} &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
   runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg \
-  runs/k256dl_pattern runs/k256fpn_pattern
+  runs/k256dl_pattern runs/k256fpn_pattern runs/k256sam_clean runs/k256sam_unseg
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
