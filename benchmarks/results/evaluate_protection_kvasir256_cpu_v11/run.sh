@@ -23,7 +23,12 @@ wait
 unseg evaluate --out runs/k256sam_unseg --methods unseg ${C/--victims unet/--victims sam} &
 unseg evaluate --out runs/k256sam_clean --methods clean ${C/--victims unet/--victims sam} &
 wait
+# UNet synper and random (stop 45, 2026-12-07 15:04–16:00 UTC, code cb9b788, the two at a time)
+unseg evaluate --out runs/k256_synper --methods synper $C &
+unseg evaluate --out runs/k256_random --methods random $C &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
   runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg \
-  runs/k256dl_pattern runs/k256fpn_pattern runs/k256sam_clean runs/k256sam_unseg
+  runs/k256dl_pattern runs/k256fpn_pattern runs/k256sam_clean runs/k256sam_unseg \
+  runs/k256_synper runs/k256_random
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
