@@ -27,8 +27,12 @@ wait
 unseg evaluate --out runs/k256_synper --methods synper $C &
 unseg evaluate --out runs/k256_random --methods random $C &
 wait
+# sam@small_256 (the interactive victim with a 256-px input), clean and v11 (stop 45, 15:59–16:16 UTC, code 80e82b0)
+unseg evaluate --out runs/k256s256_clean --methods clean ${C/--victims unet/--victims sam@small_256} &
+unseg evaluate --out runs/k256s256_unseg --methods unseg ${C/--victims unet/--victims sam@small_256} &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
   runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg \
   runs/k256dl_pattern runs/k256fpn_pattern runs/k256sam_clean runs/k256sam_unseg \
-  runs/k256_synper runs/k256_random
+  runs/k256_synper runs/k256_random runs/k256s256_clean runs/k256s256_unseg
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
