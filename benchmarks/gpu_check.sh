@@ -9,7 +9,7 @@
 #   bash benchmarks/gpu_check.sh env,train,protect,bench,tests    # ~4 minutes
 #   bash benchmarks/gpu_check.sh evaluate                         # the gpu preset: ~8 minutes
 #   bash benchmarks/gpu_check.sh gap                              # clean CamVid surrogate + adversarial generator (not timed)
-#   bash benchmarks/gpu_check.sh grid                             # issue 9's grid (2 sets x unet, deeplabv3plus, fpn, sam x
+#   bash benchmarks/gpu_check.sh grid                             # issue 9's grid (2 sets x unet, deeplabv3plus, fpn, sam@small_256 x
 #                                                                 # clean, unseg, pattern, synper, random) on the gpu preset's
 #                                                                 # schedule; stops itself after 9 min (GRID_SECONDS), rerun
 #                                                                 # to continue: runs/gpu_grid stays while the machine is warm
@@ -219,7 +219,7 @@ if wants grid; then  # issue 9's grid on the gpu preset's schedule, in a folder 
   # exit 124 = stopped at GRID_SECONDS, which is how a long grid is meant to end a call: not a failure
   run_step grid bash -c 'timeout "$0" "$@"; status=$?; [[ $status -eq 124 ]] && echo "stopped after $0 s" && status=0; exit $status' \
     "${GRID_SECONDS:-540}" "$PY" -m unseg evaluate --preset gpu --data-root "$DATA" --out "$GRID_DIR" \
-    --victims unet,deeplabv3plus,fpn,sam --methods clean,unseg,pattern,synper,random --no-progress "${EVAL_ARGS[@]}"
+    --victims unet,deeplabv3plus,fpn,sam@small_256 --methods clean,unseg,pattern,synper,random --no-progress "${EVAL_ARGS[@]}"
   "$PY" - "$GRID_DIR/results.json" >> "$SUMMARY" <<'PY'
 import json, sys
 from pathlib import Path
