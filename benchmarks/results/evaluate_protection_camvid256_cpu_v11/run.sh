@@ -35,7 +35,13 @@ wait
 unseg evaluate --out runs/c256dl_random --methods random ${C/--victims unet/--victims deeplabv3plus}
 unseg evaluate --out runs/c256fpn_random --methods random ${C/--victims unet/--victims fpn}  # alone, 08:09–08:37
 unseg evaluate --out runs/c256_random --methods random $C  # stop 44, 2026-12-07 11:22–12:08 UTC, code bc8e058
+# sam@small_256, clean and v11 (stop 45, 2026-12-07 16:10–16:29 UTC, code 1148799, the two at a time)
+S="--preset strong_cpu --datasets camvid --victims sam@small_256 --image-height 256 --no-amp --no-progress --data-root ../shared/data"
+unseg evaluate --out runs/c256s256_clean --methods clean $S &
+unseg evaluate --out runs/c256s256_unseg --methods unseg $S &
+wait
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg \
   runs/c256fpn_clean runs/c256fpn_unseg runs/c256dl_clean runs/c256dl_unseg runs/c256dl_pattern runs/c256fpn_pattern \
-  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random runs/c256_random
+  runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random runs/c256_random \
+  runs/c256s256_clean runs/c256s256_unseg
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed
