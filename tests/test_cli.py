@@ -141,4 +141,4 @@ def test_gpu_check_grid_step_stops_at_its_time_limit_and_a_rerun_finishes_the_gr
     assert "rerun `gpu_check.sh grid`" in summaries[0] and "40 of 40 cells done" not in summaries[0], summaries[0]
     assert "40 of 40 cells done" in summaries[1], summaries[1]
     results = json.loads((tmp_path / "out" / "grid_results.json").read_text())
-    assert results["config"]["victims"] == ["unet", "deeplabv3plus", "fpn", "sam"] and len(results["cells"]) == 40
+    assert results["config"]["victims"] == ["unet", "deeplabv3plus", "fpn", "sam@small_256"] and len(results["cells"]) == 40
