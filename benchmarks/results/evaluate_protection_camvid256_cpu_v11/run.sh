@@ -40,8 +40,10 @@ S="--preset strong_cpu --datasets camvid --victims sam@small_256 --image-height 
 unseg evaluate --out runs/c256s256_clean --methods clean $S &
 unseg evaluate --out runs/c256s256_unseg --methods unseg $S &
 wait
+# its pattern, synper and random (stop 46, 2026-12-07 16:51–17:48 UTC, code 58d6337, one after the other beside a Kvasir-SEG run)
+for m in pattern synper random; do unseg evaluate --out runs/c256s256_$m --methods $m $S; done
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_camvid256_cpu_v11 runs/c256v9ref runs/c256v11_unseg \
   runs/c256fpn_clean runs/c256fpn_unseg runs/c256dl_clean runs/c256dl_unseg runs/c256dl_pattern runs/c256fpn_pattern \
   runs/c256_synper runs/c256dl_synper runs/c256fpn_synper runs/c256dl_random runs/c256fpn_random runs/c256_random \
-  runs/c256s256_clean runs/c256s256_unseg
+  runs/c256s256_clean runs/c256s256_unseg runs/c256s256_pattern runs/c256s256_synper runs/c256s256_random
 rm -rf benchmarks/results/evaluate_protection_camvid256_cpu_v11/{protected,predictions}  # not committed
