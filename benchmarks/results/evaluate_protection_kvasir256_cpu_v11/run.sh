@@ -31,8 +31,19 @@ wait
 unseg evaluate --out runs/k256s256_clean --methods clean ${C/--victims unet/--victims sam@small_256} &
 unseg evaluate --out runs/k256s256_unseg --methods unseg ${C/--victims unet/--victims sam@small_256} &
 wait
+# DeepLabV3+ / FPN synper and random, sam@small_256 pattern / synper / random (stop 46, 2026-12-07 16:51–19:03 UTC, code
+# 58d6337; two queues, run at the same time: the first three semantic cells, then the sam cells and DeepLabV3+ random)
+for job in "deeplabv3plus synper" "fpn synper" "fpn random"; do set -- $job
+  unseg evaluate --out runs/k256${1/deeplabv3plus/dl}_$2 --methods $2 ${C/--victims unet/--victims $1}; done &
+for m in pattern synper random; do unseg evaluate --out runs/k256s256_$m --methods $m ${C/--victims unet/--victims sam@small_256}; done
+unseg evaluate --out runs/k256dl_random --methods random ${C/--victims unet/--victims deeplabv3plus}
+wait
+# sam@small_256 with a second seed, clean and v11 (stop 46, 18:44–19:04 UTC, one after the other) -> seed1/
+for m in unseg clean; do unseg evaluate --out runs/k256s256_${m}_seed1 --methods $m ${C/--victims unet/--victims sam@small_256} --seed 1; done
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11/seed1 runs/k256s256_clean_seed1 runs/k256s256_unseg_seed1
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 runs/k256_clean runs/k256_unseg runs/k256_pattern \
   runs/k256dl_clean runs/k256dl_unseg runs/k256fpn_clean runs/k256fpn_unseg \
   runs/k256dl_pattern runs/k256fpn_pattern runs/k256sam_clean runs/k256sam_unseg \
-  runs/k256_synper runs/k256_random runs/k256s256_clean runs/k256s256_unseg
-rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed
+  runs/k256_synper runs/k256_random runs/k256s256_clean runs/k256s256_unseg runs/k256dl_synper runs/k256fpn_synper \
+  runs/k256fpn_random runs/k256dl_random runs/k256s256_pattern runs/k256s256_synper runs/k256s256_random
+rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{,seed1/}{protected,predictions}  # not committed
