@@ -47,3 +47,10 @@ python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir
   runs/k256_synper runs/k256_random runs/k256s256_clean runs/k256s256_unseg runs/k256dl_synper runs/k256fpn_synper \
   runs/k256fpn_random runs/k256dl_random runs/k256s256_pattern runs/k256s256_synper runs/k256s256_random
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{,seed1/}{protected,predictions}  # not committed
+# epochs16/: sam@small_256 clean, v11 and pattern with --epochs 16 (stop 47, 2026-12-07 20:18–20:55 UTC, code ebd229f, on the
+# AMD EPYC, two processes at a time beside the CamVid 16-epoch runs of ../evaluate_protection_camvid256_cpu_v11/epochs16/)
+for m in unseg clean pattern; do
+  unseg evaluate --out runs/k256s256e16_$m --methods $m ${C/--victims unet/--victims sam@small_256} --epochs 16; done
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11/epochs16 runs/k256s256e16_clean \
+  runs/k256s256e16_unseg runs/k256s256e16_pattern
+rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/epochs16/protected  # not committed
