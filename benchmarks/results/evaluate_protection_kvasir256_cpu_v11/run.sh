@@ -54,3 +54,9 @@ for m in unseg clean pattern; do
 python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11/epochs16 runs/k256s256e16_clean \
   runs/k256s256e16_unseg runs/k256s256e16_pattern
 rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/epochs16/protected  # not committed
+# the 128-px sam victim's pattern, synper and random (stop 47, 2026-12-07 21:40–21:56 UTC, code 7847983, the three at once),
+# merged into this folder's own results
+for m in pattern synper random; do unseg evaluate --out runs/k256sam_$m --methods $m ${C/--victims unet/--victims sam} & done; wait
+python benchmarks/merge_results.py benchmarks/results/evaluate_protection_kvasir256_cpu_v11 benchmarks/results/evaluate_protection_kvasir256_cpu_v11 \
+  runs/k256sam_pattern runs/k256sam_synper runs/k256sam_random
+rm -rf benchmarks/results/evaluate_protection_kvasir256_cpu_v11/{protected,predictions}  # not committed; the image grid is kept from before
