@@ -29,6 +29,16 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
   ``skydark``: sky and car swap codes (sky the flat (−, −, −), car none): on clean test images a v11 victim
   calls most non-sky pixels car, the class of that code (with the swap it still says car: the results file);
   ``skyneg``: sky the flat (−, −, −) and car the white/black checker, so that no class is left without noise;
+  ``chroma``: ``luma`` with no grey code on a class other than sky — car (v11: (−, −, −)) takes sign's flat
+  (+, −, −), pedestrian (v11: (+, +, +)) pole's (−, +, −) — so that a clean pixel (no colour shift) looks,
+  to a victim that reads codes by their colour, like sky only; in every earlier 256-px row the class that
+  clean pixels fell to (car) carried a grey code or none;
+  ``greysmall``: the grey codes on the small classes instead — pole, fence, bicyclist (−, −, −), sign and
+  pedestrian (+, +, +) — and a distinct chroma colour on each large class but sky (none): road (+, −, +),
+  pavement (−, −, +), tree (+, +, −), car (−, +, +), building key 1's yellow/blue checker; if clean pixels
+  fall to the grey-coded classes, every large class but sky loses them;
+  ``nullsmall``: no noise on the small classes (pole, sign, fence, pedestrian, bicyclist) and no grey code at
+  all: sky (+, −, −), the large classes as in ``greysmall``; clean pixels then look like the small classes only;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id);
 - ``codes:PATH``: learned class codes (``sam_error_min_probe.py --class-wise --save-codes PATH``: one
@@ -73,6 +83,7 @@ from unseg.protection.budget import apply_budget
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = np.array(CODE_COLOURS, np.float32)  # the generator's sign-colours, in its order
 TEXTURES = ("checker", "hstripe", "vstripe", "diag", "adiag")
+V11_VARIANTS = ("luma", "lumasky", "skydark", "skyneg", "chroma", "greysmall", "nullsmall")  # families on v11's codes
 
 
 def texture(kind: str, height: int, width: int, period: int) -> np.ndarray:
@@ -153,7 +164,7 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
         bank = [np.zeros((height, width, 3), np.float32) if k in nulls
                 else texture(table[k][0], height, width, period)[..., None] * COLOURS[table[k][1]] if k in table
                 else keyed_code(k, height, width, period) for k in range(count)]
-    elif family in ("luma", "lumasky", "skydark", "skyneg"):  # the v11 generator's codes by hand, and variants for sky
+    elif family in V11_VARIANTS:  # the v11 generator's codes by hand, and variants for sky and for grey codes
         codes = initial_codes(count, period, "luma_checker")
         if family == "lumasky":  # class 0 (sky) a white/black checker, unlike key 1's yellow/blue one and every flat colour
             codes[0] = texture_code(0, period)
@@ -161,6 +172,15 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             codes[[0, 8]] = codes[[8, 0]]
         elif family == "skyneg":  # sky the flat (-, -, -) and car (class 8) the white/black checker: no class without noise
             codes[0], codes[8] = codes[8].clone(), texture_code(0, period)
+        elif family == "chroma":  # no grey code but sky's (none): car (8) takes sign's (6) colour, pedestrian (9) pole's (2)
+            codes[8], codes[9] = codes[6].clone(), codes[2].clone()
+        elif family == "greysmall":  # grey codes on pole 2, sign 6, fence 7, pedestrian 9, bicyclist 10; car (8) fence's chroma
+            grey = flat_code(8, period)  # (-, -, -)
+            codes[8] = codes[7].clone()
+            codes[2], codes[6], codes[7], codes[9], codes[10] = grey, -grey, grey, -grey, grey
+        elif family == "nullsmall":  # small classes (2, 6, 7, 9, 10) without noise, sky (0) sign's (6) chroma, car fence's
+            codes[0], codes[8] = codes[6].clone(), codes[7].clone()
+            codes[[2, 6, 7, 9, 10]] = 0.0
         bank = [tiled(code, height, width) for code in codes]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
