@@ -83,6 +83,7 @@ from unseg.protection.budget import apply_budget
 REPO = Path(__file__).resolve().parents[1]
 COLOURS = np.array(CODE_COLOURS, np.float32)  # the generator's sign-colours, in its order
 TEXTURES = ("checker", "hstripe", "vstripe", "diag", "adiag")
+CAMVID_SMALL = [2, 6, 7, 9, 10]  # pole, sign, fence, pedestrian, bicyclist: ~1 % of the pixels or less each
 V11_VARIANTS = ("luma", "lumasky", "skydark", "skyneg", "chroma", "greysmall", "nullsmall")  # families on v11's codes
 
 
@@ -174,13 +175,13 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             codes[0], codes[8] = codes[8].clone(), texture_code(0, period)
         elif family == "chroma":  # no grey code but sky's (none): car (8) takes sign's (6) colour, pedestrian (9) pole's (2)
             codes[8], codes[9] = codes[6].clone(), codes[2].clone()
-        elif family == "greysmall":  # grey codes on pole 2, sign 6, fence 7, pedestrian 9, bicyclist 10; car (8) fence's chroma
+        elif family == "greysmall":  # grey codes on the small classes, (-, -, -) and (+, +, +) in turn; car (8) fence's chroma
             grey = flat_code(8, period)  # (-, -, -)
             codes[8] = codes[7].clone()
-            codes[2], codes[6], codes[7], codes[9], codes[10] = grey, -grey, grey, -grey, grey
-        elif family == "nullsmall":  # small classes (2, 6, 7, 9, 10) without noise, sky (0) sign's (6) chroma, car fence's
+            codes[CAMVID_SMALL] = torch.stack([grey, -grey, grey, -grey, grey])
+        elif family == "nullsmall":  # the small classes without noise, sky (0) sign's (6) chroma, car fence's (7)
             codes[0], codes[8] = codes[6].clone(), codes[7].clone()
-            codes[[2, 6, 7, 9, 10]] = 0.0
+            codes[CAMVID_SMALL] = 0.0
         bank = [tiled(code, height, width) for code in codes]
     elif family == "pattern":
         bank = [texture("checker", height, width, period)[..., None] * COLOURS[1]] * count
