@@ -84,7 +84,7 @@ REPO = Path(__file__).resolve().parents[1]
 COLOURS = np.array(CODE_COLOURS, np.float32)  # the generator's sign-colours, in its order
 TEXTURES = ("checker", "hstripe", "vstripe", "diag", "adiag")
 CAMVID_SMALL = [2, 6, 7, 9, 10]  # pole, sign, fence, pedestrian, bicyclist: ~1 % of the pixels or less each
-V11_VARIANTS = ("luma", "lumasky", "skydark", "skyneg", "chroma", "greysmall", "nullsmall")  # families on v11's codes
+V11_VARIANTS = ("luma", "lumasky", "skydark", "skyneg", "chroma", "greysmall", "nullsmall", "nullsmallv11")  # families on v11's codes
 
 
 def texture(kind: str, height: int, width: int, period: int) -> np.ndarray:
@@ -179,8 +179,9 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             grey = flat_code(8, period)  # (-, -, -)
             codes[8] = codes[7].clone()
             codes[CAMVID_SMALL] = torch.stack([grey, -grey, grey, -grey, grey])
-        elif family == "nullsmall":  # the small classes without noise, sky (0) sign's (6) chroma, car fence's (7)
-            codes[0], codes[8] = codes[6].clone(), codes[7].clone()
+        elif family in ("nullsmall", "nullsmallv11"):  # the small classes without noise, the rest v11's codes in
+            if family == "nullsmall":  # nullsmallv11 (car grey, sky none); here sky (0) sign's (6) chroma, car fence's (7)
+                codes[0], codes[8] = codes[6].clone(), codes[7].clone()
             codes[CAMVID_SMALL] = 0.0
         bank = [tiled(code, height, width) for code in codes]
     elif family == "pattern":
