@@ -39,6 +39,7 @@ Noises (unit ±1 patterns; ``P`` = the image's longer side / ``--period-divisor`
   fall to the grey-coded classes, every large class but sky loses them;
   ``nullsmall``: no noise on the small classes (pole, sign, fence, pedestrian, bicyclist) and no grey code at
   all: sky (+, −, −), the large classes as in ``greysmall``; clean pixels then look like the small classes only;
+  ``nullsmallv11``: ``luma`` (car keeps its (−, −, −), sky none) with the small classes left without noise;
 - ``keyedcr``: ``keyed`` at half amplitude plus half a per-class shift towards the image's mean colour;
 - ``gen:PATH``: a generator's noise, made as ``unseg evaluate`` makes it (class regions keyed by class id);
 - ``codes:PATH``: learned class codes (``sam_error_min_probe.py --class-wise --save-codes PATH``: one
@@ -179,8 +180,8 @@ def code_bank(family: str, count: int, height: int, width: int, period: int, nul
             grey = flat_code(8, period)  # (-, -, -)
             codes[8] = codes[7].clone()
             codes[CAMVID_SMALL] = torch.stack([grey, -grey, grey, -grey, grey])
-        elif family in ("nullsmall", "nullsmallv11"):  # the small classes without noise, the rest v11's codes in
-            if family == "nullsmall":  # nullsmallv11 (car grey, sky none); here sky (0) sign's (6) chroma, car fence's (7)
+        elif family in ("nullsmall", "nullsmallv11"):  # the small classes without noise; nullsmallv11 keeps the rest
+            if family == "nullsmall":  # as v11 has them, nullsmall gives sky (0) sign's (6) chroma and car fence's (7)
                 codes[0], codes[8] = codes[6].clone(), codes[7].clone()
             codes[CAMVID_SMALL] = 0.0
         bank = [tiled(code, height, width) for code in codes]
